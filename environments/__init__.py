@@ -1,0 +1,1 @@
+"""Per-environment settings: one YAML file each, validated by `environments.config`."""

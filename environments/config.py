@@ -1,0 +1,187 @@
+"""The one validated configuration object that every stack and task reads.
+
+Each `environments/<name>.yaml` is parsed into `EnvironmentConfig`; a bad file
+fails with a single line naming the file, the key and what is allowed, so that
+every task can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENVIRONMENTS_DIR = Path(__file__).resolve().parent
+ENVIRONMENT_NAMES = ("local", "dev", "staging", "prod")
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FunctionSettings(_Strict):
+    memory_mb: int = Field(ge=128, le=10240)
+    timeout_seconds: int = Field(ge=1, le=900)
+    # Optional: a fresh AWS account (concurrency limit 10) rejects any reservation.
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+
+class FunctionsSettings(_Strict):
+    webhook_processor: FunctionSettings = FunctionSettings(memory_mb=1024, timeout_seconds=60)
+    price_enricher: FunctionSettings = FunctionSettings(memory_mb=512, timeout_seconds=60)
+    log_alerts: FunctionSettings = FunctionSettings(memory_mb=128, timeout_seconds=30)
+
+
+class StreamSettings(_Strict):
+    """The enricher's event source mapping; the local poller reads these back from the deployment."""
+
+    batch_size: int = Field(default=100, ge=1, le=10000)
+    maximum_batching_window_seconds: int = Field(default=1, ge=0, le=300)
+    maximum_retry_attempts: int = Field(default=3, ge=0, le=10000)
+    maximum_record_age_seconds: int = Field(default=3600, ge=60, le=604800)
+    bisect_batch_on_function_error: bool = True
+    starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+
+
+class IndicatorWindows(_Strict):
+    sma: list[Annotated[int, Field(ge=1, le=500)]] = [5, 20]
+    ema: list[Annotated[int, Field(ge=1, le=500)]] = [12, 26]
+    volatility: list[Annotated[int, Field(ge=2, le=500)]] = [20]
+
+    @field_validator("sma", "ema", "volatility")
+    @classmethod
+    def _unique_sorted(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("windows must be unique")
+        return sorted(value)
+
+
+class LocalStateBackend(_Strict):
+    type: Literal["local"]
+    # Relative to the repository root; one state file per stack is kept in this folder.
+    directory: str = "build/state"
+
+
+class S3StateBackend(_Strict):
+    type: Literal["s3"]
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    key_prefix: str = Field(min_length=1, pattern=r"^[A-Za-z0-9!_.*'()/-]+$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    use_lockfile: bool = True
+
+
+class AlarmSettings(_Strict):
+    iterator_age_ms: int = Field(default=60_000, ge=1000)
+    evaluation_period_seconds: int = Field(default=60, ge=10)
+
+
+class EnvironmentConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{1,15}$")
+    suffix: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,19}$", description="appended to every resource name")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    backend: Annotated[LocalStateBackend | S3StateBackend, Field(discriminator="type")]
+    functions: FunctionsSettings = FunctionsSettings()
+    lambda_runtime: Literal["python3.12", "python3.13"] = "python3.12"
+    log_retention_days: LogRetentionDays = 3
+    dlq_retention_seconds: int = Field(default=345_600, ge=60, le=1_209_600)
+    stream: StreamSettings = StreamSettings()
+    indicator_windows: IndicatorWindows = IndicatorWindows()
+    default_quote: str = Field(default="USD", pattern=r"^[A-Z0-9]{2,10}$")
+    max_skew_seconds: int = Field(default=300, ge=1, le=3600)
+    alarms: AlarmSettings = AlarmSettings()
+    alert_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = {}
+    # Emulators only: the AWS endpoint (the embedded runner replaces the port at run time).
+    aws_endpoint_url: AnyHttpUrl | None = None
+    # Pin the AWS provider to another version (the offline mirror has 5.100.0).
+    provider_version: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+$")
+    # Dev-only signing secrets, allowed in the local environment alone; every other
+    # environment receives WEBHOOK_SECRETS from the deploy environment.
+    local_webhook_secrets: dict[str, list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _local_only_fields(self) -> "EnvironmentConfig":
+        if self.local_webhook_secrets is not None and self.name != "local":
+            raise ValueError("local_webhook_secrets is allowed only in the local environment")
+        if self.aws_endpoint_url is not None and self.backend.type != "local":
+            raise ValueError("an emulator endpoint (aws_endpoint_url) needs the local state backend")
+        return self
+
+    @property
+    def is_emulated(self) -> bool:
+        """True where the target is an AWS emulator rather than an AWS account."""
+        return self.aws_endpoint_url is not None
+
+    def resource_name(self, resource: str) -> str:
+        """Every resource is named `{resource}-{suffix}` so that suffixed copies never collide."""
+        return f"{resource}-{self.suffix}"
+
+    def with_suffix(self, suffix: str | None) -> "EnvironmentConfig":
+        """A validated copy with another suffix, for isolated copies such as `pr42`."""
+        if not suffix:
+            return self
+        return _validate({**self.model_dump(mode="json"), "suffix": suffix}, f"--suffix {suffix}")
+
+
+def _format_error(source: str, error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "literal_error" and "expected" in item.get("ctx", {}):
+            message = f"must be one of {item['ctx']['expected']}"
+        shown = item.get("input")
+        suffix = f" (got {shown!r})" if shown is not None and not isinstance(shown, dict) else ""
+        parts.append(f"{location or '<top level>'}: {message}{suffix}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _validate(data: object, source: str) -> EnvironmentConfig:
+    try:
+        return EnvironmentConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(source, error)) from None
+
+
+def load_config(name: str, *, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
+    """Read and validate `environments/<name>.yaml`; raise ConfigError with one line on any problem."""
+    if not re.fullmatch(r"[a-z][a-z0-9]{1,15}", name or ""):
+        raise ConfigError(f"unknown environment {name!r}: expected one of {', '.join(ENVIRONMENT_NAMES)}")
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise ConfigError(f"{path.name}: no such environment file (known: {', '.join(known)})")
+    shown = f"environments/{path.name}"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{shown}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}: expected a mapping of keys at the top level")
+    if data.get("name", name) != name:
+        raise ConfigError(f"{shown}: name: must equal the file name {name!r} (got {data['name']!r})")
+    return _validate({"name": name, **data}, shown)

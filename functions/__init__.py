@@ -1,0 +1,1 @@
+"""Lambda function code. Each zip holds `functions/<name>/` plus `functions/shared/`."""

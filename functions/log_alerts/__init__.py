@@ -1,0 +1,1 @@
+"""The log_alerts Lambda function."""

@@ -1,0 +1,1 @@
+"""The price_enricher Lambda function."""

@@ -1,0 +1,1 @@
+"""Project code behind the Invoke tasks (build, synth, terraform, local runtime, operations)."""
