@@ -4,12 +4,11 @@ Usage: python main.py [ENV] [SUFFIX]  (ENV defaults to local)
 """
 
 import sys
-from pathlib import Path
 
 from environments.config import ConfigError, load_config
 from stacks.app import synth
 from tooling.build import BuildError, load_manifest
-from tooling.paths import BUILD_DIR
+from tooling.synth import default_outdir
 
 
 def main(argv: list[str]) -> int:
@@ -20,7 +19,7 @@ def main(argv: list[str]) -> int:
     except (ConfigError, BuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    outdir = Path(BUILD_DIR / "cdktf.out" / config.suffix)
+    outdir = default_outdir(config)
     synth(config, artifacts, outdir)
     print(f"synthesized {env} ({config.suffix}) into {outdir}")
     return 0

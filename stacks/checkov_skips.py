@@ -1,13 +1,13 @@
 """Per-resource checkov skips that live next to the resource in the stack code.
 
 checkov ignores inline skip comments in Terraform JSON, so each skip is written into
-the resource's "//" comment block (Terraform ignores "//" keys) and the checkov task
+the resource's "//" comment block (Terraform ignores "//" keys) and `tooling.checkov`
 filters its findings on them. A skip without a reason is refused at synth time.
 """
 
 from cdktf import TerraformResource
 
-SKIP_KEY = "checkov_skip"
+from tooling.checkov import SKIP_KEY
 
 
 def skip_check(resource: TerraformResource, check_id: str, reason: str) -> None:

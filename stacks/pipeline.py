@@ -46,6 +46,14 @@ from tooling.build import BuiltZip
 ERROR_LOG_PATTERN = '?ERROR ?CRITICAL ?"Task timed out"'
 ONLY_INSERT_EVENTS = json.dumps({"eventName": ["INSERT"]})
 METRICS_NAMESPACE = "CryptoPricePipeline"
+NO_LAMBDA_DLQ_REASONS = {
+    "webhook_processor": "Invoked synchronously by its function URL, where a Lambda DLQ never fires; the "
+                         "code sends updates it cannot store to the webhook DLQ itself.",
+    "price_enricher": "Invoked synchronously by the stream mapping, where a Lambda DLQ never fires; the "
+                      "mapping's on-failure destination is the enricher DLQ.",
+    "log_alerts": "Invoked asynchronously by CloudWatch Logs; an alert it cannot send raises the "
+                  "log-alerts Errors alarm on the alerts topic, and a DLQ of alerts nobody reads adds nothing.",
+}
 HANDLERS = {
     "webhook_processor": "functions.webhook_processor.handler.handler",
     "price_enricher": "functions.price_enricher.handler.handler",
@@ -222,9 +230,7 @@ class PipelineStack(EnvironmentStack):
                                                    "VPC adds NAT cost with nothing private to reach.")
         skip_check(lambda_function, "CKV_AWS_272", "Code signing is not used: zips are built reproducibly "
                                                    "in CI and pinned by source_code_hash.")
-        skip_check(lambda_function, "CKV_AWS_116", "Synchronous invocations (function URL, stream) get no "
-                                                   "Lambda DLQ; failures go to SQS from the code and the "
-                                                   "event source mapping's on-failure destination.")
+        skip_check(lambda_function, "CKV_AWS_116", NO_LAMBDA_DLQ_REASONS[function])
         if settings.reserved_concurrency is None:
             skip_check(lambda_function, "CKV_AWS_115", "No reserved concurrency in this environment: a fresh "
                                                        "account (limit 10) rejects any reservation.")

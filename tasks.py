@@ -1,0 +1,115 @@
+"""Invoke tasks: thin wrappers over the project's modules (which the tests cover)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+from invoke import Exit, task
+
+from environments.config import ConfigError, load_config
+from tooling.build import BuildError
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+def one_line_errors(function):
+    """Known failures end a task with one line, never a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from tooling.checkov import CheckovError
+        from tooling.terraform import TerraformError
+
+        try:
+            return function(*args, **kwargs)
+        except (ConfigError, BuildError, TerraformError, CheckovError) as error:
+            raise Exit(f"error: {error}", code=2) from None
+
+    return wrapper
+
+
+@task(help={"env": "environment file name (local, dev, staging, prod)", "suffix": "isolated copy suffix"})
+@one_line_errors
+def config(c, env="local", suffix=None):
+    """Print the resolved, validated configuration of an environment."""
+    print(json.dumps(load_config(env).with_suffix(suffix).model_dump(mode="json"), indent=2))
+
+
+@task(help={"host": "build for this machine (local runs) instead of Lambda arm64"})
+@one_line_errors
+def build(c, host=False):
+    """Build one reproducible zip per function under build/dist/."""
+    from tooling.build import LAMBDA_ARM64, build_all, host_platform
+
+    for built in build_all(host_platform() if host else LAMBDA_ARM64).values():
+        print(f"{built.function:18} {built.size:>10,} bytes  sha256={built.sha256_base64}  {built.path}")
+
+
+@task(help={"env": "environment", "suffix": "isolated copy suffix, e.g. pr42"})
+@one_line_errors
+def synth(c, env="local", suffix=None):
+    """Write the Terraform JSON of every stack of an environment."""
+    from tooling.build import build_all
+    from tooling.synth import synth_environment
+
+    configuration = load_config(env).with_suffix(suffix)
+    build_all()
+    app = synth_environment(configuration)
+    for stack in app.stacks:
+        print(f"{stack.name:24} {stack.directory}")
+
+
+@task(help={"env": "environment"})
+@one_line_errors
+def validate(c, env="local"):
+    """terraform validate every synthesized stack of an environment (offline mirror when present)."""
+    from tooling.build import build_all
+    from tooling.synth import synth_environment
+    from tooling.terraform import validate_stack, write_cli_config
+
+    build_all()
+    app = synth_environment(load_config(env))
+    cli_config = write_cli_config()
+    for stack in app.stacks:
+        result = validate_stack(stack.directory, cli_config)
+        print(f"{stack.name}: {result.last_lines(1)}")
+        if result.returncode:
+            raise Exit(f"error: terraform validate failed in {stack.name}:\n{result.last_lines()}", code=1)
+
+
+@task(help={"env": "environment"})
+@one_line_errors
+def checkov(c, env="local"):
+    """Run checkov on the synthesized stacks; fail on any finding without a written skip."""
+    from tooling.build import build_all
+    from tooling.checkov import run_checkov
+    from tooling.synth import synth_environment
+
+    build_all()
+    app = synth_environment(load_config(env))
+    findings = run_checkov([stack.directory / "cdk.tf.json" for stack in app.stacks])
+    open_findings = [f for f in findings if not f.skip_reason]
+    for finding in findings:
+        state = "skipped: " + finding.skip_reason if finding.skip_reason else "FAILED"
+        print(f"{finding.check_id:12} {finding.resource:32} {state}")
+    if open_findings:
+        raise Exit(f"error: {len(open_findings)} checkov finding(s) without a written skip", code=1)
+
+
+@task(help={"thorough": "long property-based runs (10,000 examples)", "k": "pytest -k expression",
+            "quick": "skip nothing, but run benchmarks and property tests with few examples"})
+def test(c, thorough=False, k=None, quick=False):
+    """Run the whole test suite (unit, synth, terraform validate, checkov, end to end)."""
+    from tooling.build import LAMBDA_ARM64, build_all, host_platform
+
+    build_all(LAMBDA_ARM64)
+    build_all(host_platform())
+    profile = "thorough" if thorough else ("quick" if quick else "ci")
+    selection = f" -k '{k}'" if k else ""
+    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --hypothesis-profile={profile}{selection} tests",
+                   warn=True, pty=False)
+    if result.exited:
+        raise Exit(code=result.exited)
