@@ -39,13 +39,13 @@ from stacks.base import EnvironmentStack
 from stacks.iam import lambda_assume_role_policy, policy_document, statement
 from stacks.names import FUNCTION_RESOURCES, function_name, role_name
 from stacks.storage import StorageStack
+from functions.shared.observability import METRICS_NAMESPACE
 from tooling.build import BuiltZip
 
 # Error lines in the functions' logs: Powertools logs carry "level":"ERROR"; the runtime
 # prints "[ERROR]" and "Task timed out". The local runtime applies this same pattern.
 ERROR_LOG_PATTERN = '?ERROR ?CRITICAL ?"Task timed out"'
 ONLY_INSERT_EVENTS = json.dumps({"eventName": ["INSERT"]})
-METRICS_NAMESPACE = "CryptoPricePipeline"
 NO_LAMBDA_DLQ_REASONS = {
     "webhook_processor": "Invoked synchronously by its function URL, where a Lambda DLQ never fires; the "
                          "code sends updates it cannot store to the webhook DLQ itself.",

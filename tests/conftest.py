@@ -53,3 +53,18 @@ def synthesized(tmp_path_factory, artifacts):
     apps = {name: synth_environment(load_config(name), base / name, artifacts) for name in ENVIRONMENT_NAMES}
     apps["dev-pr42"] = synth_environment(load_config("dev").with_suffix("pr42"), base / "dev-pr42", artifacts)
     return apps
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's HTTP server on 127.0.0.1 (a free port), shared by the session; tests reset it."""
+    from tooling.local.emulator import EmbeddedEmulator
+
+    with EmbeddedEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def moto_endpoint(moto_server):
+    moto_server.reset()
+    return moto_server.endpoint
