@@ -1,0 +1,61 @@
+"""Indicator formulas (the data contract in the README), free of AWS.
+
+Per symbol, over its items ordered by `timestamp`, the current item included:
+  sma_<n>         mean of the last n prices
+  ema_<n>         alpha = 2/(n+1), seeded with the symbol's first price
+                  (pandas ewm(span=n, adjust=False).mean() over the whole series)
+  volatility_<n>  sample standard deviation (ddof=1) of the last n log returns (n+1 prices)
+  change_pct      (p_t - p_t-1) / p_t-1 * 100
+A field whose history is too short is absent, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class Windows:
+    sma: tuple[int, ...] = (5, 20)
+    ema: tuple[int, ...] = (12, 26)
+    volatility: tuple[int, ...] = (20,)
+
+    @classmethod
+    def from_mapping(cls, data: dict) -> "Windows":
+        return cls(**{key: tuple(sorted(int(n) for n in data.get(key, ()))) for key in ("sma", "ema", "volatility")})
+
+    @property
+    def history_needed(self) -> int:
+        """Earlier prices the widest window needs besides the current one."""
+        return max([n - 1 for n in self.sma] + list(self.volatility) + [1])
+
+
+def ema_step(previous: float, price: float, n: int) -> float:
+    alpha = 2.0 / (n + 1)
+    return alpha * price + (1.0 - alpha) * previous
+
+
+def window_indicators(prices: Sequence[float], windows: Windows) -> dict[str, float]:
+    """SMA, volatility and change from the last prices (oldest first, the current one last)."""
+    result: dict[str, float] = {}
+    current = prices[-1]
+    for n in windows.sma:
+        if len(prices) >= n:
+            result[f"sma_{n}"] = statistics.fmean(prices[-n:])
+    for n in windows.volatility:
+        if len(prices) >= n + 1:
+            tail = prices[-(n + 1):]
+            returns = [math.log(b / a) for a, b in zip(tail, tail[1:])]
+            result[f"volatility_{n}"] = statistics.stdev(returns)
+    if len(prices) >= 2:
+        result["change_pct"] = (current - prices[-2]) / prices[-2] * 100.0
+    return result
+
+
+def to_decimal(value: float) -> Decimal:
+    """Exact round-trip of the float (repr), so a stored EMA continues the chain without drift."""
+    return Decimal(repr(value))

@@ -1,0 +1,44 @@
+"""Real historical price series for the tests and the demo feed.
+
+Source: the CSV files shipped inside the `backtesting` wheel on PyPI (backtesting.py 0.6.6,
+`backtesting/test/BTCUSD.csv`: monthly BTC/USD OHLCV 2012-01..2024-12; `EURUSD.csv`: hourly
+EUR/USD 2017-2018). They are read from the installed package, never copied into this
+repository (the package is AGPL-3.0); nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+SERIES = {"BTC-USD": "BTCUSD.csv", "EUR-USD": "EURUSD.csv"}
+SOURCE_NOTE = "backtesting.py 0.6.6 (PyPI), backtesting/test/{BTCUSD,EURUSD}.csv"
+
+
+@dataclass(frozen=True)
+class Bar:
+    event_ms: int
+    close: Decimal
+    volume: Decimal
+
+
+def _data_dir() -> Path:
+    spec = importlib.util.find_spec("backtesting")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the 'backtesting' package is not installed (pip install -r requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "test"
+
+
+def load_series(symbol: str, limit: int | None = None) -> list[Bar]:
+    """Bars oldest first; `limit` keeps the most recent ones."""
+    path = _data_dir() / SERIES[symbol]
+    bars = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            moment = datetime.fromisoformat(row[""]).replace(tzinfo=timezone.utc)
+            bars.append(Bar(int(moment.timestamp()) * 1000, Decimal(row["Close"]), Decimal(row["Volume"] or "0")))
+    return bars[-limit:] if limit else bars
