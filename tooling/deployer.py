@@ -1,0 +1,180 @@
+"""Deploy orchestration with plain terraform, stack by stack in dependency order.
+
+init → plan -out → plan summary → apply of the saved plan, storage before pipeline;
+destroy in reverse. The first failure stops everything: dependent stacks never run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from environments.config import EnvironmentConfig, LocalStateBackend
+from tooling.paths import BUILD_DIR
+from tooling.synth import SynthesizedApp, SynthesizedStack
+from tooling.terraform import TerraformError, TerraformResult, base_environment, run_terraform
+
+PLAN_FILE = "tfplan"
+SECRETS_VARIABLE = "TF_VAR_webhook_secrets"
+_PLAN_SUMMARY = re.compile(r"^(Plan: .*|No changes\..*)$", re.MULTILINE)
+
+Runner = Callable[[list[str], Path, dict[str, str]], TerraformResult]
+
+
+class DeployError(TerraformError):
+    """A stack failed; names it, the terraform exit code and the last lines."""
+
+    def __init__(self, stack: str, step: str, result: TerraformResult) -> None:
+        super().__init__(f"{stack}: terraform {step} failed with exit code {result.returncode}\n"
+                         f"{result.last_lines()}")
+        self.stack, self.step, self.returncode = stack, step, result.returncode
+
+
+@dataclass(frozen=True)
+class Step:
+    stack: str
+    cwd: Path
+    args: tuple[str, ...]
+
+    def shell(self) -> str:
+        return f"(cd {shlex.quote(str(self.cwd))} && terraform {' '.join(shlex.quote(a) for a in self.args)})"
+
+
+def secrets_required(config: EnvironmentConfig, environ: dict[str, str]) -> str | None:
+    """The problem with WEBHOOK_SECRETS for a deploy, or None. Never returns the value."""
+    if config.local_webhook_secrets is not None:
+        return None
+    raw = environ.get(SECRETS_VARIABLE)
+    if not raw:
+        return f"{SECRETS_VARIABLE} is not set: export the webhook secrets (JSON) before deploying {config.name}"
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return f"{SECRETS_VARIABLE} is not valid JSON"
+    if not isinstance(data, dict) or not data:
+        return f"{SECRETS_VARIABLE} must be a JSON object of source id -> secret(s)"
+    return None
+
+
+def deploy_environment(config: EnvironmentConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """terraform's environment for this deploy: secrets as a sensitive TF_VAR, never in files."""
+    env: dict[str, str] = dict(extra or {})
+    if config.local_webhook_secrets is not None:
+        env[SECRETS_VARIABLE] = json.dumps(config.local_webhook_secrets)
+    return env
+
+
+def backend_description(config: EnvironmentConfig, stack: SynthesizedStack) -> str:
+    backend = config.backend
+    if isinstance(backend, LocalStateBackend):
+        return f"local state {backend.directory}/{stack.name}.tfstate"
+    lock = "with S3 lockfile" if backend.use_lockfile else "without lock"
+    return f"s3://{backend.bucket}/{backend.key_prefix}/{stack.name}.tfstate ({backend.region}, {lock})"
+
+
+@dataclass
+class Deployer:
+    config: EnvironmentConfig
+    app: SynthesizedApp
+    cli_config: Path
+    env: dict[str, str] = field(default_factory=dict)
+    runner: Runner | None = None
+    echo: Callable[[str], None] = print
+    stream: bool = False
+
+    def _environment(self) -> dict[str, str]:
+        return base_environment(self.cli_config, self.env)
+
+    def _run(self, stack: SynthesizedStack, *args: str) -> TerraformResult:
+        if self.runner is not None:
+            return self.runner(list(args), stack.directory, self._environment())
+        return run_terraform(list(args), stack.directory, self._environment(), stream=self.stream)
+
+    def _check(self, stack: SynthesizedStack, step: str, result: TerraformResult) -> TerraformResult:
+        if result.returncode != 0:
+            raise DeployError(stack.name, step, result)
+        return result
+
+    def selected(self, only: str | None = None) -> list[SynthesizedStack]:
+        stacks = list(self.app.stacks)
+        if only:
+            names = {s.name for s in stacks}
+            wanted = only if only in names else self.config.resource_name(only)
+            if wanted not in names:
+                raise TerraformError(f"no stack {only!r}; stacks: {', '.join(sorted(names))}")
+            stacks = [s for s in stacks if s.name == wanted]
+        return stacks
+
+    def deploy_steps(self, only: str | None = None) -> list[Step]:
+        steps = []
+        for stack in self.selected(only):
+            steps += [Step(stack.name, stack.directory, ("init", "-input=false", "-reconfigure", "-no-color")),
+                      Step(stack.name, stack.directory, ("plan", "-input=false", "-no-color", f"-out={PLAN_FILE}")),
+                      Step(stack.name, stack.directory, ("apply", "-input=false", "-no-color", PLAN_FILE))]
+        return steps
+
+    def destroy_steps(self) -> list[Step]:
+        steps = []
+        for stack in reversed(self.app.stacks):
+            steps += [Step(stack.name, stack.directory, ("init", "-input=false", "-reconfigure", "-no-color")),
+                      Step(stack.name, stack.directory, ("destroy", "-input=false", "-no-color", "-auto-approve"))]
+        return steps
+
+    def describe(self, steps: list[Step]) -> list[str]:
+        """The dry run: exact commands, working directories and backends; no secret values."""
+        lines = []
+        for stack in {s.stack: s for s in steps}.values():
+            synthesized = next(s for s in self.app.stacks if s.name == stack.stack)
+            lines.append(f"# {stack.stack}: {backend_description(self.config, synthesized)}")
+            lines += [f"  {step.shell()}" for step in steps if step.stack == stack.stack]
+        names = sorted(k for k in self.env if not k.startswith("TF_VAR_"))
+        secrets = sorted(k for k in self.env if k.startswith("TF_VAR_"))
+        lines.append(f"# environment: TF_CLI_CONFIG_FILE={self.cli_config} {' '.join(names)}"
+                     + (f"; sensitive variables from the environment: {', '.join(secrets)}" if secrets else ""))
+        return lines
+
+    def run_steps(self, steps: list[Step]) -> None:
+        by_name = {s.name: s for s in self.app.stacks}
+        for step in steps:
+            stack = by_name[step.stack]
+            self.echo(f"==> {step.stack}: terraform {step.args[0]}")
+            result = self._check(stack, step.args[0], self._run(stack, *step.args))
+            if step.args[0] == "plan":
+                summary = _PLAN_SUMMARY.search(result.output)
+                self.echo(f"    {summary.group(1) if summary else 'plan written'}")
+            elif step.args[0] in ("apply", "destroy"):
+                self.echo("    " + (result.last_lines(1) or "done"))
+
+    def outputs(self) -> dict[str, Any]:
+        """Every stack's outputs in one mapping (cross-stack plumbing left out)."""
+        collected: dict[str, Any] = {}
+        for stack in self.app.stacks:
+            result = self._check(stack, "output", self._run(stack, "output", "-json", "-no-color"))
+            for name, item in json.loads(result.output or "{}").items():
+                if not name.startswith("cross-stack-output-"):
+                    collected[name] = item["value"]
+        return collected
+
+
+def outputs_file(config: EnvironmentConfig) -> Path:
+    return BUILD_DIR / "outputs" / f"{config.name}-{config.suffix}.json"
+
+
+def write_outputs(config: EnvironmentConfig, outputs: dict[str, Any]) -> Path:
+    path = outputs_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(outputs, indent=2, sort_keys=True))
+    return path
+
+
+def read_outputs(config: EnvironmentConfig) -> dict[str, Any]:
+    path = outputs_file(config)
+    if not path.is_file():
+        raise TerraformError(f"no outputs for {config.name}: run `invoke deploy --env {config.name}` "
+                             f"(or `invoke outputs --env {config.name}`) first")
+    return json.loads(path.read_text())
