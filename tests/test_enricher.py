@@ -218,3 +218,15 @@ def test_log_alerts_decodes_a_real_gzip_payload_and_publishes_one_concise_alert(
 def test_log_alerts_ignores_control_messages():
     payload = {"messageType": "CONTROL_MESSAGE", "logEvents": []}
     assert log_alerts.build_alert(payload) is None
+
+
+def test_a_stored_non_price_does_not_block_the_symbols_later_records(pipeline):
+    first = pipeline.record(pipeline.put("BTC-USD", 1_700_000_000_000, "10"))
+    bad = {"symbol": {"S": "BTC-USD"}, "timestamp": {"N": "1700000000001000"}, "price": {"S": "oops"}}
+    pipeline.dynamodb.put_item(TableName="crypto-prices-enrich", Item=bad)
+    bad_record = pipeline.record(bad)
+    later = pipeline.record(pipeline.put("BTC-USD", 1_700_000_002_000, "11"))
+    result = pipeline.enrich([first, bad_record, later])
+    assert result["batchItemFailures"] == [{"itemIdentifier": bad_record["dynamodb"]["SequenceNumber"]}]
+    latest = max(pipeline.items("BTC-USD"), key=lambda i: i["timestamp"])
+    assert latest["change_pct"] == Decimal("10.0")

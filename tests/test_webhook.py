@@ -331,3 +331,19 @@ def test_handler_wiring_reads_its_environment(aws, monkeypatch, moto_endpoint):
     module = importlib.reload(webhook)
     response = module.handler(url_event(SEED), LambdaContext())
     assert response["statusCode"] == 200 and len(items(aws)) == 1
+
+
+def test_a_symbols_writes_go_oldest_first_so_the_stream_is_chronological(aws):
+    dynamodb = aws[0]
+    order: list[tuple[str, int]] = []
+
+    def record(params, **_):
+        order.append((params["Item"]["symbol"]["S"], int(params["Item"]["timestamp"]["N"])))
+
+    dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", record)
+    batch = [{"symbol": s, "price": 1 + t, "exchange": "x", "timestamp": 1_700_000_000_000 + t * 1000}
+             for t in (5, 1, 4, 2, 3, 0) for s in ("BTC", "ETH")]
+    assert body_of(call(aws, url_event(json.dumps(batch), timestamp=1_700_000_010), now=1_700_000_010))["accepted"] == 12
+    for symbol in ("BTC-USD", "ETH-USD"):
+        stamps = [ts for s, ts in order if s == symbol]
+        assert stamps == sorted(stamps) and len(stamps) == 6

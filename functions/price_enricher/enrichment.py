@@ -102,6 +102,13 @@ class HistoryReader:
             arguments["ExclusiveStartKey"] = last_key
 
 
+def _history_price(row: dict[str, Any]) -> float | None:
+    value = row.get("price")
+    if isinstance(value, Decimal) and value.is_finite() and value > 0:
+        return float(value)
+    return None
+
+
 def _history_sufficient(points: dict[int, _Point], oldest_batch: int, windows: Windows) -> bool:
     older = [p for ts, p in points.items() if ts < oldest_batch]
     if len(older) < windows.history_needed:
@@ -123,8 +130,11 @@ def enrich_symbol(items: list[StreamItem], reader: HistoryReader, windows: Windo
             ts = int(row["timestamp"])
             if ts in batch:
                 continue  # the stream image is the same item; its stored indicators are recomputed
+            price = _history_price(row)
+            if price is None:
+                continue  # an item that is not a price (reported when its own record came through)
             stored = {n: float(row[f"ema_{n}"]) for n in windows.ema if f"ema_{n}" in row}
-            points[ts] = _Point(ts, float(row["price"]), stored, False)
+            points[ts] = _Point(ts, price, stored, False)
         exhausted = last
         if exhausted or _history_sufficient(points, oldest_batch, windows):
             break

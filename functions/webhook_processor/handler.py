@@ -87,7 +87,12 @@ def _queue(sqs: Any, dlq_url: str, failures: list[tuple[PriceUpdate, str]]) -> l
 
 
 def store_all(updates: list[PriceUpdate], dynamodb: Any, sqs: Any, settings: Settings) -> dict[str, Any]:
-    """Write concurrently; whatever cannot be stored goes to the DLQ; report every outcome."""
+    """Write concurrently across symbols, in time order within a symbol; queue what cannot be stored.
+
+    Within a symbol the writes are sequential and oldest first: the table stream then
+    carries a request's ticks in chronological order, so the enricher never computes a
+    newer tick before the older ones of the same request exist.
+    """
 
     def attempt(update: PriceUpdate) -> tuple[StoreOutcome | None, str | None]:
         try:
@@ -96,8 +101,17 @@ def store_all(updates: list[PriceUpdate], dynamodb: Any, sqs: Any, settings: Set
         except Exception as error:  # noqa: BLE001 - reported and queued, never dropped
             return None, f"{type(error).__name__}: {error}"[:300]
 
-    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, max(1, len(updates)))) as pool:
-        results = list(pool.map(attempt, updates))
+    by_symbol: dict[str, list[int]] = {}
+    for index, update in enumerate(updates):
+        by_symbol.setdefault(update.symbol, []).append(index)
+    results: list[tuple[StoreOutcome | None, str | None]] = [(None, None)] * len(updates)
+
+    def write_symbol(indexes: list[int]) -> None:
+        for index in sorted(indexes, key=lambda i: updates[i].event_ms):
+            results[index] = attempt(updates[index])
+
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(by_symbol))) as pool:
+        list(pool.map(write_symbol, by_symbol.values()))
     failures = [(update, error) for update, (outcome, error) in zip(updates, results) if outcome is None]
     lost = _queue(sqs, settings.dlq_url, failures) if failures else []
     return {
@@ -105,7 +119,7 @@ def store_all(updates: list[PriceUpdate], dynamodb: Any, sqs: Any, settings: Set
         "duplicates": sum(outcome == StoreOutcome.DUPLICATE for outcome, _ in results),
         "queued": len(failures) - len(lost),
         "lost": len(lost),
-        "errors": sorted({error.split(":")[0] for _, error in failures}),
+        "errors": sorted({error.split(":")[0] for _, error in failures if error}),
     }
 
 
