@@ -102,14 +102,65 @@ def checkov(c, env="local"):
 @task(help={"thorough": "long property-based runs (10,000 examples)", "k": "pytest -k expression",
             "quick": "skip nothing, but run benchmarks and property tests with few examples"})
 def test(c, thorough=False, k=None, quick=False):
-    """Run the whole test suite (unit, synth, terraform validate, checkov, end to end)."""
+    """Run the whole test suite (unit, synth, terraform validate, checkov), then the end-to-end suite."""
     from tooling.build import LAMBDA_ARM64, build_all, host_platform
 
     build_all(LAMBDA_ARM64)
     build_all(host_platform())
     profile = "thorough" if thorough else ("quick" if quick else "ci")
     selection = f" -k '{k}'" if k else ""
-    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --hypothesis-profile={profile}{selection} tests",
-                   warn=True, pty=False)
+    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --hypothesis-profile={profile}{selection} "
+                   "--ignore=tests/e2e tests", warn=True, pty=False)
+    if result.exited:
+        raise Exit(code=result.exited)
+    if not k:
+        e2e(c)
+
+
+@task
+@one_line_errors
+def demo(c):
+    """The whole pipeline on this machine: deploy to the embedded emulator, replay real prices, show results."""
+    from tooling.demo import run_demo
+
+    result = run_demo()
+    expected = result.sent
+    if sum(len(v) for v in result.items.values()) != expected or result.notifications != expected:
+        raise Exit(f"error: {expected} updates sent but not all were stored, enriched and announced", code=1)
+
+
+@task(help={"target": "embedded (default) or localstack (needs Docker)"})
+@one_line_errors
+def local(c, target="embedded"):
+    """Run the local stack until Ctrl-C, printing the webhook URL, emulator endpoint and dev-only secret."""
+    import time
+
+    from tooling.local.stack import LocalStack
+
+    with LocalStack(target=target, echo_function_logs=True) as stack:
+        info = stack.info
+        print(f"\nwebhook URL:        {info.webhook_url}\nemulator endpoint:  {info.endpoint}\n"
+              f"signing source:     {info.secret_source}\nlocal dev secret:   {info.secret}  (dev-only)\n"
+              f"table:              {info.outputs['table_name']}\n\nCtrl-C to stop.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping")
+
+
+@task(help={"target": "embedded (default, runs in CI) or localstack (needs Docker)"})
+@one_line_errors
+def e2e(c, target="embedded"):
+    """End-to-end scenarios against a terraform-applied local environment."""
+    from tooling.local.stack import TARGETS, TargetUnavailable, docker_available
+
+    if target not in TARGETS:
+        raise Exit(f"error: unknown target {target!r}; expected one of {', '.join(TARGETS)}", code=2)
+    if target == "localstack" and docker_available():
+        raise TargetUnavailable(f"the localstack target needs Docker: {docker_available()}. "
+                                "These machines have no Docker engine; use --target embedded.")
+    result = c.run(f"{sys.executable} -m pytest -q -s -p no:cacheprovider tests/e2e",
+                   env={"E2E_TARGET": target}, warn=True, pty=False)
     if result.exited:
         raise Exit(code=result.exited)

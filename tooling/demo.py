@@ -1,0 +1,170 @@
+"""`invoke demo`: the whole pipeline on this machine, fed with real historical prices.
+
+Starts the embedded stack, deploys it with terraform, replays the feed as signed webhooks
+in batches, then shows the latest price and indicators per symbol, the SNS notifications a
+subscriber received, and a PNG chart. Everything it started is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tooling.local.stack import LocalStack, local_path, signed_post
+from tooling.paths import RESULTS_DIR
+from tooling.price_data import SOURCE_NOTE, Bar, load_series
+
+FEED = {"BTC-USD": ("BTCUSD", "bitstamp", None), "EUR-USD": ("EURUSD", "fxcm", 300)}
+BATCH_SIZE = 50
+INDICATOR_COLUMNS = ("sma_5", "sma_20", "ema_12", "ema_26", "volatility_20", "change_pct")
+_deserializer = TypeDeserializer()
+
+
+@dataclass
+class DemoResult:
+    sent: int
+    accepted: int
+    items: dict[str, list[dict[str, Any]]]
+    notifications: int
+    chart: Path
+    timings: dict[str, float]
+
+
+def feed() -> list[tuple[str, str, str, Bar]]:
+    """(symbol, sent symbol, exchange, bar), oldest first within each symbol."""
+    rows = []
+    for symbol, (sent_as, exchange, limit) in FEED.items():
+        rows += [(symbol, sent_as, exchange, bar) for bar in load_series(symbol, limit)]
+    return rows
+
+
+def replay(stack: LocalStack, rows: list[tuple[str, str, str, Bar]], console: Console) -> int:
+    info = stack.info
+    accepted = 0
+    batches = [rows[i:i + BATCH_SIZE] for i in range(0, len(rows), BATCH_SIZE)]
+    columns = (TextColumn("replaying signed webhooks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("replay", total=len(rows))
+        for batch in batches:
+            body = json.dumps([{"symbol": sent_as, "price": str(bar.close), "volume": str(bar.volume),
+                                "exchange": exchange, "timestamp": bar.event_ms}
+                               for _, sent_as, exchange, bar in batch]).encode()
+            status, result = signed_post(info.webhook_url, body, info.secret_source, info.secret)
+            if status != 200:
+                raise RuntimeError(f"webhook answered {status}: {result}")
+            accepted += result["accepted"] + result["duplicates"]
+            progress.advance(task, len(batch))
+    return accepted
+
+
+def stored_items(stack: LocalStack, symbol: str) -> list[dict[str, Any]]:
+    dynamodb, table = stack.aws["dynamodb"], stack.info.outputs["table_name"]
+    items, arguments = [], {"TableName": table, "KeyConditionExpression": "symbol = :s",
+                            "ExpressionAttributeValues": {":s": {"S": symbol}}}
+    while True:
+        page = dynamodb.query(**arguments)
+        items += [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return items
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def count_notifications(stack: LocalStack, queue_url: str) -> int:
+    sqs, count = stack.aws["sqs"], 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return count
+        count += len(messages)
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+
+def chart(items: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    symbols = list(items)
+    figure, axes = plt.subplots(2, len(symbols), figsize=(7 * len(symbols), 7), sharex="col",
+                                gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
+    for column, symbol in enumerate(symbols):
+        rows = sorted(items[symbol], key=lambda i: i["timestamp"])
+        when = [datetime.fromtimestamp(int(i["timestamp"]) // 1_000_000, timezone.utc) for i in rows]
+        top, bottom = axes[0][column], axes[1][column]
+        top.plot(when, [float(i["price"]) for i in rows], label="price", color="black", linewidth=1)
+        for name in ("sma_5", "sma_20", "ema_12", "ema_26"):
+            top.plot(when, [float(i[name]) if name in i else float("nan") for i in rows], label=name, linewidth=0.9)
+        top.set_title(f"{symbol}: price and moving averages (from the pipeline's table)")
+        top.legend(loc="upper left", fontsize=8)
+        if symbol == "BTC-USD":
+            top.set_yscale("log")
+        bottom.plot(when, [float(i["volatility_20"]) if "volatility_20" in i else float("nan") for i in rows],
+                    color="tab:red")
+        bottom.set_title("volatility_20 (std of log returns)", fontsize=9)
+        locator = mdates.AutoDateLocator()
+        bottom.xaxis.set_major_locator(locator)
+        bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def summary_table(items: dict[str, list[dict[str, Any]]]) -> Table:
+    table = Table(title="Latest enriched price per symbol")
+    for name in ("symbol", "items", "enriched", "latest", "price", *INDICATOR_COLUMNS):
+        table.add_column(name, justify="right" if name not in ("symbol", "latest") else "left")
+    for symbol, rows in items.items():
+        latest = max(rows, key=lambda i: i["timestamp"])
+        when = datetime.fromtimestamp(int(latest["timestamp"]) // 1_000_000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        values = [f"{Decimal(latest[c]):.6g}" if c in latest else "—" for c in INDICATOR_COLUMNS]
+        table.add_row(symbol, str(len(rows)), str(sum("enriched_at" in i for i in rows)), when,
+                      str(latest["price"]), *values)
+    return table
+
+
+def run_demo(console: Console | None = None, chart_path: Path = RESULTS_DIR / "demo-chart.png") -> DemoResult:
+    # A wide table even when the output is a pipe (CI logs), where rich would assume 80 columns.
+    console = console or Console(width=None if Console().is_terminal else 150)
+    started = time.monotonic()
+    console.print(f"[bold]Crypto price pipeline demo[/bold] — feed: {SOURCE_NOTE}")
+    with LocalStack(echo=lambda line: console.print(f"[dim]{line}[/dim]")) as stack:
+        outputs = stack.info.outputs
+        sqs = stack.aws["sqs"]
+        inbox = sqs.create_queue(QueueName="demo-subscriber")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        stack.aws["sns"].subscribe(TopicArn=outputs["success_topic_arn"], Protocol="sqs", Endpoint=inbox_arn)
+        timings = {name: seconds for name, seconds in stack.timings.items() if name != "total"}
+
+        rows = feed()
+        phase = time.monotonic()
+        accepted = replay(stack, rows, console)
+        timings["replay"] = time.monotonic() - phase
+        phase = time.monotonic()
+        stack.settle()
+        timings["enrichment drained"] = time.monotonic() - phase
+        items = {symbol: stored_items(stack, symbol) for symbol in FEED}
+        notifications = count_notifications(stack, inbox)
+    path = chart(items, chart_path)
+    timings["total"] = time.monotonic() - started
+
+    console.print(summary_table(items))
+    console.print(f"SNS notifications received by the subscriber queue: [bold]{notifications}[/bold] "
+                  f"for {sum(len(v) for v in items.values())} stored updates ({len(rows)} sent)")
+    console.print(f"Chart of price, moving averages and volatility: [bold]{local_path(path)}[/bold]")
+    console.print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()))
+    return DemoResult(len(rows), accepted, items, notifications, path, timings)
