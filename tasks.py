@@ -164,3 +164,55 @@ def e2e(c, target="embedded"):
                    env={"E2E_TARGET": target}, warn=True, pty=False)
     if result.exited:
         raise Exit(code=result.exited)
+
+
+def _synthesized(env: str, suffix: str | None):
+    from tooling.build import build_all
+    from tooling.synth import synth_environment
+
+    configuration = load_config(env).with_suffix(suffix)
+    build_all()
+    return configuration, synth_environment(configuration)
+
+
+@task(help={"env": "environment", "suffix": "isolated copy suffix"})
+@one_line_errors
+def plan(c, env, suffix=None):
+    """Build, synth and `terraform plan` every stack of an environment (nothing is applied)."""
+    from tooling.deployer import deploy as run_deploy
+
+    configuration, app = _synthesized(env, suffix)
+    run_deploy(configuration, app, dict(os.environ), plan_only=True)
+
+
+@task(help={"env": "environment", "stack": "only this stack (storage or pipeline)", "suffix": "isolated copy suffix",
+            "auto_approve": "skip the typed confirmation (prod)", "dry_run": "print the commands, run nothing"})
+@one_line_errors
+def deploy(c, env, stack=None, auto_approve=False, dry_run=False, suffix=None):
+    """Build, synth, then terraform init/plan/apply each stack in dependency order."""
+    from tooling.deployer import deploy as run_deploy
+
+    configuration, app = _synthesized(env, suffix)
+    run_deploy(configuration, app, dict(os.environ), stack=stack, auto_approve=auto_approve, dry_run=dry_run)
+
+
+@task(help={"env": "environment", "auto_approve": "skip the typed confirmation (prod)",
+            "dry_run": "print the commands, run nothing", "suffix": "isolated copy suffix"})
+@one_line_errors
+def destroy(c, env, auto_approve=False, dry_run=False, suffix=None):
+    """Destroy every stack of an environment in reverse dependency order."""
+    from tooling.deployer import destroy as run_destroy
+
+    configuration, app = _synthesized(env, suffix)
+    run_destroy(configuration, app, dict(os.environ), auto_approve=auto_approve, dry_run=dry_run)
+
+
+@task(help={"env": "environment", "suffix": "isolated copy suffix"})
+@one_line_errors
+def outputs(c, env, suffix=None):
+    """Collect every stack's outputs into build/outputs/<env>-<suffix>.json and print them."""
+    from tooling.deployer import collect_outputs
+
+    configuration, app = _synthesized(env, suffix)
+    path = collect_outputs(configuration, app, dict(os.environ))
+    print(path.read_text())

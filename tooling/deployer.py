@@ -178,3 +178,96 @@ def read_outputs(config: EnvironmentConfig) -> dict[str, Any]:
         raise TerraformError(f"no outputs for {config.name}: run `invoke deploy --env {config.name}` "
                              f"(or `invoke outputs --env {config.name}`) first")
     return json.loads(path.read_text())
+
+
+class Aborted(TerraformError):
+    """The operator did not confirm."""
+
+
+Confirm = Callable[[str], str]
+
+
+def _terraform_env(config: EnvironmentConfig, environ: dict[str, str]) -> dict[str, str]:
+    """What terraform gets on top of this process's environment; the secret only as TF_VAR."""
+    extra: dict[str, str] = {}
+    if SECRETS_VARIABLE in environ:
+        extra[SECRETS_VARIABLE] = environ[SECRETS_VARIABLE]
+    if config.is_emulated:
+        extra = {"AWS_ENDPOINT_URL": environ.get("AWS_ENDPOINT_URL") or str(config.aws_endpoint_url).rstrip("/"),
+                 "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": config.region}
+    return deploy_environment(config, extra)
+
+
+def _confirm_prod(config: EnvironmentConfig, action: str, auto_approve: bool, confirm: Confirm) -> None:
+    if config.name != "prod" or auto_approve:
+        return
+    try:
+        answer = confirm(f"{action} {config.name}: type the environment name to continue: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != config.name:
+        raise Aborted(f"{action} of {config.name} not confirmed; nothing was run")
+
+
+def make_deployer(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *,
+                  runner: Runner | None = None, echo: Callable[[str], None] = print,
+                  stream: bool = False) -> Deployer:
+    from tooling.terraform import write_cli_config
+
+    return Deployer(config, app, write_cli_config(), env=_terraform_env(config, environ), runner=runner,
+                    echo=echo, stream=stream)
+
+
+def deploy(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *, stack: str | None = None,
+           auto_approve: bool = False, dry_run: bool = False, plan_only: bool = False,
+           confirm: Confirm = input, runner: Runner | None = None,
+           echo: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Plan and apply every stack (or one) in dependency order; stop at the first failure.
+
+    Secrets are checked before anything runs; prod needs the typed name or auto_approve.
+    """
+    problem = secrets_required(config, environ)
+    if problem and not dry_run:
+        raise TerraformError(problem)
+    deployer = make_deployer(config, app, environ, runner=runner, echo=echo)
+    steps = deployer.deploy_steps(stack)
+    if plan_only:
+        steps = [s for s in steps if s.args[0] != "apply"]
+    if dry_run:
+        for line in deployer.describe(steps):
+            echo(line)
+        return None
+    if not plan_only:
+        _confirm_prod(config, "deploy", auto_approve, confirm)
+    deployer.run_steps(steps)
+    if plan_only:
+        return None
+    outputs = deployer.outputs()
+    echo(f"outputs written to {write_outputs(config, outputs)}")
+    return outputs
+
+
+def destroy(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *, auto_approve: bool = False,
+            dry_run: bool = False, confirm: Confirm = input, runner: Runner | None = None,
+            echo: Callable[[str], None] = print) -> None:
+    """Destroy every stack in reverse dependency order (pipeline before storage)."""
+    problem = secrets_required(config, environ)
+    if problem and not dry_run:
+        raise TerraformError(problem)
+    deployer = make_deployer(config, app, environ, runner=runner, echo=echo)
+    steps = deployer.destroy_steps()
+    if dry_run:
+        for line in deployer.describe(steps):
+            echo(line)
+        return
+    _confirm_prod(config, "destroy", auto_approve, confirm)
+    deployer.run_steps(steps)
+    outputs_file(config).unlink(missing_ok=True)
+
+
+def collect_outputs(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *,
+                    runner: Runner | None = None) -> Path:
+    deployer = make_deployer(config, app, environ, runner=runner, echo=lambda _: None)
+    for stack in app.stacks:
+        deployer._check(stack, "init", deployer._run(stack, "init", "-input=false", "-reconfigure", "-no-color"))
+    return write_outputs(config, deployer.outputs())

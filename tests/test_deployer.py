@@ -1,0 +1,136 @@
+"""The deploy orchestrator against a fake `terraform` on PATH: order, failures, prod confirmation, dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from environments.config import load_config
+from tooling.deployer import Aborted, DeployError, deploy, destroy
+from tooling.terraform import TerraformError
+
+FAKE = textwrap.dedent("""\
+    #!{python}
+    import json, os, sys
+    stack = os.path.basename(os.getcwd())
+    command = sys.argv[1]
+    with open(os.environ["FAKE_TF_LOG"], "a") as log:
+        log.write(json.dumps({{"stack": stack, "args": sys.argv[1:],
+                              "secret_passed": bool(os.environ.get("TF_VAR_webhook_secrets"))}}) + "\\n")
+    if os.environ.get("FAKE_TF_FAIL") == stack + ":" + command:
+        print("Error: creating DynamoDB Table: AccessDenied\\nline two\\nthe last line")
+        sys.exit(3)
+    if command == "plan":
+        print("Plan: 3 to add, 0 to change, 0 to destroy.")
+    if command == "output":
+        print(json.dumps({{"from_" + stack.split("-")[0]: {{"value": stack}},
+                          "cross-stack-output-x": {{"value": "hidden"}}}}))
+    """)
+
+SECRETS = json.dumps({"tradingview": ["s3cr3t-value"]})
+
+
+@pytest.fixture
+def fake_terraform(tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "terraform"
+    script.write_text(FAKE.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TF_LOG", str(log))
+    monkeypatch.setattr("tooling.deployer.write_outputs", lambda config, outputs: tmp_path / "outputs.json")
+
+    def calls():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return calls
+
+
+def test_deploy_runs_storage_then_pipeline_init_plan_apply(synthesized, fake_terraform):
+    printed = []
+    outputs = deploy(load_config("dev"), synthesized["dev"], {"TF_VAR_webhook_secrets": SECRETS}, echo=printed.append)
+    calls = fake_terraform()
+    assert [(c["stack"], c["args"][0]) for c in calls] == [
+        ("storage-dev", "init"), ("storage-dev", "plan"), ("storage-dev", "apply"),
+        ("pipeline-dev", "init"), ("pipeline-dev", "plan"), ("pipeline-dev", "apply"),
+        ("storage-dev", "output"), ("pipeline-dev", "output")]
+    apply = [c for c in calls if c["args"][0] == "apply"][0]
+    assert apply["args"][-1] == "tfplan"  # the saved plan is what gets applied
+    assert all(c["secret_passed"] for c in calls)
+    assert "    Plan: 3 to add, 0 to change, 0 to destroy." in printed
+    assert outputs == {"from_storage": "storage-dev", "from_pipeline": "pipeline-dev"}
+    assert "s3cr3t-value" not in "\n".join(printed)
+
+
+def test_first_failure_stops_and_names_the_stack_code_and_last_lines(synthesized, fake_terraform, monkeypatch):
+    monkeypatch.setenv("FAKE_TF_FAIL", "storage-dev:apply")
+    with pytest.raises(DeployError) as raised:
+        deploy(load_config("dev"), synthesized["dev"], {"TF_VAR_webhook_secrets": SECRETS}, echo=lambda _: None)
+    assert raised.value.stack == "storage-dev" and raised.value.returncode == 3
+    assert "exit code 3" in str(raised.value) and "the last line" in str(raised.value)
+    assert not any(c["stack"] == "pipeline-dev" for c in fake_terraform())
+
+
+def test_deploy_without_secrets_fails_before_anything_runs(synthesized, fake_terraform):
+    with pytest.raises(TerraformError, match="TF_VAR_webhook_secrets is not set"):
+        deploy(load_config("staging"), synthesized["staging"], {}, echo=lambda _: None)
+    with pytest.raises(TerraformError, match="not valid JSON"):
+        deploy(load_config("staging"), synthesized["staging"], {"TF_VAR_webhook_secrets": "{"}, echo=lambda _: None)
+    assert fake_terraform() == []
+
+
+def test_prod_needs_the_typed_name_or_auto_approve(synthesized, fake_terraform):
+    environ = {"TF_VAR_webhook_secrets": SECRETS}
+    with pytest.raises(Aborted):
+        deploy(load_config("prod"), synthesized["prod"], environ, confirm=lambda _: "yes", echo=lambda _: None)
+    with pytest.raises(Aborted):
+        deploy(load_config("prod"), synthesized["prod"], environ, confirm=_eof, echo=lambda _: None)
+    assert fake_terraform() == []
+    deploy(load_config("prod"), synthesized["prod"], environ, confirm=lambda _: "prod", echo=lambda _: None)
+    assert sum(c["args"][0] == "apply" for c in fake_terraform()) == 2
+    deploy(load_config("prod"), synthesized["prod"], environ, auto_approve=True, confirm=_eof, echo=lambda _: None)
+    assert sum(c["args"][0] == "apply" for c in fake_terraform()) == 4
+
+
+def _eof(_prompt):
+    raise EOFError
+
+
+def test_prod_confirmation_comes_before_any_terraform_command(synthesized, fake_terraform):
+    with pytest.raises(Aborted):
+        deploy(load_config("prod"), synthesized["prod"], {"TF_VAR_webhook_secrets": SECRETS}, confirm=_eof,
+               echo=lambda _: None)
+    assert fake_terraform() == []
+
+
+def test_dry_run_prints_commands_directories_and_backends_and_runs_nothing(synthesized, fake_terraform):
+    printed = []
+    deploy(load_config("prod"), synthesized["prod"], {"TF_VAR_webhook_secrets": SECRETS}, dry_run=True,
+           echo=printed.append)
+    text = "\n".join(printed)
+    assert fake_terraform() == []
+    storage_dir = synthesized["prod"].stack("storage").directory
+    assert f"(cd {storage_dir} && terraform init -input=false -reconfigure -no-color)" in text
+    assert "terraform plan -input=false -no-color -out=tfplan" in text
+    assert "terraform apply -input=false -no-color tfplan" in text
+    assert "s3://crypto-pipeline-tfstate-prod/crypto-price-pipeline/prod/storage-prod.tfstate" in text
+    assert text.index("storage-prod") < text.index("pipeline-prod")
+    assert "TF_VAR_webhook_secrets" in text and "s3cr3t-value" not in text
+
+
+def test_single_stack_deploy(synthesized, fake_terraform):
+    deploy(load_config("dev"), synthesized["dev"], {"TF_VAR_webhook_secrets": SECRETS}, stack="pipeline",
+           echo=lambda _: None)
+    assert {c["stack"] for c in fake_terraform() if c["args"][0] != "output"} == {"pipeline-dev"}
+
+
+def test_destroy_runs_in_reverse_order(synthesized, fake_terraform):
+    destroy(load_config("dev"), synthesized["dev"], {"TF_VAR_webhook_secrets": SECRETS}, echo=lambda _: None)
+    assert [(c["stack"], c["args"][0]) for c in fake_terraform()] == [
+        ("pipeline-dev", "init"), ("pipeline-dev", "destroy"), ("storage-dev", "init"), ("storage-dev", "destroy")]
