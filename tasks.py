@@ -216,3 +216,20 @@ def outputs(c, env, suffix=None):
     configuration, app = _synthesized(env, suffix)
     path = collect_outputs(configuration, app, dict(os.environ))
     print(path.read_text())
+
+
+@task(name="drain-dlq", help={"env": "environment", "queue": "webhook or enricher",
+                              "dry_run": "show what is in the queue, change nothing", "max": "at most N messages"})
+@one_line_errors
+def drain_dlq(c, env, queue, dry_run=False, max=None):  # noqa: A002 - the option is --max
+    """Re-drive a dead-letter queue: survey first, then re-process with a progress bar; exit 1 if anything is left."""
+    from rich.console import Console
+
+    from tooling.deployer import read_outputs
+    from tooling.drain_cli import run_drain
+
+    configuration = load_config(env)
+    report = run_drain(configuration, read_outputs(configuration), queue, dry_run=dry_run,
+                       max_messages=int(max) if max else None, console=Console())
+    if not report.ok or (dry_run and report.survey.count):
+        raise Exit(code=1)

@@ -80,6 +80,7 @@ class LocalStack:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self.info: StackInfo | None = None
+        self.app = None
         self.aws: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
 
@@ -108,6 +109,7 @@ class LocalStack:
         self.timings["build"] = time.monotonic() - phase
         phase = time.monotonic()
         app = synth_environment(config, BUILD_DIR / "cdktf.out" / "local-local", artifacts)
+        self.app = app
         self.timings["synth"] = time.monotonic() - phase
 
         if self.target == "embedded":  # a fresh emulator: state from an earlier run describes nothing

@@ -1,0 +1,26 @@
+"""Last in the session: the applied stacks re-plan clean, then destroy in reverse order (real terraform)."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tooling.deployer import destroy, make_deployer
+
+
+def test_applied_stacks_re_plan_clean(stack):
+    deployer = make_deployer(stack.info.config, stack.app, {"AWS_ENDPOINT_URL": stack.info.endpoint},
+                             echo=lambda _: None)
+    for synthesized in stack.app.stacks:
+        result = deployer._run(synthesized, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+        assert result.returncode == 0, result.last_lines()  # 2 would mean drift
+
+
+def test_destroy_removes_pipeline_then_storage(stack):
+    printed: list[str] = []
+    destroy(stack.info.config, stack.app, {"AWS_ENDPOINT_URL": stack.info.endpoint}, echo=printed.append)
+    order = [line for line in printed if line.startswith("==>") and "destroy" in line]
+    assert order == ["==> pipeline-local: terraform destroy", "==> storage-local: terraform destroy"]
+    with pytest.raises(ClientError):
+        stack.aws["dynamodb"].describe_table(TableName=stack.info.outputs["table_name"])
+    assert stack.aws["lambda"].list_functions()["Functions"] == []
