@@ -233,3 +233,42 @@ def drain_dlq(c, env, queue, dry_run=False, max=None):  # noqa: A002 - the optio
                        max_messages=int(max) if max else None, console=Console())
     if not report.ok or (dry_run and report.survey.count):
         raise Exit(code=1)
+
+
+@task(help={"quick": "small counts: proves the benchmarks still run (CI)"})
+@one_line_errors
+def bench(c, quick=False):
+    """Measure handler throughput, DynamoDB requests per update, import time, zip size and end-to-end latency."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+
+    from tooling.bench import run_benchmarks, save
+    from tooling.reports import bench_table
+
+    console = Console(width=None if Console().is_terminal else 160)
+    results = run_benchmarks(quick=quick, echo=lambda line: console.print(f"[dim]{line}[/dim]"))
+    path = save(results)
+    for table in bench_table(asdict(results)):
+        console.print(table)
+    console.print(f"written to {path}")
+
+
+@task(name="cost", help={"updates_per_day": "price updates per day", "batch_size": "updates per webhook request",
+                         "symbols": "distinct symbols per request"})
+@one_line_errors
+def cost(c, updates_per_day=1_000_000, batch_size=100, symbols=20):
+    """Monthly AWS cost estimate (us-east-1) from the measured figures in results/bench.json."""
+    from rich.console import Console
+
+    from tooling.bench import load
+    from tooling.cost import estimate, summary
+    from tooling.reports import cost_table
+
+    try:
+        measured = load()
+    except FileNotFoundError as error:
+        raise Exit(f"error: {error}", code=2) from None
+    lines = estimate(measured, int(updates_per_day), int(batch_size), int(symbols))
+    Console(width=None if Console().is_terminal else 160).print(
+        cost_table(lines, summary(lines, int(updates_per_day)), int(updates_per_day)))

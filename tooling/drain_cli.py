@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import boto3
@@ -16,7 +17,9 @@ from tooling.drain import DrainReport, Survey, drain
 
 def aws_clients(config: EnvironmentConfig, endpoint: str | None = None) -> dict[str, Any]:
     """The same code for the emulator and for AWS: only the endpoint differs."""
-    url = endpoint or (str(config.aws_endpoint_url).rstrip("/") if config.is_emulated else None)
+    # For the embedded stack, export the endpoint `invoke local` prints as AWS_ENDPOINT_URL.
+    url = endpoint or ((os.environ.get("AWS_ENDPOINT_URL") or str(config.aws_endpoint_url).rstrip("/"))
+                       if config.is_emulated else None)
     session = boto3.session.Session(region_name=config.region,
                                     **({"aws_access_key_id": "test", "aws_secret_access_key": "test"} if url else {}))
     return {name: session.client(name, endpoint_url=url)
