@@ -11,23 +11,9 @@ from functions.price_enricher import handler as enricher
 from functions.price_enricher.indicators import Windows
 from functions.shared.price_store import sort_key, to_item
 from functions.shared.price_update import PriceUpdate
+from tooling.bench import RequestCounter as Counter  # noqa: F401 - re-exported for the tests
 
 TABLE = "crypto-prices-enrich"
-
-
-class Counter:
-    """Counts API calls per operation on a client (every request, retries included)."""
-
-    def __init__(self, client) -> None:
-        self.calls: dict[str, int] = {}
-        client.meta.events.register("before-send.dynamodb", self._count)
-
-    def _count(self, request, **kwargs) -> None:
-        operation = request.headers.get("X-Amz-Target", b"").decode().split(".")[-1]
-        self.calls[operation] = self.calls.get(operation, 0) + 1
-
-    def total(self) -> int:
-        return sum(self.calls.values())
 
 
 class Pipeline:

@@ -53,6 +53,8 @@ class BenchResults:
 
 
 class RequestCounter:
+    """Counts a client's DynamoDB requests per operation (retries included)."""
+
     def __init__(self, client: Any) -> None:
         self.calls: dict[str, int] = {}
         client.meta.events.register("before-send.dynamodb", self._count)
@@ -63,6 +65,9 @@ class RequestCounter:
 
     def reset(self) -> None:
         self.calls = {}
+
+    def total(self) -> int:
+        return sum(self.calls.values())
 
 
 def _machine() -> str:
@@ -257,14 +262,14 @@ def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, 
 def run_benchmarks(quick: bool = False, stack: Any | None = None,
                    echo: Callable[[str], None] = print) -> BenchResults:
     results = BenchResults(datetime.now(timezone.utc).strftime("%Y-%m-%d"), _machine(), quick)
-    repeats = 2 if quick else 5
+    repeats = 1 if quick else 5
     with EmbeddedEmulator() as emulator:
         echo("webhook processor (moto in-process) …")
         results.webhook = bench_webhook(emulator.endpoint, (1, 10, 100) if quick else (1, 10, 100, 1000), repeats)
         echo("price enricher (moto in-process) …")
         results.enricher = bench_enricher(emulator.endpoint, (1, 10) if quick else (1, 10, 100), (1, 20), repeats)
     echo("cold start proxy (imports in a fresh interpreter) …")
-    results.cold_start = bench_cold_start(2 if quick else 7)
+    results.cold_start = bench_cold_start(1 if quick else 7)
     echo("end-to-end latency on the embedded stack …")
     if stack is not None:
         results.latency = bench_latency(stack, 50 if quick else 1000)
