@@ -72,7 +72,6 @@ class PipelineStack(EnvironmentStack):
             self, "webhook_secrets", type="string", sensitive=True, nullable=False,
             description="JSON object: source id -> list of active HMAC secrets (from TF_VAR_webhook_secrets)",
         )
-        key_arn = storage.key.arn
         table, stream_arn = storage.table, storage.table.stream_arn
 
         webhook = self._function(

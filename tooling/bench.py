@@ -23,7 +23,7 @@ import boto3
 from tooling.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform
 from tooling.capacity import item_size, read_units, write_units
 from tooling.local.emulator import EmbeddedEmulator
-from tooling.local.runtime import BOOTSTRAP, provided_libraries, unpack
+from tooling.local.runtime import provided_libraries, unpack
 from tooling.paths import BUILD_DIR, RESULTS_DIR
 
 HANDLER_MODULES = {name: f"functions.{name}.handler" for name in FUNCTION_NAMES}

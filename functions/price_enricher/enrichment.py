@@ -178,7 +178,7 @@ def plan_batch(records: list[dict[str, Any]], reader: HistoryReader, windows: Wi
             continue
         by_symbol[item.symbol].append(item)
         plans[sequence] = PlannedRecord(sequence, item.symbol, item.timestamp, image=item.image)
-    for symbol, items in by_symbol.items():
+    for items in by_symbol.values():
         try:
             computed = enrich_symbol(items, reader, windows)
         except Exception as error:  # noqa: BLE001 - the symbol's records are reported and retried

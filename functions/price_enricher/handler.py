@@ -54,14 +54,6 @@ def _clients() -> tuple[Any, Any]:
     return boto3.client("dynamodb", config=CLIENT_CONFIG), boto3.client("sns", config=CLIENT_CONFIG)
 
 
-class RequestCounter:
-    """DynamoDB requests made for one batch, for the metric and the README's figure."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-        self.writes = 0
-
-
 def write_indicators(client: Any, table_name: str, plan: PlannedRecord, enriched_at_ms: int) -> None:
     """Idempotent: the same inputs give the same values; enriched_at keeps its first value."""
     names = {"#enriched": "enriched_at", "#symbol": "symbol"}
@@ -114,7 +106,7 @@ def process(event: dict[str, Any], settings: Settings, dynamodb: Any, sns: Any) 
     reader = HistoryReader(dynamodb, settings.table_name)
     plans = plan_batch(records, reader, settings.windows)
     enriched_at_ms = int(time.time() * 1000)
-    counter = RequestCounter()
+    writes = 0  # DynamoDB UpdateItem requests; the history reader counts its own Query requests
     enriched: list[PlannedRecord] = []
 
     def record_handler(record: Any) -> None:
@@ -123,7 +115,8 @@ def process(event: dict[str, Any], settings: Settings, dynamodb: Any, sns: Any) 
             return
         if plan.error:
             raise RecordError(plan.error)
-        counter.writes += 1
+        nonlocal writes
+        writes += 1
         try:
             write_indicators(dynamodb, settings.table_name, plan, enriched_at_ms)
         except ClientError as error:
@@ -144,12 +137,12 @@ def process(event: dict[str, Any], settings: Settings, dynamodb: Any, sns: Any) 
 
     metrics.add_metric(name="RecordsEnriched", unit=MetricUnit.Count, value=len(enriched) - len(failed_to_announce))
     metrics.add_metric(name="RecordFailures", unit=MetricUnit.Count, value=len(failures))
-    metrics.add_metric(name="DynamoDBRequests", unit=MetricUnit.Count, value=reader.requests + counter.writes)
+    metrics.add_metric(name="DynamoDBRequests", unit=MetricUnit.Count, value=reader.requests + writes)
     if failures:
         reasons = sorted({p.error.split(":")[0] for p in plans.values() if p.error})
         logger.error("records failed enrichment", extra={"failed": len(failures), "reasons": reasons})
     logger.info("batch enriched", extra={"records": len(records), "enriched": len(enriched),
-                                         "dynamodb_reads": reader.requests, "dynamodb_writes": counter.writes})
+                                         "dynamodb_reads": reader.requests, "dynamodb_writes": writes})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in sorted(failures, key=_sequence_order)]}
 
 

@@ -14,7 +14,6 @@ from types import TracebackType
 
 from moto.server import ThreadedMotoServer
 
-ACCOUNT_ID = "123456789012"
 
 
 def free_port() -> int:
