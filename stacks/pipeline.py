@@ -77,7 +77,8 @@ class PipelineStack(EnvironmentStack):
         webhook = self._function(
             "webhook_processor",
             [
-                statement("WriteUpdates", ["dynamodb:PutItem"], [table.arn]),
+                # GetItem: price_store reads a slot's item when a failed condition returns none.
+                statement("WriteUpdates", ["dynamodb:GetItem", "dynamodb:PutItem"], [table.arn]),
                 statement("QueueFailedUpdates", ["sqs:SendMessage"], [storage.webhook_dlq.arn]),
                 statement("NotifyAsyncSuccess", ["sns:Publish"], [storage.success_topic.arn]),
             ],
