@@ -12,11 +12,8 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-
+from tooling.local.loopback import HOP_HEADERS, LoopbackHandler, LoopbackServer
 
 @dataclass
 class FaultRule:
@@ -50,49 +47,29 @@ class FaultProxy:
         self._rng = random.Random(seed)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out as two writes; with Nagle on, the body waits for the
-            # client's delayed ACK (~40 ms per request).
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                return
-
+        class Handler(LoopbackHandler):
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 fault = proxy._fault_for(self.headers.get("X-Amz-Target", ""), body)
                 if fault is not None:
                     payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{fault.error_code}",
                                           "message": "injected fault"}).encode()
-                    self._reply(fault.status, {"Content-Type": "application/x-amz-json-1.0",
-                                               "x-amzn-RequestId": "injected"}, payload)
+                    self.reply(fault.status, {"Content-Type": "application/x-amz-json-1.0",
+                                              "x-amzn-RequestId": "injected"}, payload)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-                request = urllib.request.Request(proxy.upstream + self.path, data=body if length else None,
+                request = urllib.request.Request(proxy.upstream + self.path, data=body or None,
                                                  headers=headers, method=self.command)
                 try:
                     with urllib.request.urlopen(request, timeout=60) as response:
-                        self._reply(response.status, dict(response.headers.items()), response.read())
+                        self.reply(response.status, dict(response.headers.items()), response.read())
                 except urllib.error.HTTPError as error:
-                    self._reply(error.code, dict(error.headers.items()), error.read())
-
-            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() not in HOP_HEADERS:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    self.reply(error.code, dict(error.headers.items()), error.read())
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._server = LoopbackServer(Handler)
+        self.endpoint = self._server.base_url
 
     def _fault_for(self, target: str, body: bytes) -> FaultRule | None:
         with self._lock:
@@ -112,9 +89,8 @@ class FaultProxy:
             self.rules.clear()
 
     def start(self) -> "FaultProxy":
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()

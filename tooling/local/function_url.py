@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tooling.local.loopback import LoopbackHandler, LoopbackServer
 from tooling.local.runtime import FunctionError, LocalFunction
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # the function URL's own payload limit
@@ -41,53 +40,33 @@ class FunctionUrlServer:
         self.function = function
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out as two writes; with Nagle on, the body waits for the
-            # client's delayed ACK (~40 ms per request).
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:  # the function's own logs say what happened
-                return
-
+        class Handler(LoopbackHandler):
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_REQUEST_BYTES:
-                    self._send(413, {"Content-Type": "application/json"}, b'{"Message":"Request too large"}')
+                if int(self.headers.get("Content-Length") or 0) > MAX_REQUEST_BYTES:
+                    self.reply(413, {"Content-Type": "application/json"}, b'{"Message":"Request too large"}')
                     return
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 event = url_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
                 try:
                     result = server.function.invoke(event)
                 except FunctionError:
-                    self._send(502, {"Content-Type": "application/json"}, b'{"Message":"Internal Server Error"}')
+                    self.reply(502, {"Content-Type": "application/json"}, b'{"Message":"Internal Server Error"}')
                     return
                 payload = result.get("body", "") if isinstance(result, dict) else json.dumps(result)
                 data = base64.b64decode(payload) if isinstance(result, dict) and result.get("isBase64Encoded") \
                     else str(payload).encode()
                 status = result.get("statusCode", 200) if isinstance(result, dict) else 200
                 headers = result.get("headers", {}) if isinstance(result, dict) else {}
-                self._send(status, headers, data)
-
-            def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, headers, data)
 
             do_POST = do_GET = do_PUT = _handle
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._server = LoopbackServer(Handler, port)
+        self.url = self._server.base_url + "/"
 
     def start(self) -> "FunctionUrlServer":
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
