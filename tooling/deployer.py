@@ -20,6 +20,7 @@ from tooling.synth import SynthesizedApp, SynthesizedStack
 from tooling.terraform import TerraformError, TerraformResult, base_environment, run_terraform
 
 PLAN_FILE = "tfplan"
+INIT_ARGS = ("init", "-input=false", "-reconfigure", "-no-color")
 SECRETS_VARIABLE = "TF_VAR_webhook_secrets"
 _PLAN_SUMMARY = re.compile(r"^(Plan: .*|No changes\..*)$", re.MULTILINE)
 
@@ -90,14 +91,17 @@ class Deployer:
     def _environment(self) -> dict[str, str]:
         return base_environment(self.cli_config, self.env)
 
-    def _run(self, stack: SynthesizedStack, *args: str) -> TerraformResult:
+    def run(self, stack: SynthesizedStack, *args: str) -> TerraformResult:
+        """One terraform command in the stack's folder; the caller reads the exit code."""
         if self.runner is not None:
             return self.runner(list(args), stack.directory, self._environment())
         return run_terraform(list(args), stack.directory, self._environment(), stream=self.stream)
 
-    def _check(self, stack: SynthesizedStack, step: str, result: TerraformResult) -> TerraformResult:
+    def run_checked(self, stack: SynthesizedStack, *args: str) -> TerraformResult:
+        """One terraform command that must succeed; a failure names the stack, the code and the last lines."""
+        result = self.run(stack, *args)
         if result.returncode != 0:
-            raise DeployError(stack.name, step, result)
+            raise DeployError(stack.name, args[0], result)
         return result
 
     def selected(self, only: str | None = None) -> list[SynthesizedStack]:
@@ -113,7 +117,7 @@ class Deployer:
     def deploy_steps(self, only: str | None = None) -> list[Step]:
         steps = []
         for stack in self.selected(only):
-            steps += [Step(stack.name, stack.directory, ("init", "-input=false", "-reconfigure", "-no-color")),
+            steps += [Step(stack.name, stack.directory, INIT_ARGS),
                       Step(stack.name, stack.directory, ("plan", "-input=false", "-no-color", f"-out={PLAN_FILE}")),
                       Step(stack.name, stack.directory, ("apply", "-input=false", "-no-color", PLAN_FILE))]
         return steps
@@ -121,7 +125,7 @@ class Deployer:
     def destroy_steps(self) -> list[Step]:
         steps = []
         for stack in reversed(self.app.stacks):
-            steps += [Step(stack.name, stack.directory, ("init", "-input=false", "-reconfigure", "-no-color")),
+            steps += [Step(stack.name, stack.directory, INIT_ARGS),
                       Step(stack.name, stack.directory, ("destroy", "-input=false", "-no-color", "-auto-approve"))]
         return steps
 
@@ -143,7 +147,7 @@ class Deployer:
         for step in steps:
             stack = by_name[step.stack]
             self.echo(f"==> {step.stack}: terraform {step.args[0]}")
-            result = self._check(stack, step.args[0], self._run(stack, *step.args))
+            result = self.run_checked(stack, *step.args)
             if step.args[0] == "plan":
                 summary = _PLAN_SUMMARY.search(result.output)
                 self.echo(f"    {summary.group(1) if summary else 'plan written'}")
@@ -154,7 +158,7 @@ class Deployer:
         """Every stack's outputs in one mapping (cross-stack plumbing left out)."""
         collected: dict[str, Any] = {}
         for stack in self.app.stacks:
-            result = self._check(stack, "output", self._run(stack, "output", "-json", "-no-color"))
+            result = self.run_checked(stack, "output", "-json", "-no-color")
             for name, item in json.loads(result.output or "{}").items():
                 if not name.startswith("cross-stack-output-"):
                     collected[name] = item["value"]
@@ -269,5 +273,5 @@ def collect_outputs(config: EnvironmentConfig, app: SynthesizedApp, environ: dic
                     runner: Runner | None = None) -> Path:
     deployer = make_deployer(config, app, environ, runner=runner, echo=lambda _: None)
     for stack in app.stacks:
-        deployer._check(stack, "init", deployer._run(stack, "init", "-input=false", "-reconfigure", "-no-color"))
+        deployer.run_checked(stack, *INIT_ARGS)
     return write_outputs(config, deployer.outputs())

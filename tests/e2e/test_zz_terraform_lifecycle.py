@@ -12,7 +12,7 @@ def test_applied_stacks_re_plan_clean(stack):
     deployer = make_deployer(stack.info.config, stack.app, {"AWS_ENDPOINT_URL": stack.info.endpoint},
                              echo=lambda _: None)
     for synthesized in stack.app.stacks:
-        result = deployer._run(synthesized, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+        result = deployer.run(synthesized, "plan", "-detailed-exitcode", "-input=false", "-no-color")
         assert result.returncode == 0, result.last_lines()  # 2 would mean drift
 
 
