@@ -1,19 +1,26 @@
-"""moto's server, in this process, bound to 127.0.0.1 on a free port.
+"""moto's server bound to 127.0.0.1 on a free port, with the patches in tooling/local/moto_patches.py.
 
-In-process (ThreadedMotoServer) rather than a subprocess, because moto registers the
-enricher's stream mapping on the table and then tries to run the function in Docker on
-every write, dropping the stream records; the fix reaches into moto's backend.
+By default in a child process of its own: the local stack's other parts (function URL
+server, fault proxy, stream poller, subscribers) then do not contend with moto for one
+interpreter's GIL, which under load cost more than the work itself (py-spy: the GIL was
+held 40 % of the time while the process burnt a whole core). In-process on request, for
+tests that switch the patches on and off around requests.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
 import urllib.request
 from types import TracebackType
 
-from moto.server import ThreadedMotoServer
-
+from tooling.local import moto_patches
+from tooling.paths import ROOT
 
 
 def free_port() -> int:
@@ -22,38 +29,63 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class EmulatorStartError(RuntimeError):
+    """moto's server did not answer in time."""
+
+
 class EmbeddedEmulator:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, in_process: bool = False) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.in_process = in_process
+        self._server = None
+        self._process: subprocess.Popen | None = None
 
-    def start(self) -> "EmbeddedEmulator":
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        self._server.start()
+    def start(self, timeout: float = 60.0) -> "EmbeddedEmulator":
+        if self.in_process:
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+            moto_patches.install()
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server.start()
+            return self
+        # stdin is the child's lifeline: it exits when this process closes it or dies.
+        self._process = subprocess.Popen([sys.executable, "-m", "tooling.local.emulator", str(self.port)],
+                                         stdin=subprocess.PIPE, cwd=ROOT, env=_child_environment())
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise EmulatorStartError(f"moto's server did not start on {self.endpoint}")
+            time.sleep(0.1)
         return self
 
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2).close()
+            return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.stdin.close()
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            self._process = None
 
     def reset(self) -> None:
         """Forget every resource (moto's reset API)."""
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
-
-    def detach_stream_mappings(self, table_name: str, region: str) -> int:
-        """Stop moto from invoking mapped functions itself (it would need Docker and drop the records).
-
-        The Terraform-created mapping stays visible through list_event_source_mappings,
-        which is where the local poller reads its configuration from.
-        """
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.backends import get_backend
-
-        table = get_backend("dynamodb")[DEFAULT_ACCOUNT_ID][region].get_table(table_name)
-        count = len(table.lambda_event_source_mappings)
-        table.lambda_event_source_mappings.clear()
-        return count
 
     def __enter__(self) -> "EmbeddedEmulator":
         return self.start()
@@ -61,3 +93,25 @@ class EmbeddedEmulator:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
+
+
+def _child_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def serve(port: int) -> None:
+    """The child process: moto with the patches, until stdin closes."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto_patches.install()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

@@ -126,7 +126,6 @@ class LocalStack:
 
         self.aws = clients(endpoint, config.region)
         if self.emulator is not None:
-            self.emulator.detach_stream_mappings(outputs["table_name"], config.region)
             self._start_runtime(config, endpoint, host_zips)
         source, secrets = next(iter(config.local_webhook_secrets.items()))
         webhook_url = self.url_server.url if self.url_server else outputs["webhook_url"]

@@ -1,0 +1,217 @@
+"""The emulator's moto patches: queries answer exactly as moto does, and writes are atomic as DynamoDB's are."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import zipfile
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+from hypothesis import given, settings
+from botocore.exceptions import ClientError
+from hypothesis import strategies as st
+
+from tooling.local import moto_patches
+from tooling.local.emulator import EmbeddedEmulator
+
+_tables = itertools.count()
+
+items_strategy = st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 40), st.integers(0, 3)),
+                          max_size=40, unique_by=lambda item: item[:2])
+query_strategy = st.fixed_dictionaries({
+    "hash": st.sampled_from("ABCD"),  # D: a partition with no items
+    "condition": st.sampled_from([None, "=", "<", "<=", ">", ">=", "between"]),
+    "bound": st.integers(-1, 41),
+    "forward": st.booleans(),
+    "limit": st.one_of(st.none(), st.integers(1, 7)),
+    "filter": st.booleans(),
+})
+
+
+def _pages(client, table: str, query: dict) -> list[tuple[list[dict], dict | None]]:
+    """Every page of the query, with its LastEvaluatedKey, as a client paging through sees it."""
+    condition, names, values = "#h = :h", {"#h": "symbol"}, {":h": {"S": query["hash"]}}
+    if query["condition"]:
+        names["#r"] = "timestamp"
+    if query["condition"] == "between":
+        condition += " AND #r BETWEEN :lo AND :hi"
+        values |= {":lo": {"N": str(query["bound"])}, ":hi": {"N": str(query["bound"] + 10)}}
+    elif query["condition"]:
+        condition += f" AND #r {query['condition']} :r"
+        values[":r"] = {"N": str(query["bound"])}
+    arguments = {"TableName": table, "KeyConditionExpression": condition,
+                 "ExpressionAttributeNames": names,
+                 "ExpressionAttributeValues": values, "ScanIndexForward": query["forward"]}
+    if query["limit"]:
+        arguments["Limit"] = query["limit"]
+    if query["filter"]:
+        arguments["FilterExpression"] = "#p > :zero"
+        arguments["ExpressionAttributeNames"]["#p"] = "price"
+        arguments["ExpressionAttributeValues"][":zero"] = {"N": "0"}
+    pages = []
+    while True:
+        page = client.query(**arguments)
+        pages.append((page["Items"], page.get("LastEvaluatedKey")))
+        if "LastEvaluatedKey" not in page or len(pages) > 60:
+            return pages
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.fixture(scope="module")
+def in_process_emulator():
+    """In this process, so the tests can switch the patches off and on between requests."""
+    with EmbeddedEmulator(in_process=True) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def endpoint(in_process_emulator):
+    in_process_emulator.reset()
+    yield in_process_emulator.endpoint
+    moto_patches.install()
+
+
+@pytest.fixture
+def dynamodb(endpoint):
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def _create_table(dynamodb, name: str, stream: bool = False) -> None:
+    extra = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}} if stream else {}
+    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
+                                     {"AttributeName": "timestamp", "KeyType": "RANGE"}],
+                          AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
+                                                {"AttributeName": "timestamp", "AttributeType": "N"}], **extra)
+
+
+@settings(max_examples=80)  # ~25 requests per example over HTTP; CI's 400 would cost a minute
+@given(items=items_strategy, queries=st.lists(query_strategy, min_size=1, max_size=4))
+def test_patched_query_answers_exactly_as_moto_does(dynamodb, items, queries):
+    table = f"prices-{next(_tables)}"
+    _create_table(dynamodb, table)
+    for start in range(0, len(items), 25):
+        dynamodb.batch_write_item(RequestItems={table: [
+            {"PutRequest": {"Item": {"symbol": {"S": h}, "timestamp": {"N": str(r)}, "price": {"N": str(p)}}}}
+            for h, r, p in items[start:start + 25]]})
+    for query in queries:
+        moto_patches.uninstall()
+        expected = _pages(dynamodb, table, query)
+        moto_patches.install()
+        assert _pages(dynamodb, table, query) == expected
+
+
+def test_the_patch_reads_one_partition_not_the_table(dynamodb, monkeypatch):
+    """The speedup itself: a base-table query no longer walks every item of the table."""
+    _create_table(dynamodb, "wide")
+    dynamodb.batch_write_item(RequestItems={"wide": [
+        {"PutRequest": {"Item": {"symbol": {"S": f"S{n % 5}"}, "timestamp": {"N": str(n)}}}} for n in range(25)]})
+    walked = []
+    original = moto_patches._original_all_items
+    monkeypatch.setattr(moto_patches, "_original_all_items", lambda table: walked.append(1) or original(table))
+    moto_patches.install()
+    assert len(dynamodb.query(TableName="wide", KeyConditionExpression="symbol = :s",
+                              ExpressionAttributeValues={":s": {"S": "S1"}})["Items"]) == 5
+    assert walked == []
+    moto_patches.uninstall()
+    dynamodb.query(TableName="wide", KeyConditionExpression="symbol = :s",
+                   ExpressionAttributeValues={":s": {"S": "S1"}})
+    assert walked == [1]
+
+
+@pytest.fixture
+def frequent_thread_switches():
+    """Switch threads every 10 µs so that races in the server show within a few hundred writes."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def _concurrent_writes(dynamodb, table: str) -> tuple[int, list[str]]:
+    """16 threads: each tries to create the same 20 keys, then writes 20 keys of its own.
+
+    Returns how many conditional creates succeeded, and the stream's sequence numbers.
+    """
+    barrier = threading.Barrier(16)
+
+    def writer(thread: int) -> int:
+        barrier.wait()
+        created = 0
+        for n in range(20):
+            try:
+                dynamodb.put_item(TableName=table, Item={"symbol": {"S": "SHARED"}, "timestamp": {"N": str(n)}},
+                                  ConditionExpression="attribute_not_exists(#ts)",
+                                  ExpressionAttributeNames={"#ts": "timestamp"})
+                created += 1
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            dynamodb.put_item(TableName=table, Item={"symbol": {"S": f"OWN{thread}"}, "timestamp": {"N": str(n)}})
+        return created
+
+    with ThreadPoolExecutor(16) as pool:
+        created = sum(pool.map(writer, range(16)))
+    return created, [record["dynamodb"]["SequenceNumber"] for record in _stream_records(dynamodb, table)]
+
+
+def _stream_records(dynamodb, table: str) -> list[dict]:
+    streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb.meta.endpoint_url, region_name="us-east-1")
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            records += page["Records"]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return records
+
+
+def test_concurrent_writes_are_atomic_with_unique_sequence_numbers(dynamodb, frequent_thread_switches):
+    _create_table(dynamodb, "contended", stream=True)
+    created, sequence_numbers = _concurrent_writes(dynamodb, "contended")
+    assert created == 20  # each shared key created exactly once
+    assert len(sequence_numbers) == 20 + 16 * 20
+    assert len(set(sequence_numbers)) == len(sequence_numbers)
+
+
+def test_unpatched_moto_shows_the_race_the_patch_removes(dynamodb, frequent_thread_switches):
+    """Proves the test above can fail: the same writes through unpatched moto break its promises."""
+    _create_table(dynamodb, "contended-unpatched", stream=True)
+    moto_patches.uninstall()
+    created, sequence_numbers = _concurrent_writes(dynamodb, "contended-unpatched")
+    assert created > 20 or len(set(sequence_numbers)) < len(sequence_numbers)
+
+
+def _table_with_a_mapped_function(endpoint: str, dynamodb) -> None:
+    _create_table(dynamodb, "mapped", stream=True)
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+    role = iam.create_role(RoleName="enricher", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lambda_client = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    lambda_client.create_function(FunctionName="enricher", Runtime="python3.12", Role=role,
+                                  Handler="handler.handler", Code={"ZipFile": archive.getvalue()})
+    lambda_client.create_event_source_mapping(
+        FunctionName="enricher", StartingPosition="TRIM_HORIZON",
+        EventSourceArn=dynamodb.describe_table(TableName="mapped")["Table"]["LatestStreamArn"])
+    for n in range(3):
+        dynamodb.put_item(TableName="mapped", Item={"symbol": {"S": "BTC-USD"}, "timestamp": {"N": str(n)}})
+
+
+def test_a_mapped_table_keeps_its_stream_records_for_the_local_poller(endpoint, dynamodb):
+    _table_with_a_mapped_function(endpoint, dynamodb)
+    assert [r["dynamodb"]["Keys"]["timestamp"]["N"] for r in _stream_records(dynamodb, "mapped")] == ["0", "1", "2"]
+
+
+def test_unpatched_moto_drops_the_records_of_a_mapped_table(endpoint, dynamodb):
+    """Proves the test above can fail: without the patch moto tries to run the function and drops them."""
+    moto_patches.uninstall()
+    _table_with_a_mapped_function(endpoint, dynamodb)
+    assert len(_stream_records(dynamodb, "mapped")) < 3

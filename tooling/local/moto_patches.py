@@ -1,0 +1,109 @@
+"""Fixes to moto for the embedded stack (1 and 2 found under the 20,000-update load).
+
+1. Atomic writes. moto's server is threaded, and its writes are not atomic: a conditional
+   PutItem reads, checks, then writes, and a stream record's sequence number is
+   `len(records) + start`, computed before the append. Concurrent writes (the webhook
+   writes symbols in parallel) got duplicate sequence numbers (seen: dozens in a
+   4,000-update run), so the enricher, which keys a batch by sequence number as Lambda's
+   contract allows, enriched one record twice and another never. DynamoDB's conditional
+   writes are atomic and its sequence numbers unique: one lock around moto's writes
+   gives the emulator both.
+2. Partition-sized queries. moto answers every base-table Query by sorting *all* the
+   table's items and keeping those with the wanted hash key (`Table.query` →
+   `Table.all_items()`), so each enricher history read cost O(table) and the load test
+   went quadratic (most of its time, measured with py-spy). DynamoDB reads one
+   partition: this hands moto's own query code only that partition; everything else
+   (key conditions, paging, filters, projections, order) stays moto's.
+3. Stream records stay in the stream. With an event source mapping on the table, moto
+   tries to run the function itself on every write (it needs Docker, which these
+   machines lack) and then drops the stream's records. The local runtime's poller plays
+   Lambda's part instead, from the records moto keeps.
+
+Hand-written because no moto setting covers any of them; the emulator installs them, and
+tests/test_moto_patches.py checks the answers are moto's, the writes atomic and the
+records kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from moto.awslambda.models import LambdaBackend
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+
+# ---- 1. atomic writes ---------------------------------------------------------------------------
+WRITE_METHODS = ("put_item", "update_item", "delete_item", "transact_write_items", "execute_statement",
+                 "batch_execute_statement")
+_writes = threading.RLock()  # re-entrant: a transaction's writes call put_item/update_item themselves
+_original_writes: dict[str, Callable[..., Any]] = {name: getattr(DynamoDBBackend, name) for name in WRITE_METHODS}
+
+
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def write(*args: Any, **kwargs: Any) -> Any:
+        with _writes:
+            return method(*args, **kwargs)
+    return write
+
+
+# ---- 2. partition-sized queries -----------------------------------------------------------------
+_partition = threading.local()  # the hash key of the base-table Query running on this thread
+_original_query = Table.query
+_original_all_items = Table.all_items
+# Position of index_name in Table.query's parameters after (self, hash_key); moto passes it by position.
+_INDEX_NAME_POSITION = list(inspect.signature(_original_query).parameters).index("index_name") - 2
+
+
+def _all_items(self: Table) -> list[Any]:
+    hash_key = getattr(_partition, "hash_key", None)
+    if hash_key is None or not self.range_key_attr:
+        return _original_all_items(self)
+    # .get() so a miss does not add a key to moto's defaultdict. Unsorted: moto's query sorts
+    # what it keeps by range key itself.
+    return list(self.items.get(hash_key, {}).values())
+
+
+@functools.wraps(_original_query)
+def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    index_name = args[_INDEX_NAME_POSITION] if len(args) > _INDEX_NAME_POSITION else kwargs.get("index_name")
+    if index_name is not None or hash_key is None:
+        return _original_query(self, hash_key, *args, **kwargs)
+    # Under the write lock, as DynamoDB reads whole items: moto's UpdateItem changes an item in
+    # place, and the query deep-copies the items it returns.
+    with _writes:
+        _partition.hash_key = hash_key
+        try:
+            return _original_query(self, hash_key, *args, **kwargs)
+        finally:
+            _partition.hash_key = None
+
+
+# ---- 3. stream records stay for the local poller ------------------------------------------------
+_original_send_dynamodb_items = LambdaBackend.send_dynamodb_items
+
+
+def _leave_records_in_the_stream(self: LambdaBackend, function_arn: str, items: list[Any], source: str) -> str:
+    return ""  # falsy: moto keeps the records (StreamShard.add empties the shard on a truthy result)
+
+
+# ---- switch -------------------------------------------------------------------------------------
+def install() -> None:
+    """Idempotent: writes become atomic, queries partition-sized, and stream records stay."""
+    for name, method in _original_writes.items():
+        setattr(DynamoDBBackend, name, _serialized(method))
+    Table.query = _query
+    Table.all_items = _all_items
+    LambdaBackend.send_dynamodb_items = _leave_records_in_the_stream
+
+
+def uninstall() -> None:
+    for name, method in _original_writes.items():
+        setattr(DynamoDBBackend, name, method)
+    Table.query = _original_query
+    Table.all_items = _original_all_items
+    LambdaBackend.send_dynamodb_items = _original_send_dynamodb_items
