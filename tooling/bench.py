@@ -10,7 +10,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -179,7 +178,7 @@ def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: t
                 per_record.append(elapsed / size * 1000)
                 requests.append(sum(counter.calls.values()) / size)
                 reads.append(counter.calls.get("Query", 0) / size)
-                writes.append(counter.calls.get("UpdateItem", 0) / size)
+                writes.append(counter.calls.get("PutItem", 0) / size)
                 sample = dynamodb.query(TableName="bench-enricher", KeyConditionExpression="symbol = :s",
                                         ExpressionAttributeValues={":s": {"S": names[0]}}, Limit=1,
                                         ScanIndexForward=False)["Items"][0]
@@ -218,39 +217,26 @@ def bench_cold_start(runs: int) -> list[dict]:
 
 def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, Any]:
     from tooling.local.stack import signed_post
+    from tooling.local.subscriber import TopicSubscriber
 
-    info, sqs = stack.info, stack.aws["sqs"]
-    queue = sqs.create_queue(QueueName=f"bench-latency-{int(time.time())}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    stack.aws["sns"].subscribe(TopicArn=info.outputs["success_topic_arn"], Protocol="sqs", Endpoint=arn)
-    received: dict[tuple[str, int], float] = {}
-    done = threading.Event()
-
-    def listen() -> None:
-        while not done.is_set():
-            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10,
-                                               WaitTimeSeconds=1).get("Messages", []):
-                body = json.loads(json.loads(message["Body"])["Message"])
-                received[(body["symbol"], body["event_time_ms"])] = time.monotonic()
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
+    info = stack.info
     accepted: dict[tuple[str, int], float] = {}
     base = int(time.time() * 1000) - 10_000_000
-    for start in range(0, updates, per_request):
-        chunk = [(f"LAT{i % 5}-USD", base + i) for i in range(start, min(updates, start + per_request))]
-        body = json.dumps([{"symbol": s, "price": "100.5", "exchange": "bench", "timestamp": t}
-                           for s, t in chunk]).encode()
-        status, _ = signed_post(info.webhook_url, body, info.secret_source, info.secret)
-        now = time.monotonic()
-        if status == 200:
-            accepted.update({key: now for key in chunk})
-    deadline = time.monotonic() + 120
-    while len(received.keys() & accepted.keys()) < len(accepted) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    done.set()
-    listener.join(timeout=5)
+    with TopicSubscriber(stack.aws, info.outputs["success_topic_arn"], f"bench-latency-{int(time.time())}") as inbox:
+        for start in range(0, updates, per_request):
+            chunk = [(f"LAT{i % 5}-USD", base + i) for i in range(start, min(updates, start + per_request))]
+            body = json.dumps([{"symbol": s, "price": "100.5", "exchange": "bench", "timestamp": t}
+                               for s, t in chunk]).encode()
+            status, _ = signed_post(info.webhook_url, body, info.secret_source, info.secret)
+            now = time.monotonic()
+            if status == 200:
+                accepted.update({key: now for key in chunk})
+
+        def arrivals(received: list) -> dict[tuple[str, int], float]:
+            return {(body["symbol"], body["event_time_ms"]): m.received_at
+                    for m in received if (body := m.json())["symbol"].startswith("LAT")}
+        inbox.wait_for(lambda received: len(arrivals(received).keys() & accepted.keys()) >= len(accepted), 120)
+        received = arrivals(inbox.received())
     latencies = sorted((received[k] - accepted[k]) * 1000 for k in accepted if k in received)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {"updates": updates, "received": len(latencies), "p50_ms": statistics.median(latencies),

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tooling.local.stack import LocalStack, local_path, signed_post
+from tooling.local.subscriber import TopicSubscriber
 from tooling.paths import RESULTS_DIR
 from tooling.price_data import SOURCE_NOTE, Bar, load_series
 
@@ -79,17 +80,6 @@ def stored_items(stack: LocalStack, symbol: str) -> list[dict[str, Any]]:
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def count_notifications(stack: LocalStack, queue_url: str) -> int:
-    sqs, count = stack.aws["sqs"], 0
-    while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            return count
-        count += len(messages)
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
-
-
 def chart(items: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     import matplotlib
 
@@ -144,10 +134,7 @@ def run_demo(console: Console | None = None, chart_path: Path = RESULTS_DIR / "d
     console.print(f"[bold]Crypto price pipeline demo[/bold] — feed: {SOURCE_NOTE}")
     with LocalStack(echo=lambda line: console.print(f"[dim]{line}[/dim]")) as stack:
         outputs = stack.info.outputs
-        sqs = stack.aws["sqs"]
-        inbox = sqs.create_queue(QueueName="demo-subscriber")["QueueUrl"]
-        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        stack.aws["sns"].subscribe(TopicArn=outputs["success_topic_arn"], Protocol="sqs", Endpoint=inbox_arn)
+        inbox = TopicSubscriber(stack.aws, outputs["success_topic_arn"], "demo-subscriber").start()
         timings = {name: seconds for name, seconds in stack.timings.items() if name != "total"}
 
         rows = feed()
@@ -158,7 +145,9 @@ def run_demo(console: Console | None = None, chart_path: Path = RESULTS_DIR / "d
         stack.settle()
         timings["enrichment drained"] = time.monotonic() - phase
         items = {symbol: stored_items(stack, symbol) for symbol in FEED}
-        notifications = count_notifications(stack, inbox)
+        inbox.wait_for(lambda received: len(received) >= sum(len(v) for v in items.values()), timeout=30)
+        notifications = len(inbox.received())
+        inbox.close()
     path = chart(items, chart_path)
     timings["total"] = time.monotonic() - started
 

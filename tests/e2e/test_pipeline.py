@@ -58,11 +58,13 @@ def test_signed_batch_is_stored_enriched_and_announced(stack, inboxes):
                         rel_tol=1e-9)
 
     inbox = inboxes["success"]
-    notifications = wait_until(lambda: [m for m in inbox.drain() if json.loads(m["body"])["symbol"] == "BTC-USD"]
-                               if len([m for m in inbox.drain() if "BTC-USD" in m["body"]]) >= 40 else None)
-    assert notifications and len(notifications) == 40
-    assert sorted(json.loads(m["body"])["timestamp"] for m in notifications) == [i["timestamp"] for i in items]
-    assert all(m["attributes"]["symbol"]["Value"] == "BTC-USD" for m in notifications)
+    def about_btc(received: list) -> list:
+        return [m for m in received if m.json()["symbol"] == "BTC-USD"]
+    assert inbox.wait_for(lambda received: len(about_btc(received)) >= 40)
+    notifications = about_btc(inbox.received())
+    assert len(notifications) == 40
+    assert sorted(m.json()["timestamp"] for m in notifications) == [i["timestamp"] for i in items]
+    assert all(m.attributes["symbol"]["Value"] == "BTC-USD" for m in notifications)
 
 
 def test_unsigned_request_is_rejected_and_nothing_stored(stack):
@@ -106,9 +108,10 @@ def test_poison_record_goes_to_the_enricher_dlq_the_rest_is_enriched_and_alerted
     assert "enriched_at" in items[1_700_000_000_000_000] and "enriched_at" in items[1_700_000_000_002_000]
     assert "enriched_at" not in items[1_700_000_000_001_000]
 
-    alerts = wait_until(lambda: [m for m in inboxes["alerts"].drain() if "price-enricher" in (m["subject"] or "")])
-    assert alerts, "no alert reached the alerts topic"
-    assert "records failed enrichment" in alerts[-1]["body"]
+    def enricher_alerts(received: list) -> list:
+        return [m for m in received if "price-enricher" in (m.subject or "")]
+    assert inboxes["alerts"].wait_for(enricher_alerts), "no alert reached the alerts topic"
+    assert "records failed enrichment" in enricher_alerts(inboxes["alerts"].received())[-1].body
 
 
 def test_enriched_prices_keep_their_exact_decimal(stack):
