@@ -93,7 +93,7 @@ class PipelineStack(EnvironmentStack):
         enricher = self._function(
             "price_enricher",
             [
-                statement("ReadHistoryWriteIndicators", ["dynamodb:Query", "dynamodb:UpdateItem"], [table.arn]),
+                statement("ReadHistoryWriteIndicators", ["dynamodb:Query", "dynamodb:PutItem"], [table.arn]),
                 statement("ReadTableStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords",
                                               "dynamodb:GetShardIterator"], [stream_arn]),
                 statement("ListTableStreams", ["dynamodb:ListStreams"], ["*"]),

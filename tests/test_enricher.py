@@ -84,7 +84,7 @@ def test_hundred_record_multi_symbol_batch_costs_one_query_per_symbol(pipeline):
              for t in range(20) for symbol in symbols]
     counter = Counter(pipeline.dynamodb)
     assert pipeline.enrich(batch) == {"batchItemFailures": []}
-    assert counter.calls == {"Query": 5, "UpdateItem": 100}
+    assert counter.calls == {"Query": 5, "PutItem": 100}
     requests_per_record = counter.total() / len(batch)
     assert requests_per_record == pytest.approx(1.05)  # the README quotes this figure
     for symbol in symbols:
@@ -122,6 +122,27 @@ def test_a_repeated_batch_gives_identical_items(pipeline):
     pipeline.enrich(records[10:])  # Lambda retries from the lowest failed sequence number
     pipeline.enrich(records)
     assert pipeline.items("BTC-USD") == first
+
+
+def test_an_item_deleted_before_enrichment_is_not_resurrected(pipeline):
+    kept, deleted = (pipeline.record(pipeline.put("BTC-USD", 1_700_000_000_000 + t, 100 + t)) for t in range(2))
+    pipeline.dynamodb.delete_item(TableName=pipeline.settings.table_name, Key=deleted["dynamodb"]["Keys"])
+    assert pipeline.enrich([kept, deleted]) == {"batchItemFailures": []}
+    assert [item["timestamp"] for item in pipeline.items("BTC-USD")] == [int(kept["dynamodb"]["Keys"]["timestamp"]["N"])]
+    assert len(pipeline.notifications()) == 1
+
+
+def test_a_retried_record_keeps_and_announces_its_first_enrichment(pipeline):
+    """A retry recomputes from a history that may have changed; what was stored first stands."""
+    records = [pipeline.record(pipeline.put("ADA-USD", 1_700_000_000_000 + t * 1000, 10 + t)) for t in range(1, 8)]
+    pipeline.enrich(records)
+    first = {item["timestamp"]: item for item in pipeline.items("ADA-USD")}
+    first_messages = {m["body"]["timestamp"]: m["body"] for m in pipeline.notifications()}
+    pipeline.put("ADA-USD", 1_700_000_000_000, "1000")  # an older tick arrives: a recompute would differ
+    assert pipeline.enrich(records[-1:]) == {"batchItemFailures": []}  # Lambda retries the last record
+    assert {item["timestamp"]: item for item in pipeline.items("ADA-USD") if item["price"] != 1000} == first
+    [again] = [m["body"] for m in pipeline.notifications()]
+    assert again == first_messages[again["timestamp"]]  # same indicators, same enriched_at
 
 
 def test_a_late_record_is_enriched_from_the_history_before_it(pipeline):

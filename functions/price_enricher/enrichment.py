@@ -7,7 +7,9 @@ values they were enriched with (they are not recomputed).
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -32,6 +34,7 @@ class StreamItem:
     timestamp: int
     price: Decimal
     image: dict[str, Any]
+    stored_image: dict[str, Any] = field(default_factory=dict)  # the item as DynamoDB JSON
 
 
 @dataclass
@@ -41,6 +44,8 @@ class PlannedRecord:
     timestamp: int | None = None
     indicators: dict[str, Decimal] = field(default_factory=dict)
     image: dict[str, Any] = field(default_factory=dict)
+    stored_image: dict[str, Any] = field(default_factory=dict)  # the item as DynamoDB JSON
+    enriched_at: int | None = None  # when its indicators were stored
     error: str | None = None
     skip: bool = False  # not an INSERT: nothing to do
 
@@ -55,7 +60,7 @@ def parse_record(record: dict[str, Any]) -> StreamItem:
         price = Decimal(plain["price"])
         if not price.is_finite() or price <= 0:
             raise ValueError("price must be positive")
-        return StreamItem(sequence, str(plain["symbol"]), int(plain["timestamp"]), price, plain)
+        return StreamItem(sequence, str(plain["symbol"]), int(plain["timestamp"]), price, plain, image)
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
         raise RecordError(f"unparsable item: {type(error).__name__}: {error}") from None
 
@@ -74,6 +79,7 @@ class HistoryReader:
     def __init__(self, client: Any, table_name: str) -> None:
         self.client, self.table_name = client, table_name
         self.requests = 0
+        self._count = threading.Lock()  # symbols are read concurrently
 
     def pages(self, symbol: str, newest: int, page_size: int, ema_windows: tuple[int, ...]):
         names = {"#s": "symbol", "#t": "timestamp", "#p": "price"}
@@ -92,7 +98,8 @@ class HistoryReader:
             "Limit": page_size,
         }
         while True:
-            self.requests += 1
+            with self._count:
+                self.requests += 1
             page = self.client.query(**arguments)
             last_key = page.get("LastEvaluatedKey")
             yield [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]], \
@@ -162,8 +169,13 @@ def enrich_symbol(items: list[StreamItem], reader: HistoryReader, windows: Windo
     return results
 
 
-def plan_batch(records: list[dict[str, Any]], reader: HistoryReader, windows: Windows) -> dict[str, PlannedRecord]:
-    """Every record's outcome, keyed by sequence number: indicators, a skip, or an error."""
+def plan_batch(records: list[dict[str, Any]], reader: HistoryReader, windows: Windows,
+               threads: int = 8) -> dict[str, PlannedRecord]:
+    """Every record's outcome, keyed by sequence number: indicators, a skip, or an error.
+
+    Symbols are independent, so their history reads run concurrently: a batch spanning
+    many symbols waits for a few Query round trips, not one per symbol in a row.
+    """
     plans: dict[str, PlannedRecord] = {}
     by_symbol: dict[str, list[StreamItem]] = defaultdict(list)
     for record in records:
@@ -177,14 +189,20 @@ def plan_batch(records: list[dict[str, Any]], reader: HistoryReader, windows: Wi
             plans[sequence] = PlannedRecord(sequence, error=str(error))
             continue
         by_symbol[item.symbol].append(item)
-        plans[sequence] = PlannedRecord(sequence, item.symbol, item.timestamp, image=item.image)
-    for items in by_symbol.values():
+        plans[sequence] = PlannedRecord(sequence, item.symbol, item.timestamp, image=item.image,
+                                        stored_image=item.stored_image)
+
+    def plan_symbol(items: list[StreamItem]) -> None:
         try:
             computed = enrich_symbol(items, reader, windows)
         except Exception as error:  # noqa: BLE001 - the symbol's records are reported and retried
             for item in items:
                 plans[item.sequence_number].error = f"history read failed: {type(error).__name__}: {error}"[:300]
-            continue
+            return
         for item in items:
             plans[item.sequence_number].indicators = computed[item.timestamp]
+
+    if by_symbol:
+        with ThreadPoolExecutor(max_workers=min(threads, len(by_symbol))) as pool:
+            list(pool.map(plan_symbol, by_symbol.values()))
     return plans

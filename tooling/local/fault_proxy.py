@@ -17,17 +17,19 @@ from tooling.local.loopback import HOP_HEADERS, LoopbackHandler, LoopbackServer
 
 @dataclass
 class FaultRule:
-    """Fail calls to `operation` (e.g. "DynamoDB_20120810.PutItem") whose body contains `body_contains`."""
+    """Fail calls to `operation` (e.g. "DynamoDB_20120810.PutItem") whose body contains `body_contains`
+    (a string, or several that must all appear)."""
 
     operation: str
     error_code: str
     status: int = 400
-    body_contains: str | None = None
+    body_contains: str | tuple[str, ...] | None = None
     probability: float = 1.0
     remaining: int | None = None  # how many more times; None = until removed
 
     def applies(self, target: str, body: bytes, rng: random.Random) -> bool:
-        if target != self.operation or (self.body_contains and self.body_contains.encode() not in body):
+        wanted = (self.body_contains,) if isinstance(self.body_contains, str) else self.body_contains or ()
+        if target != self.operation or any(part.encode() not in body for part in wanted):
             return False
         if self.remaining is not None and self.remaining <= 0:
             return False
