@@ -1,4 +1,4 @@
-"""`invoke bench`: how much work each update takes, measured on moto in-process and on the
+"""`invoke bench`: how much work each update takes, measured against moto's server and on the
 embedded stack. Benchmarks, not tests: they report medians and spread, never pass/fail.
 """
 
@@ -250,9 +250,9 @@ def run_benchmarks(quick: bool = False, stack: Any | None = None,
     results = BenchResults(datetime.now(timezone.utc).strftime("%Y-%m-%d"), _machine(), quick)
     repeats = 1 if quick else 5
     with EmbeddedEmulator() as emulator:
-        echo("webhook processor (moto in-process) …")
+        echo("webhook processor (moto server) …")
         results.webhook = bench_webhook(emulator.endpoint, (1, 10, 100) if quick else (1, 10, 100, 1000), repeats)
-        echo("price enricher (moto in-process) …")
+        echo("price enricher (moto server) …")
         results.enricher = bench_enricher(emulator.endpoint, (1, 10) if quick else (1, 10, 100), (1, 20), repeats)
     echo("cold start proxy (imports in a fresh interpreter) …")
     results.cold_start = bench_cold_start(1 if quick else 7)

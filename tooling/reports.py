@@ -13,7 +13,7 @@ def bench_table(results: dict[str, Any]) -> list[Table]:
     def spread(value: dict[str, float], digits: int = 1) -> str:
         return f"{value['median']:.{digits}f} ({value['low']:.{digits}f}–{value['high']:.{digits}f})"
 
-    webhook = Table(title=f"webhook processor — handler time on moto in-process ({results['date']}, {results['machine']})")
+    webhook = Table(title=f"webhook processor — handler time against moto's server ({results['date']}, {results['machine']})")
     for name in ("batch", "updates/s median (min–max)", "handler ms", "DynamoDB requests/update", "WRU/update",
                  "item bytes"):
         webhook.add_column(name, justify="right")
@@ -21,7 +21,7 @@ def bench_table(results: dict[str, Any]) -> list[Table]:
         webhook.add_row(str(row["batch"]), spread(row["updates_per_second"]), spread(row["handler_ms"]),
                         f"{row['dynamodb_requests_per_update']:.2f}", str(row["write_units_per_update"]),
                         str(row["item_bytes"]))
-    enricher = Table(title="price enricher — handler time on moto in-process")
+    enricher = Table(title="price enricher — handler time against moto's server")
     for name in ("batch", "symbols", "ms/record median (min–max)", "requests/record", "reads/record",
                  "writes/record", "RRU/record"):
         enricher.add_column(name, justify="right")
