@@ -136,7 +136,7 @@ def enrich_symbol(items: list[StreamItem], reader: HistoryReader, windows: Windo
         for row in rows:
             ts = int(row["timestamp"])
             if ts in batch:
-                continue  # the stream image is the same item; its stored indicators are recomputed
+                continue  # the stream image is the same item (if already enriched, its stored values stand)
             price = _history_price(row)
             if price is None:
                 continue  # an item that is not a price (reported when its own record came through)

@@ -11,9 +11,9 @@ import functools
 import json
 import os
 import time
-from decimal import Decimal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import boto3

@@ -20,6 +20,7 @@ import urllib.request
 from types import TracebackType
 
 from tooling.local import moto_patches
+from tooling.local.children import stop_child
 from tooling.paths import ROOT
 
 
@@ -73,13 +74,7 @@ class EmbeddedEmulator:
             self._server.stop()
             self._server = None
         if self._process is not None:
-            if self._process.poll() is None:
-                self._process.stdin.close()
-                try:
-                    self._process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
+            stop_child(self._process, timeout=10)
             self._process = None
 
     def reset(self) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tooling.local.children import stop_child
+
 # What the Lambda Python runtime provides besides the zip.
 RUNTIME_LIBRARIES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -103,12 +105,7 @@ class _Worker:
         return answer["result"]
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_child(self.process, timeout=5)
 
 
 class LocalFunction:
