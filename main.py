@@ -5,23 +5,21 @@ Usage: python main.py [ENV] [SUFFIX]  (ENV defaults to local)
 
 import sys
 
-from environments.config import ConfigError, load_config
-from stacks.app import synth
-from tooling.build import BuildError, load_manifest
-from tooling.synth import default_outdir
+from delivery.build import load_manifest
+from delivery.synth import default_outdir, synth_environment
+from environments.config import load_config
+from errors import PipelineError
 
 
 def main(argv: list[str]) -> int:
     env = argv[1] if len(argv) > 1 else "local"
     try:
         config = load_config(env).with_suffix(argv[2] if len(argv) > 2 else None)
-        artifacts = load_manifest()
-    except (ConfigError, BuildError) as error:
+        app = synth_environment(config, default_outdir(config), load_manifest())
+    except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    outdir = default_outdir(config)
-    synth(config, artifacts, outdir)
-    print(f"synthesized {env} ({config.suffix}) into {outdir}")
+    print(f"synthesized {env} ({config.suffix}) into {app.outdir}")
     return 0
 
 

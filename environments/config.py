@@ -8,6 +8,7 @@ every task can print it without a traceback.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,7 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from errors import PipelineError
+from functions.price_enricher.indicators import Windows
+from functions.webhook_processor import settings as webhook_settings
+
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent
+_WINDOWS = Windows()
 ENVIRONMENT_NAMES = ("local", "dev", "staging", "prod")
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
@@ -31,7 +37,7 @@ LogRetentionDays = Literal[
 ]
 
 
-class ConfigError(Exception):
+class ConfigError(PipelineError):
     """A configuration file that cannot be used; the message is one line."""
 
 
@@ -64,9 +70,11 @@ class StreamSettings(_Strict):
 
 
 class IndicatorWindows(_Strict):
-    sma: list[Annotated[int, Field(ge=1, le=500)]] = [5, 20]
-    ema: list[Annotated[int, Field(ge=1, le=500)]] = [12, 26]
-    volatility: list[Annotated[int, Field(ge=2, le=500)]] = [20]
+    """Defaults are the enricher's own (`Windows`), so the two cannot drift."""
+
+    sma: list[Annotated[int, Field(ge=1, le=500)]] = list(_WINDOWS.sma)
+    ema: list[Annotated[int, Field(ge=1, le=500)]] = list(_WINDOWS.ema)
+    volatility: list[Annotated[int, Field(ge=2, le=500)]] = list(_WINDOWS.volatility)
 
     @field_validator("sma", "ema", "volatility")
     @classmethod
@@ -106,8 +114,8 @@ class EnvironmentConfig(_Strict):
     dlq_retention_seconds: int = Field(default=345_600, ge=60, le=1_209_600)
     stream: StreamSettings = StreamSettings()
     indicator_windows: IndicatorWindows = IndicatorWindows()
-    default_quote: str = Field(default="USD", pattern=r"^[A-Z0-9]{2,10}$")
-    max_skew_seconds: int = Field(default=300, ge=1, le=3600)
+    default_quote: str = Field(default=webhook_settings.DEFAULT_QUOTE, pattern=r"^[A-Z0-9]{2,10}$")
+    max_skew_seconds: int = Field(default=webhook_settings.MAX_SKEW_SECONDS, ge=1, le=3600)
     alarms: AlarmSettings = AlarmSettings()
     alert_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = {}
@@ -131,6 +139,13 @@ class EnvironmentConfig(_Strict):
     def is_emulated(self) -> bool:
         """True where the target is an AWS emulator rather than an AWS account."""
         return self.aws_endpoint_url is not None
+
+    def emulator_endpoint(self, environ: Mapping[str, str]) -> str | None:
+        """Where an emulated environment's AWS answers: AWS_ENDPOINT_URL when set (the embedded
+        runner's port), else the file's endpoint; None for a real AWS account."""
+        if not self.is_emulated:
+            return None
+        return environ.get("AWS_ENDPOINT_URL") or str(self.aws_endpoint_url).rstrip("/")
 
     def resource_name(self, resource: str) -> str:
         """Every resource is named `{resource}-{suffix}` so that suffixed copies never collide."""

@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from cdktf import LocalBackend, S3Backend, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
 from environments.config import EnvironmentConfig, LocalStateBackend
-from tooling.paths import ROOT
-
-# Dummy credentials for emulators only: moto and LocalStack accept any key.
-EMULATOR_CREDENTIALS = {"access_key": "test", "secret_key": "test"}
-
+from stacks.artifacts import SynthPaths
 
 class EnvironmentStack(TerraformStack):
     """A stack bound to one environment's provider and backend settings."""
 
-    def __init__(self, scope: Construct, stack_id: str, config: EnvironmentConfig, outdir: Path) -> None:
+    def __init__(self, scope: Construct, stack_id: str, config: EnvironmentConfig, paths: SynthPaths) -> None:
         super().__init__(scope, stack_id)
         self.config = config
-        self._configure_backend(stack_id, outdir)
+        self._configure_backend(stack_id, paths)
         provider_args: dict = {
             "region": config.region,
             "default_tags": [AwsProviderDefaultTags(tags={**config.tags, "stack": stack_id})],
         }
         if config.is_emulated:
-            # The endpoint itself comes from AWS_ENDPOINT_URL at run time, so the
-            # synthesized JSON does not change with the emulator's port.
+            # The endpoint and the emulator's dummy credentials come from the environment
+            # (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID...) at run time, so the synthesized JSON
+            # changes with neither the emulator's port nor its credentials.
             provider_args.update(
-                EMULATOR_CREDENTIALS,
                 skip_credentials_validation=True,
                 skip_requesting_account_id=True,
                 skip_metadata_api_check="true",
@@ -41,11 +36,11 @@ class EnvironmentStack(TerraformStack):
         if config.provider_version:
             self.add_override("terraform.required_providers.aws.version", config.provider_version)
 
-    def _configure_backend(self, stack_id: str, outdir: Path) -> None:
+    def _configure_backend(self, stack_id: str, paths: SynthPaths) -> None:
         backend = self.config.backend
         if isinstance(backend, LocalStateBackend):
-            state_file = ROOT / backend.directory / f"{stack_id}.tfstate"
-            stack_dir = outdir / "stacks" / stack_id
+            state_file = paths.state_root / backend.directory / f"{stack_id}.tfstate"
+            stack_dir = paths.outdir / "stacks" / stack_id
             # Relative, so the synthesized JSON does not name this machine's folders.
             LocalBackend(self, path=os.path.relpath(state_file, stack_dir))
         else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from cdktf import TerraformAsset, AssetType, TerraformOutput, TerraformVariable
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -35,12 +34,17 @@ from constructs import Construct
 
 from environments.config import EnvironmentConfig, FunctionSettings
 from stacks.checkov_skips import skip_check
+from stacks.artifacts import BuiltZip, SynthPaths
 from stacks.base import EnvironmentStack
 from stacks.iam import lambda_assume_role_policy, policy_document, statement
 from stacks.names import FUNCTION_RESOURCES, function_name, role_name
 from stacks.storage import StorageStack
+from functions.log_alerts.settings import Settings as LogAlertsSettings
+from functions.price_enricher.indicators import Windows
+from functions.price_enricher.settings import Settings as EnricherSettings
 from functions.shared.observability import METRICS_NAMESPACE
-from tooling.build import BuiltZip
+from functions.shared.settings import variable_names
+from functions.webhook_processor.settings import Settings as WebhookSettings
 
 # Error lines in the functions' logs: Powertools logs carry "level":"ERROR"; the runtime
 # prints "[ERROR]" and "Task timed out". The local runtime applies this same pattern.
@@ -62,9 +66,9 @@ HANDLERS = {
 
 
 class PipelineStack(EnvironmentStack):
-    def __init__(self, scope: Construct, config: EnvironmentConfig, outdir: Path, storage: StorageStack,
+    def __init__(self, scope: Construct, config: EnvironmentConfig, paths: SynthPaths, storage: StorageStack,
                  artifacts: dict[str, BuiltZip]) -> None:
-        super().__init__(scope, config.resource_name("pipeline"), config, outdir)
+        super().__init__(scope, config.resource_name("pipeline"), config, paths)
         self.storage = storage
         self.artifacts = artifacts
         self.log_groups: dict[str, CloudwatchLogGroup] = {}
@@ -77,17 +81,16 @@ class PipelineStack(EnvironmentStack):
         webhook = self._function(
             "webhook_processor",
             [
-                # GetItem: price_store reads a slot's item when a failed condition returns none.
+                # GetItem: price_table.ticks reads a slot's item when a failed condition returns none.
                 statement("WriteUpdates", ["dynamodb:GetItem", "dynamodb:PutItem"], [table.arn]),
                 statement("QueueFailedUpdates", ["sqs:SendMessage"], [storage.webhook_dlq.arn]),
                 statement("NotifyAsyncSuccess", ["sns:Publish"], [storage.success_topic.arn]),
             ],
             {
-                "TABLE_NAME": table.name,
-                "DLQ_URL": storage.webhook_dlq.url,
-                "WEBHOOK_SECRETS": webhook_secrets.string_value,
-                "DEFAULT_QUOTE": config.default_quote,
-                "MAX_SKEW_SECONDS": str(config.max_skew_seconds),
+                **WebhookSettings(table_name=table.name, dlq_url=storage.webhook_dlq.url,
+                                  default_quote=config.default_quote,
+                                  max_skew_seconds=config.max_skew_seconds).environment(),
+                variable_names(WebhookSettings)["secrets"]: webhook_secrets.string_value,
             },
         )
         enricher = self._function(
@@ -100,16 +103,13 @@ class PipelineStack(EnvironmentStack):
                 statement("AnnounceEnrichedUpdates", ["sns:Publish"], [storage.success_topic.arn]),
                 statement("RecordFailedBatches", ["sqs:SendMessage"], [storage.enricher_dlq.arn]),
             ],
-            {
-                "TABLE_NAME": table.name,
-                "SUCCESS_TOPIC_ARN": storage.success_topic.arn,
-                "INDICATOR_WINDOWS": config.indicator_windows.model_dump_json(),
-            },
+            EnricherSettings(table_name=table.name, topic_arn=storage.success_topic.arn,
+                             windows=Windows.from_mapping(config.indicator_windows.model_dump())).environment(),
         )
         alerts = self._function(
             "log_alerts",
             [statement("PublishAlerts", ["sns:Publish"], [storage.alerts_topic.arn])],
-            {"ALERTS_TOPIC_ARN": storage.alerts_topic.arn},
+            LogAlertsSettings(topic_arn=storage.alerts_topic.arn).environment(),
         )
 
         url = LambdaFunctionUrl(self, "webhook-url", function_name=webhook.function_name,

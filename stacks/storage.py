@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from cdktf import TerraformOutput
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
@@ -21,6 +20,8 @@ from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
+from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY
+from stacks.artifacts import BuiltZip, SynthPaths
 from stacks.base import EnvironmentStack
 from stacks.iam import policy_document, statement
 from stacks.names import FUNCTION_RESOURCES, role_name
@@ -38,8 +39,8 @@ KEY_USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:Generat
 
 
 class StorageStack(EnvironmentStack):
-    def __init__(self, scope: Construct, config: EnvironmentConfig, outdir: Path) -> None:
-        super().__init__(scope, config.resource_name("storage"), config, outdir)
+    def __init__(self, scope: Construct, config: EnvironmentConfig, paths: SynthPaths) -> None:
+        super().__init__(scope, config.resource_name("storage"), config, paths)
         identity = DataAwsCallerIdentity(self, "current")
         partition = DataAwsPartition(self, "partition")
         account_root = f"arn:{partition.partition}:iam::{identity.account_id}:root"
@@ -72,10 +73,10 @@ class StorageStack(EnvironmentStack):
             self, "prices",
             name=config.resource_name("crypto-prices"),
             billing_mode="PAY_PER_REQUEST",
-            hash_key="symbol",
-            range_key="timestamp",
-            attribute=[DynamodbTableAttribute(name="symbol", type="S"),
-                       DynamodbTableAttribute(name="timestamp", type="N")],
+            hash_key=PARTITION_KEY,
+            range_key=SORT_KEY,
+            attribute=[DynamodbTableAttribute(name=PARTITION_KEY, type="S"),
+                       DynamodbTableAttribute(name=SORT_KEY, type="N")],
             stream_enabled=True,
             stream_view_type="NEW_AND_OLD_IMAGES",
             point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),

@@ -39,7 +39,7 @@ def require_tool(name: str, found: bool) -> None:
 
 @pytest.fixture(scope="session")
 def artifacts():
-    from tooling.build import LAMBDA_ARM64, build_all
+    from delivery.build import LAMBDA_ARM64, build_all
 
     return build_all(LAMBDA_ARM64)
 
@@ -47,7 +47,7 @@ def artifacts():
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory, artifacts):
     """Every environment file, synthesized once with a real App (cross-stack references resolved)."""
-    from tooling.synth import synth_environment
+    from delivery.synth import synth_environment
 
     base = tmp_path_factory.mktemp("synth")
     apps = {name: synth_environment(load_config(name), base / name, artifacts) for name in ENVIRONMENT_NAMES}
@@ -58,7 +58,7 @@ def synthesized(tmp_path_factory, artifacts):
 @pytest.fixture(scope="session")
 def moto_server():
     """moto's HTTP server on 127.0.0.1 (a free port), shared by the session; tests reset it."""
-    from tooling.local.emulator import EmbeddedEmulator
+    from emulator.moto_server import EmbeddedEmulator
 
     with EmbeddedEmulator() as emulator:
         yield emulator

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tooling.build import (
+from delivery.build import (
     LAMBDA_ARM64,
     BuildError,
     build_function,

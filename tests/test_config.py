@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from environments.config import ENVIRONMENT_NAMES, ConfigError, load_config
-from tooling.paths import ROOT
+from delivery.paths import ROOT
 
 
 @pytest.mark.parametrize("name", ENVIRONMENT_NAMES)

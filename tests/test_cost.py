@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tooling.cost import PRICES, estimate, summary
+from evidence.cost import PRICES, estimate, summary
 
 BENCH = {
     "webhook": [{"batch": b, "dynamodb_requests_per_update": 1.0, "write_units_per_update": 1, "item_bytes": 94}

@@ -11,8 +11,8 @@ import textwrap
 import pytest
 
 from environments.config import load_config
-from tooling.deployer import Aborted, DeployError, deploy, destroy
-from tooling.terraform import TerraformError
+from delivery.deployer import Aborted, DeployError, deploy, destroy
+from delivery.terraform import TerraformError
 
 FAKE = textwrap.dedent("""\
     #!{python}
@@ -45,7 +45,7 @@ def fake_terraform(tmp_path, monkeypatch):
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_TF_LOG", str(log))
-    monkeypatch.setattr("tooling.deployer.write_outputs", lambda config, outputs: tmp_path / "outputs.json")
+    monkeypatch.setattr("delivery.deployer.write_outputs", lambda config, outputs: tmp_path / "outputs.json")
 
     def calls():
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

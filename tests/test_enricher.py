@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from functions.log_alerts import handler as log_alerts
+from functions.log_alerts import service as log_alerts_service
 from functions.price_enricher.indicators import Windows
-from tests.enricher_support import Counter, Pipeline
-from tooling.faults import FaultInjector
-from tooling.price_data import SOURCE_NOTE, load_series
+from tests.support.enricher_support import Counter, Pipeline
+from tests.support.faults import FaultInjector
+from demo.price_data import SOURCE_NOTE, load_series
 
 
 @pytest.fixture
@@ -215,7 +216,7 @@ def test_log_alerts_decodes_a_real_gzip_payload_and_publishes_one_concise_alert(
         QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
     monkeypatch.setenv("ALERTS_TOPIC_ARN", topic)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    log_alerts._sns.cache_clear()
+    log_alerts._runtime.cache_clear()
     lines = [json.dumps({"level": "ERROR", "message": "records failed enrichment", "failed": 2,
                          "x-signature": "t=1,v1=" + "ab" * 32})] + \
             ["[ERROR] upstream said x-signature=t=1,v1=" + "cd" * 32] + \
@@ -238,7 +239,7 @@ def test_log_alerts_decodes_a_real_gzip_payload_and_publishes_one_concise_alert(
 
 def test_log_alerts_ignores_control_messages():
     payload = {"messageType": "CONTROL_MESSAGE", "logEvents": []}
-    assert log_alerts.build_alert(payload) is None
+    assert log_alerts_service.build_alert(payload) is None
 
 
 def test_a_stored_non_price_does_not_block_the_symbols_later_records(pipeline):

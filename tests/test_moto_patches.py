@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from botocore.exceptions import ClientError
 from hypothesis import strategies as st
 
-from tooling.local import moto_patches
-from tooling.local.emulator import EmbeddedEmulator
+from emulator import moto_patches
+from emulator.moto_server import EmbeddedEmulator
 
 _tables = itertools.count()
 

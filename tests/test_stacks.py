@@ -7,7 +7,7 @@ import json
 import pytest
 
 from environments.config import ENVIRONMENT_NAMES, load_config
-from tooling.policy_scan import iter_policy_statements, policy_violations
+from tests.support.policy_scan import iter_policy_statements, policy_violations
 
 ALL = list(ENVIRONMENT_NAMES) + ["dev-pr42"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import require_tool
-from tooling.terraform import find_provider_mirror, terraform_binary, validate_stack, write_cli_config
+from delivery.terraform import find_provider_mirror, terraform_binary, validate_stack, write_cli_config
 
 
 @pytest.mark.parametrize("stack_prefix", ["storage", "pipeline"])
@@ -20,7 +20,7 @@ def test_terraform_validate_local_stacks(synthesized, stack_prefix, tmp_path):
 
 @pytest.mark.parametrize("env", ["local", "prod"])
 def test_checkov_has_no_finding_without_a_written_skip(synthesized, env):
-    from tooling.checkov import run_checkov
+    from delivery.checkov import run_checkov
 
     findings = run_checkov([stack.directory / "cdk.tf.json" for stack in synthesized[env].stacks])
     unexplained = [f"{f.check_id} {f.resource}: {f.check_name}" for f in findings if not f.skip_reason]

@@ -10,9 +10,10 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from functions.shared.price_store import first_slot, update_from_item
+from functions.shared.price_table.keys import first_slot
+from functions.shared.price_table.ticks import update_from_item
 from functions.shared.price_update import PriceUpdate
-from functions.webhook_processor import handler as webhook
+from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from tests.webhook_support import ROTATED, SECRET, SOURCE, body_of, url_event
 from tooling.faults import FaultInjector
@@ -328,7 +329,9 @@ def test_handler_wiring_reads_its_environment(aws, monkeypatch, moto_endpoint):
     monkeypatch.setenv("WEBHOOK_SECRETS", json.dumps({SOURCE: SECRET}))
     monkeypatch.setenv("MAX_SKEW_SECONDS", "300")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
-    module = importlib.reload(webhook)
+    from functions.webhook_processor import handler as webhook_handler
+
+    module = importlib.reload(webhook_handler)
     response = module.handler(url_event(SEED), LambdaContext())
     assert response["statusCode"] == 200 and len(items(aws)) == 1
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.webhook_processor import handler as webhook
+from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets, signature_header
 from tests.webhook_support import SECRET, SOURCE
 

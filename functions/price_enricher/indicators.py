@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,8 +25,11 @@ class Windows:
     volatility: tuple[int, ...] = (20,)
 
     @classmethod
-    def from_mapping(cls, data: dict) -> "Windows":
+    def from_mapping(cls, data: Mapping[str, Sequence[int]]) -> Windows:
         return cls(**{key: tuple(sorted(int(n) for n in data.get(key, ()))) for key in ("sma", "ema", "volatility")})
+
+    def as_mapping(self) -> dict[str, list[int]]:
+        return {"sma": list(self.sma), "ema": list(self.ema), "volatility": list(self.volatility)}
 
     @property
     def history_needed(self) -> int:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from tooling.local.stack import LocalStack
-from tooling.local.subscriber import TopicSubscriber
+from delivery.local import LocalDeployment
+from emulator.subscriber import TopicSubscriber
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 90.0, interval: float = 0.5):
-    """Poll until the condition holds: works for the embedded target and for LocalStack."""
+    """Poll until the condition holds: works for the embedded target and for LocalDeployment."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -25,7 +25,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 90.0, interval:
 @pytest.fixture(scope="session")
 def stack():
     target = os.environ.get("E2E_TARGET", "embedded")
-    with LocalStack(target=target, stream_terraform=True) as running:
+    with LocalDeployment(target=target, stream_terraform=True) as running:
         yield running
 
 

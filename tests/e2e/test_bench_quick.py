@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from tooling.bench import run_benchmarks
-from tooling.reports import bench_table
+from evidence.bench import run_benchmarks
+from evidence.reports import bench_table
 
 
 def test_quick_benchmarks_run_and_report_every_section(stack):

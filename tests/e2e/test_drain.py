@@ -7,9 +7,9 @@ import json
 from rich.console import Console
 
 from tests.e2e.conftest import wait_until
-from tooling.drain_cli import aws_clients, run_drain
-from tooling.local.fault_proxy import FaultRule
-from tooling.local.stack import signed_post
+from ops.drain_cli import aws_clients, run_drain
+from emulator.fault_proxy import FaultRule
+from senders.webhook import signed_post
 
 
 def _count(stack, symbol):

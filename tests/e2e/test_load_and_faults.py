@@ -9,14 +9,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from functions.shared.price_store import first_slot
-from tooling.drain_cli import aws_clients, run_drain
-from tooling.local.fault_proxy import FaultRule
-from tooling.local.stack import signed_post
-from tooling.local.subscriber import TopicSubscriber
+from functions.shared.price_table.keys import first_slot
+from ops.drain_cli import aws_clients, run_drain
+from emulator.fault_proxy import FaultRule
+from senders.webhook import signed_post
+from emulator.subscriber import TopicSubscriber
 
 # The count, run in CI: about 6 minutes on a 2-core machine, bound by moto's CPU (its
-# own process; see tooling/local/emulator.py and moto_patches.py). LOAD_UPDATES=N for a shorter run.
+# own process; see emulator/moto_server.py and moto_patches.py). LOAD_UPDATES=N for a shorter run.
 LOAD_UPDATES = int(os.environ.get("LOAD_UPDATES", "20000"))
 SENDERS = 8
 LOAD_DEADLINE_SECONDS = 1800

@@ -9,9 +9,9 @@ from decimal import Decimal
 from boto3.dynamodb.types import TypeDeserializer
 
 from tests.e2e.conftest import wait_until
-from tooling.local.fault_proxy import FaultRule
-from tooling.local.stack import signed_post
-from tooling.price_data import load_series
+from emulator.fault_proxy import FaultRule
+from senders.webhook import signed_post
+from demo.price_data import load_series
 
 _deserializer = TypeDeserializer()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tooling.deployer import destroy, make_deployer
+from delivery.deployer import destroy, make_deployer
 
 
 def test_applied_stacks_re_plan_clean(stack):

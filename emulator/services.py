@@ -1,0 +1,110 @@
+"""What moto cannot do without Docker, played for a deployed environment: the functions run
+in the local Lambda runtime, the webhook's function URL is served, the stream mapping is
+polled, log lines are routed through the deployed subscription filters.
+
+Narrow inputs: an endpoint, a region, the deployed function names and the zips to run.
+Everything else (handlers, environments, timeouts, the mapping, the filters) is read back
+from what Terraform deployed into the emulator.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from emulator import session
+from emulator.fault_proxy import FaultProxy
+from emulator.function_url import FunctionUrlServer
+from emulator.log_router import LogRouter, deployed_subscriptions
+from emulator.runtime import LocalFunction, emulator_environment, function_spec, provided_libraries
+from emulator.stream_poller import StreamPoller, deployed_mapping
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The deployed functions to run: key -> (function name, zip for this machine)."""
+
+    functions: Mapping[str, tuple[str, Path]]
+    url_function: str      # key of the function behind the function URL
+    stream_function: str   # key of the function behind the stream mapping
+
+
+class EmulatedServices:
+    """Start with `with EmulatedServices(...) as services:`; everything is stopped on exit."""
+
+    def __init__(self, endpoint: str, region: str, deployed: Deployed, work_dir: Path, *,
+                 concurrency: int = 2, echo_function_logs: bool = False) -> None:
+        self.endpoint, self.region, self.deployed, self.work_dir = endpoint, region, deployed, work_dir
+        self.concurrency = concurrency
+        self.aws = session.clients(endpoint, region)
+        self.router = LogRouter(echo=echo_function_logs)
+        self.proxy: FaultProxy | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.url_server: FunctionUrlServer | None = None
+        self.poller: StreamPoller | None = None
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def start(self) -> EmulatedServices:
+        # The functions reach the emulator through the fault proxy (a pass-through until told otherwise).
+        self.proxy = FaultProxy(self.endpoint).start()
+        runtime_dir = provided_libraries(self.work_dir / "runtime")
+        base_env = emulator_environment(self.proxy.endpoint, self.region)
+        for key, (name, zip_path) in self.deployed.functions.items():
+            spec = function_spec(self.aws["lambda"], name)
+            self.functions[key] = LocalFunction(spec, zip_path, self.work_dir / "code", runtime_dir, base_env,
+                                                self.router, self.concurrency)
+        targets = {fn.spec.arn: fn for fn in self.functions.values()}
+        self.router.connect(deployed_subscriptions(self.aws["logs"], [fn.spec.name for fn in self.functions.values()]),
+                            targets)
+        self.url_server = FunctionUrlServer(self.functions[self.deployed.url_function]).start()
+        stream_function = self.functions[self.deployed.stream_function]
+        mapping = deployed_mapping(self.aws["lambda"], stream_function.spec.name)
+        self.poller = StreamPoller(mapping, stream_function, self.aws["dynamodbstreams"], self.aws["sqs"],
+                                   self.region).start()
+        self._flusher = threading.Thread(target=self._flush_logs, daemon=True)
+        self._flusher.start()
+        return self
+
+    @property
+    def webhook_url(self) -> str:
+        assert self.url_server is not None
+        return self.url_server.url
+
+    def _flush_logs(self) -> None:
+        while not self._stop.wait(1.0):
+            self.router.flush()
+
+    def settle(self, timeout: float = 120.0) -> bool:
+        """Wait until the stream is drained and pending log lines are delivered."""
+        idle = self.poller.wait_idle(timeout) if self.poller else True
+        self.router.flush()
+        return idle
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.poller:
+            self.poller.stop()
+        if self.url_server:
+            self.url_server.stop()
+        for function in self.functions.values():
+            function.close()
+        if self.proxy:
+            self.proxy.stop()
+
+    def __enter__(self) -> EmulatedServices:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+

@@ -1,0 +1,278 @@
+"""`invoke bench`: how much work each update takes, measured against moto's server and on the
+embedded stack. Benchmarks, not tests: they report medians and spread, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from errors import PipelineError
+from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform
+from evidence.capacity import item_size, read_units, write_units
+from emulator.moto_server import EmbeddedEmulator
+from emulator.runtime import provided_libraries, unpack
+from emulator.session import client as emulator_client
+from functions.shared.price_table.keys import table_definition
+from delivery.paths import BUILD_DIR, RESULTS_DIR
+
+HANDLER_MODULES = {name: f"functions.{name}.handler" for name in FUNCTION_NAMES}
+
+
+class MissingResults(PipelineError):
+    """`invoke cost` needs the figures `invoke bench` writes."""
+
+
+@dataclass
+class Spread:
+    median: float
+    low: float
+    high: float
+    runs: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Spread":
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+
+@dataclass
+class BenchResults:
+    date: str
+    machine: str
+    quick: bool
+    webhook: list[dict[str, Any]] = field(default_factory=list)
+    enricher: list[dict[str, Any]] = field(default_factory=list)
+    cold_start: list[dict[str, Any]] = field(default_factory=list)
+    latency: dict[str, Any] = field(default_factory=dict)
+
+
+class RequestCounter:
+    """Counts a client's DynamoDB requests per operation (retries included)."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: dict[str, int] = {}
+        client.meta.events.register("before-send.dynamodb", self._count)
+
+    def _count(self, request: Any, **_: Any) -> None:
+        operation = request.headers.get("X-Amz-Target", b"").decode().split(".")[-1]
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    def reset(self) -> None:
+        self.calls = {}
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+def _machine() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _table(dynamodb: Any, name: str) -> None:
+    dynamodb.create_table(**table_definition(name))
+
+
+# ---- webhook --------------------------------------------------------------------------------
+
+def bench_webhook(endpoint: str, batch_sizes: tuple[int, ...], repeats: int, symbols: int = 20) -> list[dict]:
+    from functions.webhook_processor import service as webhook
+    from functions.webhook_processor.signature import parse_secrets, signature_header
+    from emulator.function_url import url_event
+
+    dynamodb = emulator_client("dynamodb", endpoint, config=webhook.CLIENT_CONFIG)
+    sqs = emulator_client("sqs", endpoint)
+    _table(dynamodb, "bench-webhook")
+    settings = webhook.Settings("bench-webhook", sqs.create_queue(QueueName="bench-dlq")["QueueUrl"],
+                                parse_secrets(json.dumps({"bench": "bench-secret"})))
+    counter = RequestCounter(dynamodb)
+    rows, run = [], 0
+    for size in batch_sizes:
+        seconds, requests, units = [], [], []
+        for _ in range(repeats):
+            run += 1
+            updates = [{"symbol": f"B{run}X{i % symbols}-USD", "price": f"{100 + i}.25", "exchange": "binance",
+                        "volume": "1.5", "timestamp": 1_700_000_000_000 + i} for i in range(size)]
+            body = json.dumps(updates).encode()
+            now = time.time()
+            event = url_event("POST", "/", {"X-Source": "bench", "X-Signature": signature_header(
+                ["bench-secret"], int(now), body)}, body, "127.0.0.1")
+            counter.reset()
+            started = time.perf_counter()
+            response = webhook.process(event, settings, dynamodb, sqs, now)
+            seconds.append(time.perf_counter() - started)
+            assert json.loads(response["body"])["accepted"] == size, response
+            requests.append(sum(counter.calls.values()) / size)
+        stored = dynamodb.query(TableName="bench-webhook", KeyConditionExpression="symbol = :s",
+                                ExpressionAttributeValues={":s": {"S": f"B{run}X0-USD"}}, Limit=1)["Items"]
+        units.append(write_units(stored[0]))
+        rate = Spread.of([size / s for s in seconds])
+        rows.append({"batch": size, "updates_per_second": asdict(rate),
+                     "handler_ms": asdict(Spread.of([s * 1000 for s in seconds])),
+                     "dynamodb_requests_per_update": statistics.median(requests),
+                     "write_units_per_update": statistics.median(units),
+                     "item_bytes": item_size(stored[0])})
+    return rows
+
+
+# ---- enricher -------------------------------------------------------------------------------
+
+def _record(item: dict, sequence: int) -> dict:
+    return {"eventName": "INSERT", "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"symbol": item["symbol"], "timestamp": item["timestamp"]}, "NewImage": item,
+                         "SequenceNumber": str(sequence)}}
+
+
+def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: tuple[int, ...],
+                   repeats: int) -> list[dict]:
+    from functions.price_enricher import service as enricher
+    from functions.price_enricher.indicators import Windows
+    from functions.shared.price_table.keys import sort_key
+    from functions.shared.price_table.ticks import to_item
+    from functions.shared.price_update import PriceUpdate
+    from decimal import Decimal
+
+    dynamodb = emulator_client("dynamodb", endpoint)
+    sns = emulator_client("sns", endpoint)
+    _table(dynamodb, "bench-enricher")
+    settings = enricher.Settings("bench-enricher", sns.create_topic(Name="bench-success")["TopicArn"], Windows())
+    counter = RequestCounter(dynamodb)
+    sequence, rows, run = 0, [], 0
+
+    def put(symbol: str, t: int) -> dict:
+        nonlocal sequence
+        sequence += 1
+        item = to_item(PriceUpdate(symbol, 1_700_000_000_000 + t * 1000, Decimal(100 + t % 7), "binance",
+                                   "bench", 0), sort_key(1_700_000_000_000 + t * 1000, 0))
+        dynamodb.put_item(TableName="bench-enricher", Item=item)
+        return _record(item, sequence)
+
+    for symbols in symbol_counts:
+        for size in batch_sizes:
+            per_record, requests, reads, writes, read_bytes = [], [], [], [], []
+            for _ in range(repeats):
+                run += 1
+                names = [f"E{run}X{s}-USD" for s in range(symbols)]
+                enricher.process({"Records": [put(n, t) for n in names for t in range(25)]}, settings, dynamodb, sns)
+                batch = [put(names[i % symbols], 100 + i) for i in range(size)]
+                counter.reset()
+                started = time.perf_counter()
+                result = enricher.process({"Records": batch}, settings, dynamodb, sns)
+                elapsed = time.perf_counter() - started
+                assert result == {"batchItemFailures": []}, result
+                per_record.append(elapsed / size * 1000)
+                requests.append(sum(counter.calls.values()) / size)
+                reads.append(counter.calls.get("Query", 0) / size)
+                writes.append(counter.calls.get("PutItem", 0) / size)
+                sample = dynamodb.query(TableName="bench-enricher", KeyConditionExpression="symbol = :s",
+                                        ExpressionAttributeValues={":s": {"S": names[0]}}, Limit=1,
+                                        ScanIndexForward=False)["Items"][0]
+                items_read = 21 + size / symbols  # history window + this batch's items, per query
+                read_bytes.append(read_units(int(items_read * item_size(sample))) * reads[-1])
+            rows.append({"batch": size, "symbols": symbols, "ms_per_record": asdict(Spread.of(per_record)),
+                         "dynamodb_requests_per_record": statistics.median(requests),
+                         "reads_per_record": statistics.median(reads), "writes_per_record": statistics.median(writes),
+                         "read_units_per_record": statistics.median(read_bytes),
+                         "write_units_per_record": write_units(sample)})
+    return rows
+
+
+# ---- cold start proxy -----------------------------------------------------------------------
+
+def bench_cold_start(runs: int) -> list[dict]:
+    host = build_all(host_platform())
+    arm = build_all(LAMBDA_ARM64)
+    runtime = provided_libraries(BUILD_DIR / "local" / "runtime")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in FUNCTION_NAMES:
+            code = unpack(host[name].path, Path(folder) / name)
+            script = (f"import sys, time; sys.path[:0] = [{str(code)!r}, {str(runtime)!r}]; "
+                      f"t = time.perf_counter(); import {HANDLER_MODULES[name]}; "
+                      "print(time.perf_counter() - t)")
+            env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
+            seconds = [float(subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True,
+                                            text=True, env=env, check=True).stdout) for _ in range(runs)]
+            rows.append({"function": name, "import_ms": asdict(Spread.of([s * 1000 for s in seconds])),
+                         "zip_bytes_arm64": arm[name].size})
+    return rows
+
+
+# ---- end-to-end latency on the embedded stack -------------------------------------------------
+
+def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, Any]:
+    from senders.webhook import signed_post
+    from emulator.subscriber import TopicSubscriber
+
+    info = stack.info
+    accepted: dict[tuple[str, int], float] = {}
+    base = int(time.time() * 1000) - 10_000_000
+    with TopicSubscriber(stack.aws, info.outputs["success_topic_arn"], f"bench-latency-{int(time.time())}") as inbox:
+        for start in range(0, updates, per_request):
+            chunk = [(f"LAT{i % 5}-USD", base + i) for i in range(start, min(updates, start + per_request))]
+            body = json.dumps([{"symbol": s, "price": "100.5", "exchange": "bench", "timestamp": t}
+                               for s, t in chunk]).encode()
+            status, _ = signed_post(info.webhook_url, body, info.secret_source, info.secret)
+            now = time.monotonic()
+            if status == 200:
+                accepted.update({key: now for key in chunk})
+
+        def arrivals(received: list) -> dict[tuple[str, int], float]:
+            return {(body["symbol"], body["event_time_ms"]): m.received_at
+                    for m in received if (body := m.json())["symbol"].startswith("LAT")}
+        inbox.wait_for(lambda received: len(arrivals(received).keys() & accepted.keys()) >= len(accepted), 120)
+        received = arrivals(inbox.received())
+    latencies = sorted((received[k] - accepted[k]) * 1000 for k in accepted if k in received)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {"updates": updates, "received": len(latencies), "p50_ms": statistics.median(latencies),
+            "p95_ms": quantiles[94], "max_ms": latencies[-1]}
+
+
+# ---- all of it ------------------------------------------------------------------------------
+
+def run_benchmarks(quick: bool = False, stack: Any | None = None,
+                   echo: Callable[[str], None] = print) -> BenchResults:
+    results = BenchResults(datetime.now(timezone.utc).strftime("%Y-%m-%d"), _machine(), quick)
+    repeats = 1 if quick else 5
+    with EmbeddedEmulator() as emulator:
+        echo("webhook processor (moto server) …")
+        results.webhook = bench_webhook(emulator.endpoint, (1, 10, 100) if quick else (1, 10, 100, 1000), repeats)
+        echo("price enricher (moto server) …")
+        results.enricher = bench_enricher(emulator.endpoint, (1, 10) if quick else (1, 10, 100), (1, 20), repeats)
+    echo("cold start proxy (imports in a fresh interpreter) …")
+    results.cold_start = bench_cold_start(1 if quick else 7)
+    echo("end-to-end latency on the embedded stack …")
+    if stack is not None:
+        results.latency = bench_latency(stack, 50 if quick else 1000)
+    else:
+        from delivery.local import LocalDeployment
+
+        with LocalDeployment(echo=lambda line: None) as running:
+            results.latency = bench_latency(running, 50 if quick else 1000)
+    return results
+
+
+def save(results: BenchResults, folder: Path = RESULTS_DIR) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "bench-quick.json" if results.quick else "bench.json"
+    path = folder / name
+    path.write_text(json.dumps(asdict(results), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load(folder: Path = RESULTS_DIR) -> dict[str, Any]:
+    path = folder / "bench.json"
+    if not path.is_file():
+        raise MissingResults("no results/bench.json: run `invoke bench` first")
+    return json.loads(path.read_text())

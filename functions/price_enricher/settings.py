@@ -1,0 +1,31 @@
+"""The price enricher's settings contract: variable names and defaults, once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from functions.price_enricher.indicators import Windows
+from functions.shared.settings import env, from_environment, json_text, json_value, to_environment
+
+
+def _windows(text: str) -> Windows:
+    return Windows.from_mapping(json_value(text))
+
+
+def _windows_text(windows: Windows) -> str:
+    return json_text(windows.as_mapping())
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str = env("TABLE_NAME")
+    topic_arn: str = env("SUCCESS_TOPIC_ARN")
+    windows: Windows = env("INDICATOR_WINDOWS", Windows(), parse=_windows, render=_windows_text)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        return from_environment(cls, environ)
+
+    def environment(self) -> dict[str, str]:
+        return to_environment(self)

@@ -1,0 +1,7 @@
+"""The prices table: the one owner of its item format, its key scheme and every read and
+write the pipeline makes of it (the webhook's conditional write, the enricher's history
+query and conditional put, the drain's look-ups, the read side's queries and candles).
+
+- `keys`: the packed sort key (event ms x 1000 + slot) and its decoding.
+- `ticks`: tick items, the webhook's write, the enricher's history read and put.
+"""

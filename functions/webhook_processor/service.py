@@ -1,0 +1,157 @@
+"""Webhook processor service: one function-URL request (payload format 2.0) → one response.
+
+Importable without the Lambda's Powertools logger and metrics (the drain, the benchmarks
+and the tests call `process` directly); `handler.py` adds them at the edge. Authentication,
+parsing and normalization are pure functions in sibling modules; the conditional write
+lives with the table (`functions.shared.price_table`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.config import Config
+
+from functions.shared.observability import MetricSink, no_metrics
+from functions.shared.price_table.ticks import StoreOutcome, store_update
+from functions.shared.price_update import PriceUpdate, dead_letter_body
+from functions.webhook_processor.payloads import EnvelopeError, parse_updates
+from functions.webhook_processor.settings import Settings
+from functions.webhook_processor.signature import AuthError, verify
+
+MAX_BODY_BYTES = 1024 * 1024
+WRITE_THREADS = 16
+# Throttling and transient errors are retried by botocore's standard mode (exponential
+# backoff with jitter) rather than a hand-written loop.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 6}, max_pool_connections=WRITE_THREADS + 4)
+
+logger = logging.getLogger("webhook_processor")
+
+
+def respond(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+
+
+def _queue(sqs: Any, dlq_url: str, failures: list[tuple[PriceUpdate, str]]) -> list[PriceUpdate]:
+    """Send unstored updates to the DLQ; return those that could not be queued either."""
+    lost = []
+    now_ms = int(time.time() * 1000)
+    for start in range(0, len(failures), 10):
+        chunk = failures[start:start + 10]
+        entries = [{"Id": str(i), "MessageBody": json.dumps(dead_letter_body(update, error, now_ms))}
+                   for i, (update, error) in enumerate(chunk)]
+        try:
+            result = sqs.send_message_batch(QueueUrl=dlq_url, Entries=entries)
+            lost += [chunk[int(item["Id"])][0] for item in result.get("Failed", [])]
+        except Exception:  # noqa: BLE001 - any failure here means the updates are not safe yet
+            logger.exception("could not queue updates to the webhook DLQ", extra={"count": len(chunk)})
+            lost += [update for update, _ in chunk]
+    return lost
+
+
+def store_all(updates: list[PriceUpdate], dynamodb: Any, sqs: Any, settings: Settings) -> dict[str, Any]:
+    """Write concurrently across symbols, in time order within a symbol; queue what cannot be stored.
+
+    Within a symbol the writes are sequential and oldest first: the table stream then
+    carries a request's ticks in chronological order, so the enricher never computes a
+    newer tick before the older ones of the same request exist.
+    """
+
+    def attempt(update: PriceUpdate) -> tuple[StoreOutcome | None, str | None]:
+        try:
+            outcome, _ = store_update(dynamodb, settings.table_name, update)
+            return outcome, None
+        except Exception as error:  # noqa: BLE001 - reported and queued, never dropped
+            return None, f"{type(error).__name__}: {error}"[:300]
+
+    by_symbol: dict[str, list[int]] = {}
+    for index, update in enumerate(updates):
+        by_symbol.setdefault(update.symbol, []).append(index)
+    results: list[tuple[StoreOutcome | None, str | None]] = [(None, None)] * len(updates)
+
+    def write_symbol(indexes: list[int]) -> None:
+        for index in sorted(indexes, key=lambda i: updates[i].event_ms):
+            results[index] = attempt(updates[index])
+
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(by_symbol))) as pool:
+        list(pool.map(write_symbol, by_symbol.values()))
+    failures = [(update, error) for update, (outcome, error) in zip(updates, results) if outcome is None]
+    lost = _queue(sqs, settings.dlq_url, failures) if failures else []
+    return {
+        "stored": sum(outcome == StoreOutcome.STORED for outcome, _ in results),
+        "duplicates": sum(outcome == StoreOutcome.DUPLICATE for outcome, _ in results),
+        "queued": len(failures) - len(lost),
+        "lost": len(lost),
+        "errors": sorted({error.split(":")[0] for _, error in failures if error}),
+    }
+
+
+def _request_parts(event: dict[str, Any]) -> tuple[str, dict[str, str], bytes, dict[str, str]]:
+    method = event.get("requestContext", {}).get("http", {}).get("method", "POST")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except ValueError:
+            body = b"\xff"  # undecodable: fails signature checks like any forged body
+    else:
+        body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else b""
+    query = event.get("queryStringParameters") or {}
+    return method, headers, body, query
+
+
+def process(event: dict[str, Any], settings: Settings, dynamodb: Any, sqs: Any, now: float,
+            metrics: MetricSink = no_metrics) -> dict[str, Any]:
+    """One webhook request → one HTTP response. Nothing is written unless the request is signed."""
+    method, headers, body, query = _request_parts(event)
+    if method != "POST":
+        return respond(405, {"error": "use POST"})
+    if len(body) > MAX_BODY_BYTES:
+        metrics("RejectedRequests", 1)
+        return respond(413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"})
+    try:
+        source = verify(headers, body, settings.secrets, now, settings.max_skew_seconds)
+    except AuthError as error:
+        metrics("UnauthorizedRequests", 1)
+        logger.warning("request not authenticated", extra={"reason": str(error)})
+        return respond(401, {"error": f"unauthorized: {error}"})
+    received_at_ms = int(now * 1000)
+    try:
+        accepted, rejected, batch = parse_updates(body, format_hint=query.get("format"), source=source,
+                                                  received_at_ms=received_at_ms,
+                                                  default_quote=settings.default_quote)
+    except EnvelopeError as error:
+        metrics("RejectedRequests", 1)
+        return respond(413 if error.too_large else 400, {"error": str(error)})
+    if not accepted:
+        # Nothing usable at all is a malformed request; say what is wrong with each element.
+        metrics("RejectedUpdates", len(rejected))
+        first = rejected[0]["error"] if rejected else "no updates"
+        return respond(400, {"error": first if not batch else "no valid update in the batch",
+                             "accepted": 0, "duplicates": 0, "queued": 0, "rejected": rejected})
+
+    outcome = store_all([update for _, update in accepted], dynamodb, sqs, settings)
+    for name, value in (("AcceptedUpdates", outcome["stored"]), ("DuplicateUpdates", outcome["duplicates"]),
+                        ("QueuedUpdates", outcome["queued"]), ("RejectedUpdates", len(rejected)),
+                        ("LostUpdates", outcome["lost"])):
+        metrics(name, value)
+    body_out = {"accepted": outcome["stored"], "duplicates": outcome["duplicates"], "queued": outcome["queued"],
+                "rejected": rejected}
+    logger.info("webhook processed", extra={"source": source, **{k: v for k, v in body_out.items()
+                                                                   if k != "rejected"},
+                                            "rejected_count": len(rejected)})
+    if outcome["lost"]:
+        logger.error("updates could be neither stored nor queued",
+                     extra={"lost": outcome["lost"], "errors": outcome["errors"]})
+        return respond(500, {**body_out, "error": "some updates could not be stored or queued; retry the request"})
+    if outcome["queued"]:
+        logger.error("updates queued to the webhook DLQ", extra={"queued": outcome["queued"],
+                                                                 "errors": outcome["errors"]})
+        return respond(202, body_out)
+    return respond(200, body_out)

@@ -1,0 +1,64 @@
+"""The terminal side of `invoke drain-dlq`: survey table, progress bar, final report."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from emulator.session import clients_for
+from environments.config import EnvironmentConfig
+from functions.price_enricher.indicators import Windows
+from ops.drain import DrainReport, Survey, drain
+
+
+def aws_clients(config: EnvironmentConfig, endpoint: str | None = None) -> dict[str, Any]:
+    """The same code for the emulator and for AWS: only the endpoint differs.
+
+    For the embedded stack, export the endpoint `invoke local` prints as AWS_ENDPOINT_URL.
+    """
+    return clients_for(endpoint or config.emulator_endpoint(os.environ), config.region,
+                       ("sqs", "dynamodb", "dynamodbstreams", "sns"))
+
+
+def _show(console: Console, queue: str) -> Any:
+    def show(found: Survey) -> None:
+        table = Table(title=f"{queue} DLQ")
+        table.add_column("messages", justify="right")
+        table.add_column("oldest", justify="right")
+        table.add_column("error types")
+        age = f"{found.oldest_age_seconds / 60:.1f} min" if found.oldest_age_seconds is not None else "—"
+        table.add_row(str(found.count), age, ", ".join(f"{k} ×{v}" for k, v in found.error_types.items()) or "—")
+        console.print(table)
+    return show
+
+
+def run_drain(config: EnvironmentConfig, outputs: dict[str, Any], queue: str, *, dry_run: bool = False,
+              max_messages: int | None = None, console: Console | None = None,
+              clients: dict[str, Any] | None = None) -> DrainReport:
+    console = console or Console()
+    windows = Windows.from_mapping(config.indicator_windows.model_dump())
+    with Progress(console=console, transient=True) as bar:
+        def progress(total: int):
+            task = bar.add_task(f"re-driving {queue} DLQ", total=total)
+            return lambda: bar.advance(task)
+
+        report = drain(queue, outputs, windows, clients or aws_clients(config), dry_run=dry_run,
+                       max_messages=max_messages, show=_show(console, queue), progress=progress)
+    if dry_run:
+        console.print("dry run: nothing was changed")
+        return report
+    paths = f", paths: {dict(report.paths)}" if report.paths else ""
+    console.print(f"processed {report.processed}: stored {report.stored}, duplicates {report.duplicates}, "
+                  f"enriched {report.enriched}{paths}; left in the queue: {len(report.left)}")
+    for reason in report.left:
+        console.print(f"  [red]left[/red] {reason}")
+    return report
+
+
+def exit_code(report: DrainReport, dry_run: bool) -> int:
+    """1 when anything is left in the queue (or, in a dry run, when anything waits there)."""
+    return 1 if not report.ok or (dry_run and report.survey.count) else 0

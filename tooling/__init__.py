@@ -1,1 +1,0 @@
-"""Project code behind the Invoke tasks (build, synth, terraform, local runtime, operations)."""

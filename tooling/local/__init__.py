@@ -1,1 +1,0 @@
-"""The embedded local stack: moto's server, terraform apply into it, and a local Lambda runtime."""
