@@ -1,0 +1,1 @@
+"""Delivery: build the zips, synthesize, run terraform, check, deploy; and the whole pipeline on this machine."""

@@ -1,0 +1,1 @@
+"""`invoke demo`: the pipeline on this machine, fed with real historical prices."""

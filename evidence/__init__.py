@@ -1,0 +1,1 @@
+"""Evidence: benchmarks, the cost model, item sizes and capacity units, their reports."""

@@ -1,0 +1,1 @@
+"""The price API: the pipeline's read side (latest ticks, tick ranges, candles) behind a function URL."""

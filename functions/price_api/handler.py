@@ -1,0 +1,35 @@
+"""Lambda entry point of the price API: Powertools logging and metrics around `service.process`.
+
+Imports only boto3, Powertools and the service (no pandas, no pydantic): a cold start
+is the runtime's boto3 import plus a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.logging import correlation_paths
+
+from functions.price_api.service import CLIENT_CONFIG, process
+from functions.price_api.settings import Settings
+from functions.shared.observability import metric_sink, pipeline_logger, pipeline_metrics
+
+logger = pipeline_logger("price-api", "price_api")
+metrics = pipeline_metrics("price-api")
+
+
+@functools.cache
+def _runtime() -> tuple[Settings, Any]:
+    """Settings and the DynamoDB client, once per cold start."""
+    return Settings.from_environment(os.environ), boto3.client("dynamodb", config=CLIENT_CONFIG)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings, dynamodb = _runtime()
+    return process(event, settings, dynamodb, time.time(), metric_sink(metrics))

@@ -1,0 +1,185 @@
+"""Price API service: one function-URL request (payload format 2.0, GET) → one JSON response.
+
+Importable without the Lambda's Powertools logger and metrics: the tests, the client's
+tests and the benchmarks call `process` directly (time it around the call; pass a
+`ReadLog` as `reads` to get every DynamoDB page it read, for read units per request).
+`handler.py` adds logging and metrics at the edge. Parameters are checked in `routes`;
+the reads live with the tables (`functions.shared.price_table.reads` and `.candles`).
+
+Errors: bad input is a 400 naming the parameter, an unknown path a 404; throttling that
+outlasts botocore's retries is a 503 (retry later); anything else is a logged 500 whose
+body says nothing about the internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from functions.price_api.routes import (
+    MAX_TICKS,
+    BadRequest,
+    Route,
+    check_parameters,
+    decode_cursor,
+    encode_cursor,
+    match_route,
+    parse_interval,
+    parse_limit,
+    parse_order,
+    parse_range,
+    parse_symbols,
+)
+from functions.price_api.settings import Settings
+from functions.shared.observability import MetricSink, no_metrics
+from functions.shared.price_table.candles import INTERVALS, MAX_CANDLES, list_symbols, read_candles
+from functions.shared.price_table.reads import (
+    MeteredClient,
+    ReadLog,
+    decimal_text,
+    key_bounds,
+    latest_item,
+    read_ticks,
+    tick_from_item,
+)
+
+LATEST_THREADS = 16
+# Reads are latency-sensitive: fewer attempts and shorter timeouts than the writers, so a
+# throttled or stuck read answers 503/500 within the function's timeout (15 s suggested:
+# 3 attempts x (1 s connect + 3 s read) + backoff) instead of the function URL's bare 502.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3,
+                       max_pool_connections=LATEST_THREADS + 4)
+# Without `to`, candles are read up to a day ahead of now: the webhook refuses ticks dated
+# further ahead than that, so no candle can start later.
+FUTURE_HORIZON_MS = 24 * 3600 * 1000
+THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "LimitExceededException"}
+
+logger = logging.getLogger("price_api")
+
+
+def respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"statusCode": status,
+            "headers": {"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})},
+            "body": json.dumps(body, separators=(",", ":"))}
+
+
+def symbols_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
+    """Every symbol with candles, from the candle table's registry (one Query, not a Scan of ticks)."""
+    return {"symbols": list_symbols(client, settings.candle_table_name)}
+
+
+def latest_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
+    """The newest tick of each symbol, one Query each, concurrently; null for a symbol without ticks.
+
+    Null rather than absent: the caller sees that the symbol was asked for and has no data,
+    and the response has one entry per requested symbol, in request order.
+    """
+    symbols = parse_symbols(query.get("symbols"))
+    with ThreadPoolExecutor(max_workers=min(LATEST_THREADS, len(symbols))) as pool:
+        items = list(pool.map(lambda symbol: latest_item(client, settings.table_name, symbol), symbols))
+    pairs = zip(symbols, items, strict=True)
+    return {"latest": {symbol: tick_from_item(item) if item else None for symbol, item in pairs}}
+
+
+def ticks_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
+    """Up to `limit` ticks of [from, to) in `order`, and a cursor when more follow."""
+    order = parse_order(query.get("order"))
+    limit = parse_limit(query.get("limit"), MAX_TICKS)
+    start, end = parse_range(query)
+    bound = {"r": "ticks", "s": route.symbol, "f": start, "t": end, "o": order}
+    position = decode_cursor(query.get("cursor"), bound)
+    low, high = key_bounds(start, end)
+    if position is not None and order == "asc":
+        low = position + 1 if low is None else max(low, position + 1)
+    elif position is not None:
+        high = position - 1 if high is None else min(high, position - 1)
+    page = read_ticks(client, settings.table_name, str(route.symbol), low, high, order == "desc", limit)
+    body: dict[str, Any] = {"ticks": [tick_from_item(item) for item in page.items]}
+    if page.last_key is not None:
+        body["next"] = encode_cursor(bound, page.last_key)
+    return body
+
+
+def candles_route(route: Route, query: dict[str, str], settings: Settings, client: Any,
+                  now_ms: int) -> dict[str, Any]:
+    """Up to `limit` (≤ 5,000) candles whose start is in [from, to), oldest first, and a cursor beyond.
+
+    Without `from`, from the epoch; without `to`, up to a day ahead of now (see
+    FUTURE_HORIZON_MS). The read is `read_candles`': stored candles, plus the forming
+    bucket from the registry's prefix and the newest ticks.
+    """
+    interval = parse_interval(query.get("interval"), INTERVALS)
+    limit = parse_limit(query.get("limit"), MAX_CANDLES)
+    start, end = parse_range(query)
+    bound = {"r": "candles", "s": route.symbol, "i": interval, "f": start, "t": end}
+    position = decode_cursor(query.get("cursor"), bound)
+    first = start or 0
+    if position is not None:
+        first = max(first, position)
+    last = end if end is not None else now_ms + FUTURE_HORIZON_MS
+    if first >= last:
+        return {"candles": []}
+    rows, following = read_candles(client, settings.candle_table_name, settings.table_name, str(route.symbol),
+                                   interval, first, last, limit)
+    body: dict[str, Any] = {"candles": [
+        {"start": row.start, "open": decimal_text(row.open), "high": decimal_text(row.high),
+         "low": decimal_text(row.low), "close": decimal_text(row.close), "count": row.count}
+        for row in rows]}
+    if following is not None and following < last:
+        body["next"] = encode_cursor(bound, following)
+    return body
+
+
+ROUTES: dict[str, Callable[[Route, dict[str, str], Settings, Any, int], dict[str, Any]]] = {
+    "symbols": symbols_route, "latest": latest_route, "ticks": ticks_route, "candles": candles_route,
+}
+
+
+def process(event: dict[str, Any], settings: Settings, dynamodb: Any, now: float,
+            metrics: MetricSink = no_metrics, reads: ReadLog | None = None) -> dict[str, Any]:
+    """One GET request → one response; `reads` (optional) receives every DynamoDB page read."""
+    started = time.perf_counter()
+    log = reads if reads is not None else ReadLog()
+    client = MeteredClient(dynamodb, log)
+    method = str(event.get("requestContext", {}).get("http", {}).get("method", "GET"))
+    path = str(event.get("rawPath") or "/")
+    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    route_name = "none"
+    headers: dict[str, str] = {}
+    try:
+        route = match_route(method, path)
+        route_name = route.name
+        check_parameters(route, query)
+        status, body = 200, ROUTES[route.name](route, query, settings, client, int(now * 1000))
+    except BadRequest as error:
+        status, body = error.status, {"error": str(error)}
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in THROTTLING:
+            status, body, headers = 503, {"error": "service: busy, retry after a second"}, {"Retry-After": "1"}
+            logger.warning("reads throttled", extra={"route": route_name, "code": code})
+        else:
+            status, body = 500, {"error": "service: internal error"}
+            logger.exception("read failed", extra={"route": route_name, "code": code})
+    except Exception:  # logged with its trace; answered as a 500, never an unhandled error (a bare 502)
+        status, body = 500, {"error": "service: internal error"}
+        logger.exception("request failed", extra={"route": route_name})
+    metrics("Requests", 1)
+    if 400 <= status < 500:
+        metrics("BadRequests", 1)
+    elif status >= 500:
+        metrics("ServerErrors", 1)
+    metrics("DynamoDBReads", log.requests)
+    logger.info("request served", extra={
+        "route": route_name, "status": status, "dynamodb_reads": log.requests, "items_read": log.items,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        **({"error": body["error"]} if status < 500 and "error" in body else {})})
+    return respond(status, body, headers)

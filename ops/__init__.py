@@ -1,0 +1,1 @@
+"""On-call operations: the dead-letter queue drain."""

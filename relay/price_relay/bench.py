@@ -1,0 +1,136 @@
+"""Throughput of the relay on loopback, for the project's benchmark.
+
+A websocket server on 127.0.0.1 emits `ticks` Binance combined-stream tickers as fast as
+it can; a webhook stand-in on 127.0.0.1 checks each request's signature and answers 200.
+The relay runs in-process with a fresh spool (SQLite, synchronous=FULL as in production)
+and the figure is ticks forwarded per second, from the first tick sent to the last tick
+acknowledged, plus webhook requests per tick. Loopback only; it stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import platform
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+
+from price_relay.config import ExchangeConfig, RelayConfig, Secret
+from price_relay.relay import Relay
+
+_SECRET = "bench-only-loopback-secret"  # noqa: S105 - known to the loopback stand-in alone
+_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+
+
+def binance_ticker(index: int, symbol: str, event_ms: int) -> str:
+    """A Binance combined-stream 24hrTicker frame (shape of the documented example)."""
+    price = f"{50000 + index * 0.01:.2f}"
+    data = {"e": "24hrTicker", "E": event_ms, "s": symbol, "p": "1.00", "P": "0.002", "w": price, "x": price,
+            "c": price, "Q": "0.001", "b": price, "B": "1.5", "a": price, "A": "2.5", "o": price, "h": price,
+            "l": price, "v": "1234.5", "q": "61725000.0", "O": event_ms - 86_400_000, "C": event_ms,
+            "F": 1, "L": 1 + index, "n": 1 + index}
+    return json.dumps({"stream": f"{symbol.lower()}@ticker", "data": data}, separators=(",", ":"))
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    counts: dict[str, int]
+    lock: threading.Lock
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        fields = dict(part.split("=", 1) for part in self.headers.get("X-Signature", "").split(",") if "=" in part)
+        expected = hmac.new(_SECRET.encode(), fields.get("t", "").encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, fields.get("v1", "")):
+            self._answer(401, {"error": "unauthorized: bad signature"})
+            return
+        elements = len(json.loads(body))
+        with self.lock:
+            self.counts["requests"] += 1
+            self.counts["elements"] += elements
+        self._answer(200, {"accepted": elements, "duplicates": 0, "queued": 0, "rejected": []})
+
+    def _answer(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def ameasure(ticks: int = 10_000, *, batch_size: int = 100, timeout: float = 120.0) -> dict[str, Any]:
+    """See `measure`; for callers already in an event loop."""
+    if ticks < 1:
+        raise ValueError("ticks must be at least 1")
+    counts = {"requests": 0, "elements": 0}
+    handler = type("Handler", (_Webhook,), {"counts": counts, "lock": threading.Lock()})
+    webhook = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=webhook.serve_forever, args=(0.05,), name="bench-webhook", daemon=True)
+    thread.start()
+    started: dict[str, float] = {}
+    frames = [binance_ticker(i, _SYMBOLS[i % len(_SYMBOLS)], 1_700_000_000_000 + i) for i in range(ticks)]
+
+    async def emit(connection: ServerConnection) -> None:
+        started.setdefault("t", time.perf_counter())
+        for frame in frames:
+            await connection.send(frame)
+        await connection.wait_closed()
+
+    try:
+        async with serve(emit, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            with tempfile.TemporaryDirectory(prefix="relay-bench-") as directory:
+                config = RelayConfig(
+                    exchanges=(ExchangeConfig("binance", _SYMBOLS, ws_url=f"ws://127.0.0.1:{port}/stream"),),
+                    webhook_url=f"http://127.0.0.1:{webhook.server_address[1]}/", source="bench",
+                    secret=Secret(_SECRET), spool_path=Path(directory) / "spool.db", batch_size=batch_size,
+                    batch_seconds=0.2, silence_seconds=60, drain_seconds=0, stats_seconds=3600)
+                relay = Relay(config)
+                await relay.start()
+                try:
+                    deadline = time.monotonic() + timeout
+                    while relay.counters.sent < ticks:
+                        if time.monotonic() > deadline or relay.failed is not None:
+                            raise TimeoutError(f"only {relay.counters.sent} of {ticks} ticks forwarded in {timeout} s")
+                        await asyncio.sleep(0.005)
+                    elapsed = time.perf_counter() - started["t"]
+                    snapshot = relay.snapshot()
+                finally:
+                    await relay.stop(drain_seconds=0)
+    finally:
+        webhook.shutdown()
+        webhook.server_close()
+        thread.join(timeout=5)
+    return {
+        "ticks": ticks,
+        "seconds": round(elapsed, 3),
+        "ticks_per_second": round(ticks / elapsed, 1),
+        "webhook_requests": counts["requests"],
+        "webhook_requests_per_tick": round(counts["requests"] / ticks, 4),
+        "ticks_received_by_webhook": counts["elements"],
+        "batch_size": batch_size,
+        "spool_synchronous": config.spool_synchronous,
+        "counters": snapshot,
+        "python": platform.python_version(),
+    }
+
+
+def measure(ticks: int = 10_000, *, batch_size: int = 100, timeout: float = 120.0) -> dict[str, Any]:
+    """Forward `ticks` loopback Binance tickers through a real relay and report
+    ticks_per_second and webhook_requests_per_tick (see module docstring)."""
+    return asyncio.run(ameasure(ticks, batch_size=batch_size, timeout=timeout))
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(), indent=2))

@@ -1,0 +1,62 @@
+"""Coinbase Exchange market data feed (`wss://ws-feed.exchange.coinbase.com`).
+
+Documented in Coinbase's Exchange WebSocket Feed pages (overview and channels):
+- subscribe with `{"type": "subscribe", "product_ids": [...], "channels": [...]}` within
+  5 s of connecting; the answer is `{"type": "subscriptions", "channels": [...]}`;
+- `ticker` messages carry `product_id`, `price`, `best_bid`, `best_ask`, `volume_24h`
+  and `time` (ISO-8601); the webhook reads `time` as the event time;
+- the `heartbeat` channel sends `{"type": "heartbeat", "sequence", "last_trade_id",
+  "product_id", "time"}` every second per product. This feed names it `heartbeat`; the
+  plural `heartbeats` belongs to the separate Advanced Trade feed. The heartbeats keep a
+  quiet product's subscription busy and feed the relay's silence detector;
+- errors are `{"type": "error", "message": ..., "reason": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from price_relay.exchanges.base import Exchange, FrameKind
+
+CHANNELS = ("ticker", "heartbeat")
+
+
+class Coinbase(Exchange):
+    name = "coinbase"
+    default_ws_url = "wss://ws-feed.exchange.coinbase.com"
+    symbol_example = "BTC-USD"
+    symbol_pattern = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{2,10}")
+
+    def subscribe_messages(self, symbols: tuple[str, ...]) -> list[str]:
+        return [json.dumps({"type": "subscribe", "product_ids": list(symbols), "channels": list(CHANNELS)})]
+
+    def classify(self, message: Any) -> FrameKind:
+        if not isinstance(message, dict):
+            return FrameKind.OTHER
+        kind = message.get("type")
+        if kind == "ticker" and "product_id" in message:
+            return FrameKind.TICKER
+        if kind == "subscriptions":
+            return FrameKind.ACK
+        if kind == "heartbeat":
+            return FrameKind.HEARTBEAT
+        if kind == "error":
+            return FrameKind.ERROR
+        return FrameKind.OTHER
+
+    def stamp_event_time(self, message: dict[str, Any], received_ms: int) -> bool:
+        if message.get("time") is not None:
+            return False
+        message["time"] = received_ms
+        return True
+
+    @staticmethod
+    def describe_error(message: Any) -> str:
+        if isinstance(message, dict):
+            return f"{message.get('message')}: {message.get('reason')}"[:300]
+        return str(message)[:300]
+
+
+EXCHANGE = Coinbase()

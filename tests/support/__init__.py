@@ -1,0 +1,1 @@
+"""Test-only helpers: fault injection, the IAM policy scan, table and stream fixtures."""

@@ -1,0 +1,421 @@
+"""Price API against moto: latest ticks, tick pages and cursors, candles, and every bad input as a 400."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from functions.price_api import service as api
+from functions.price_api.routes import encode_cursor
+from functions.price_api.settings import Settings
+from functions.shared.price_table import candles
+from functions.shared.price_table.keys import event_ms, sort_key, table_definition
+from functions.shared.price_table.reads import ReadLog, read_ticks
+from functions.shared.price_table.ticks import store_update
+from functions.shared.price_update import PriceUpdate
+
+TICKS = "crypto-prices-api-test"
+CANDLES = "crypto-candles-api-test"
+T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+D0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z, a day boundary
+MINUTE = 60_000
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = Settings(table_name=TICKS, candle_table_name=CANDLES)
+
+
+def event(path: str, query: dict[str, str] | None = None, method: str = "GET") -> dict[str, Any]:
+    """A function URL's payload format 2.0 event, as AWS sends it."""
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path,
+            "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+            "headers": {"host": "example.lambda-url.us-east-1.on.aws"}, "queryStringParameters": query,
+            "requestContext": {"http": {"method": method, "path": path}, "requestId": "req-1"},
+            "isBase64Encoded": False}
+
+
+def call(dynamodb: Any, path: str, query: dict[str, str] | None = None, method: str = "GET",
+         reads: ReadLog | None = None) -> tuple[int, dict[str, Any]]:
+    response = api.process(event(path, query, method), SETTINGS, dynamodb, time.time(), reads=reads)
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+def put_tick(dynamodb: Any, symbol: str, ms: int, price: str, exchange: str = "binance",
+             indicators: dict[str, str] | None = None, volume: str | None = None) -> int:
+    """Store a tick the way the webhook does, then enrich it the way the enricher does."""
+    update = PriceUpdate(symbol=symbol, event_ms=ms, price=Decimal(price), exchange=exchange, source="test-feed",
+                         received_at_ms=ms + 5, volume=None if volume is None else Decimal(volume))
+    _, key = store_update(dynamodb, TICKS, update)
+    if indicators:
+        item = dynamodb.get_item(TableName=TICKS, Key={"symbol": {"S": symbol}, "timestamp": {"N": str(key)}})["Item"]
+        item.update({name: {"N": value} for name, value in indicators.items()})
+        item["enriched_at"] = {"N": str(ms + 50)}
+        dynamodb.put_item(TableName=TICKS, Item=item)
+    return key
+
+
+@pytest.fixture
+def dynamodb(moto_endpoint):
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint, config=api.CLIENT_CONFIG)
+    client.create_table(**table_definition(TICKS))
+    client.create_table(**candles.table_definition(CANDLES))
+    return client
+
+
+# (ms offset from D0, price, exchange): 4 minutes of one hour, two exchanges in one millisecond,
+# then two ticks the next hour and one the next day.
+CANDLE_TICKS = [
+    (5_000, "100.5", "binance"), (20_000, "101", "binance"), (59_999, "99.25", "binance"),
+    (MINUTE, "102", "binance"), (MINUTE, "103", "kraken"), (MINUTE + 30_000, "98", "binance"),
+    (3 * MINUTE + 1, "104.75", "binance"),
+    (3_600_000 + 10_000, "110", "binance"), (3_600_000 + 5 * MINUTE, "111.5", "binance"),
+    (86_400_000 + 7, "120", "coinbase"),
+]
+
+
+def expected_candles(ticks: list[tuple[int, str]], size: int) -> list[dict[str, Any]]:
+    """The contract's oracle, written independently: bucket by floor(ms / size), key order inside a bucket."""
+    buckets: dict[int, list[tuple[int, str]]] = {}
+    for key, price in sorted(ticks):
+        start = event_ms(key) - event_ms(key) % size
+        buckets.setdefault(start, []).append((key, price))
+    return [{"start": start, "open": rows[0][1], "high": str(max(Decimal(p) for _, p in rows)),
+             "low": str(min(Decimal(p) for _, p in rows)), "close": rows[-1][1], "count": len(rows)}
+            for start, rows in sorted(buckets.items())]
+
+
+@pytest.fixture
+def candle_history(dynamodb):
+    """CANDLE_TICKS stored as BTC-USD and maintained in batches as the enricher does; one ETH-USD tick."""
+    stored = []
+    for batch in (CANDLE_TICKS[:4], CANDLE_TICKS[4:8], CANDLE_TICKS[8:]):
+        keys = [put_tick(dynamodb, "BTC-USD", D0 + offset, price, exchange) for offset, price, exchange in batch]
+        candles.maintain(dynamodb, CANDLES, TICKS, "BTC-USD", keys)
+        stored += [(key, price) for key, (_, price, _) in zip(keys, batch, strict=True)]
+    eth = put_tick(dynamodb, "ETH-USD", D0, "2000")
+    candles.maintain(dynamodb, CANDLES, TICKS, "ETH-USD", [eth])
+    return stored
+
+
+@pytest.fixture
+def history(dynamodb):
+    """BTC-USD: 6 ticks, two of them in the same millisecond from two exchanges; ETH-USD: 1 enriched tick."""
+    keys = [put_tick(dynamodb, "BTC-USD", T0 + i * 1000, f"5000{i}.5") for i in range(5)]
+    keys.append(put_tick(dynamodb, "BTC-USD", T0 + 2000, "50002.25", exchange="kraken"))
+    put_tick(dynamodb, "ETH-USD", T0, "2000.123456789012345678901234567890", volume="12.5",
+             indicators={"sma_5": "2000.1", "ema_12": "1999.99", "change_pct": "-0.0000001", "volatility_20": "1.5E-7"})
+    return sorted(keys)
+
+
+# -- /v1/latest -------------------------------------------------------------------------------
+
+def test_latest_returns_each_symbols_newest_tick_with_exact_decimals_and_null_without_data(dynamodb, history):
+    status, body = call(dynamodb, "/v1/latest", {"symbols": "ETH-USD,BTC-USD,XRP-USD"})
+    assert status == 200
+    assert list(body["latest"]) == ["ETH-USD", "BTC-USD", "XRP-USD"]  # request order, one entry each
+    assert body["latest"]["XRP-USD"] is None
+    btc = body["latest"]["BTC-USD"]
+    assert btc["time"] == T0 + 4000 and btc["price"] == "50004.5" and btc["key"] == history[-1]
+    assert btc["indicators"] == {} and "enriched_at" not in btc
+    eth = body["latest"]["ETH-USD"]
+    assert eth["price"] == "2000.123456789012345678901234567890"  # 34 digits: no float on the way
+    assert eth["volume"] == "12.5" and eth["exchange"] == "binance" and eth["received_at"] == T0 + 5
+    # Plain decimal strings, never exponents, and only the indicators that were computed.
+    assert eth["indicators"] == {"change_pct": "-0.0000001", "ema_12": "1999.99", "sma_5": "2000.1",
+                                 "volatility_20": "0.00000015"}
+    assert eth["enriched_at"] == T0 + 50
+
+
+def test_latest_reads_one_item_per_symbol_with_one_query_each(dynamodb, history):
+    reads = ReadLog()
+    status, _ = call(dynamodb, "/v1/latest", {"symbols": "BTC-USD,ETH-USD,XRP-USD"}, reads=reads)
+    assert status == 200
+    assert [page.operation for page in reads.pages] == ["Query"] * 3
+    assert sorted(len(page.items) for page in reads.pages) == [0, 1, 1]
+    assert all(page.consistent for page in reads.pages)
+
+
+def test_latest_accepts_a_hundred_symbols_and_duplicates_once(dynamodb, history):
+    symbols = ["BTC-USD"] * 3 + [f"C{i}-USD" for i in range(99)]
+    status, body = call(dynamodb, "/v1/latest", {"symbols": ",".join(symbols)})
+    assert status == 200 and len(body["latest"]) == 100
+    assert body["latest"]["BTC-USD"]["price"] == "50004.5" and body["latest"]["C98-USD"] is None
+
+
+# -- /v1/ticks --------------------------------------------------------------------------------
+
+def test_ticks_default_range_is_everything_oldest_first(dynamodb, history):
+    status, body = call(dynamodb, "/v1/ticks/BTC-USD")
+    assert status == 200 and "next" not in body
+    assert [tick["key"] for tick in body["ticks"]] == history
+    assert [tick["time"] for tick in body["ticks"]] == [T0, T0 + 1000, T0 + 2000, T0 + 2000, T0 + 3000, T0 + 4000]
+    # Two exchanges in one millisecond: both survive, distinct by key.
+    assert {t["exchange"] for t in body["ticks"] if t["time"] == T0 + 2000} == {"binance", "kraken"}
+
+
+def test_from_is_inclusive_and_to_exclusive_in_epoch_ms_or_iso(dynamodb, history):
+    expected = [T0 + 1000, T0 + 2000, T0 + 2000, T0 + 3000]
+    status, body = call(dynamodb, "/v1/ticks/BTC-USD", {"from": str(T0 + 1000), "to": str(T0 + 4000)})
+    assert status == 200 and [t["time"] for t in body["ticks"]] == expected
+    iso = {"from": "2023-11-14T22:13:21Z", "to": "2023-11-14T23:13:24+01:00"}  # the same instants
+    assert [t["time"] for t in call(dynamodb, "/v1/ticks/BTC-USD", iso)[1]["ticks"]] == expected
+    # One millisecond either way moves a boundary tick in or out.
+    body = call(dynamodb, "/v1/ticks/BTC-USD", {"from": str(T0 + 1001), "to": str(T0 + 4001)})[1]
+    assert [t["time"] for t in body["ticks"]] == [T0 + 2000, T0 + 2000, T0 + 3000, T0 + 4000]
+    assert call(dynamodb, "/v1/ticks/BTC-USD", {"from": str(T0), "to": str(T0)})[1] == {"ticks": []}
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_cursor_pages_cover_the_range_once_and_the_last_page_has_no_next(dynamodb, history, order):
+    query = {"from": str(T0 + 1000), "order": order, "limit": "2"}
+    keys, pages = [], 0
+    while True:
+        status, body = call(dynamodb, "/v1/ticks/BTC-USD", query)
+        assert status == 200
+        pages += 1
+        keys += [tick["key"] for tick in body["ticks"]]
+        if "next" not in body:
+            break
+        assert len(body["ticks"]) == 2
+        query = {**query, "cursor": body["next"]}
+    expected = history[1:] if order == "asc" else history[1:][::-1]
+    assert keys == expected
+    assert pages == 3  # 5 ticks in pages of 2: 2 + 2 + 1, and no empty page after a full one
+
+
+def test_a_full_last_page_carries_no_next(dynamodb, history):
+    body = call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "6"})[1]
+    assert len(body["ticks"]) == 6 and "next" not in body
+    body = call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "5"})[1]
+    assert len(body["ticks"]) == 5 and "next" in body
+
+
+def test_the_page_limit_may_change_between_pages(dynamodb, history):
+    first = call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "1"})[1]
+    rest = call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "1000", "cursor": first["next"]})[1]
+    assert [t["key"] for t in first["ticks"] + rest["ticks"]] == history
+
+
+def test_a_symbol_without_data_is_an_empty_list(dynamodb, history):
+    assert call(dynamodb, "/v1/ticks/DOGE-USD") == (200, {"ticks": []})
+
+
+def test_a_tick_page_reads_its_items_plus_one(dynamodb, history):
+    """The read side's cost model: a page of n ticks is one consistent Query of n + 1 items."""
+    reads = ReadLog()
+    page = read_ticks(dynamodb, TICKS, "BTC-USD", None, None, False, 2, log=reads)
+    assert [int(i["timestamp"]["N"]) for i in page.items] == history[:2] and page.last_key == history[1]
+    assert [len(p.items) for p in reads.pages] == [3] and reads.pages[0].consistent
+
+
+def test_process_exposes_every_page_it_read(dynamodb, history):
+    reads = ReadLog()
+    call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "4"}, reads=reads)
+    assert reads.requests == 1 and reads.items == 5
+
+
+# -- /v1/symbols and /v1/candles ---------------------------------------------------------------
+
+def test_symbols_lists_the_candle_registry(dynamodb, candle_history):
+    assert call(dynamodb, "/v1/symbols") == (200, {"symbols": ["BTC-USD", "ETH-USD"]})
+
+
+def test_symbols_is_empty_before_any_candle(dynamodb):
+    assert call(dynamodb, "/v1/symbols") == (200, {"symbols": []})
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "4h", "1d"])
+def test_candles_match_the_contract_for_every_interval(dynamodb, candle_history, interval):
+    status, body = call(dynamodb, "/v1/candles/BTC-USD", {"interval": interval})
+    assert status == 200 and "next" not in body
+    assert body["candles"] == expected_candles(candle_history, candles.INTERVALS[interval])
+
+
+def test_a_candles_open_and_close_follow_the_key_order_within_a_millisecond(dynamodb, candle_history):
+    minute = call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m", "from": str(D0 + MINUTE),
+                                                    "to": str(D0 + 2 * MINUTE)})[1]["candles"]
+    binance, kraken = (k for k, p in candle_history if p in ("102", "103"))
+    assert minute == [{"start": D0 + MINUTE, "open": "102" if binance < kraken else "103", "high": "103",
+                       "low": "98", "close": "98", "count": 3}]
+
+
+def test_a_candle_is_in_range_when_its_start_is(dynamodb, candle_history):
+    query = {"interval": "1m", "from": str(D0 + 1), "to": str(D0 + 3 * MINUTE)}  # excludes the D0 minute
+    starts = [c["start"] for c in call(dynamodb, "/v1/candles/BTC-USD", query)[1]["candles"]]
+    assert starts == [D0 + MINUTE]
+    query = {"interval": "1h", "from": "2023-11-14T00:00:00Z", "to": "2023-11-14T01:00:00.001Z"}
+    assert [c["start"] for c in call(dynamodb, "/v1/candles/BTC-USD", query)[1]["candles"]] == [D0, D0 + 3_600_000]
+
+
+def test_candle_pages_follow_the_cursor(dynamodb, candle_history):
+    whole = call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m"})[1]["candles"]
+    query, paged, pages = {"interval": "1m", "limit": "2"}, [], 0
+    while True:
+        status, body = call(dynamodb, "/v1/candles/BTC-USD", query)
+        assert status == 200 and len(body["candles"]) <= 2
+        paged += body["candles"]
+        pages += 1
+        if "next" not in body:
+            break
+        query = {**query, "cursor": body["next"]}
+    assert paged == whole and len(whole) == 6 and pages in (3, 4)
+    cursor = call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m", "limit": "2"})[1]["next"]
+    status, body = call(dynamodb, "/v1/candles/BTC-USD", {"interval": "5m", "limit": "2", "cursor": cursor})
+    assert status == 400 and body["error"].startswith("cursor: belongs to another query")
+
+
+def test_candles_cost_at_most_three_reads(dynamodb, candle_history):
+    reads = ReadLog()
+    call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m"}, reads=reads)
+    assert 1 <= reads.requests <= 3 and {page.operation for page in reads.pages} <= {"GetItem", "Query"}
+
+
+def test_candles_of_a_symbol_without_data_are_an_empty_list(dynamodb, candle_history):
+    assert call(dynamodb, "/v1/candles/DOGE-USD", {"interval": "1h"}) == (200, {"candles": []})
+
+
+@pytest.mark.parametrize(("query", "error"), [
+    ({}, "interval: required"),
+    ({"interval": "2m"}, "interval:"),
+    ({"interval": "1M"}, "interval:"),
+    ({"interval": "1m", "limit": "5001"}, "limit:"),
+    ({"interval": "1m", "limit": "0"}, "limit:"),
+    ({"interval": "1m", "order": "desc"}, "order: unknown parameter"),
+    ({"interval": "1m", "from": "2", "to": "1"}, "from:"),
+    ({"interval": "1m", "cursor": "eyJ2IjoxfQ"}, "cursor:"),
+])
+def test_bad_candle_input_is_a_400(dynamodb, query, error):
+    status, body = call(dynamodb, "/v1/candles/BTC-USD", query)
+    assert status == 400 and body["error"].startswith(error), body
+
+
+def test_five_thousand_candles_is_the_largest_page(dynamodb, candle_history):
+    assert call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m", "limit": "5000"})[0] == 200
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def other_query_cursor() -> str:
+    return encode_cursor({"r": "ticks", "s": "ETH-USD", "f": None, "t": None, "o": "asc"}, sort_key(T0, 0))
+
+
+@pytest.mark.parametrize(("path", "query", "method", "status", "error"), [
+    ("/v1/latest", None, "POST", 400, "method:"),
+    ("/v1/ticks/BTC-USD", None, "DELETE", 400, "method:"),
+    ("/v1/nothing", None, "GET", 404, "path:"),
+    ("/", None, "GET", 404, "path:"),
+    ("/v1/ticks", None, "GET", 404, "path:"),
+    ("/v1/ticks/btc-usd", None, "GET", 400, "symbol:"),
+    ("/v1/ticks/BTCUSD", None, "GET", 400, "symbol:"),
+    ("/v1/ticks/BTC-USD-EUR", None, "GET", 400, "symbol:"),
+    ("/v1/candles/BTC_USD", {"interval": "1m"}, "GET", 400, "symbol:"),
+    ("/v1/latest", None, "GET", 400, "symbols:"),
+    ("/v1/latest", {"symbols": ""}, "GET", 400, "symbols:"),
+    ("/v1/latest", {"symbols": "BTC-USD,,ETH-USD"}, "GET", 400, "symbols:"),
+    ("/v1/latest", {"symbols": "BTC-USD,eth-usd"}, "GET", 400, "symbols:"),
+    ("/v1/latest", {"symbols": ",".join(f"C{i}-USD" for i in range(101))}, "GET", 400, "symbols:"),
+    ("/v1/latest", {"symbol": "BTC-USD"}, "GET", 400, "symbol:"),
+    ("/v1/ticks/BTC-USD", {"start": "0"}, "GET", 400, "start:"),
+    ("/v1/ticks/BTC-USD", {"from": "2"}, "GET", 200, None),
+    ("/v1/ticks/BTC-USD", {"from": "yesterday"}, "GET", 400, "from:"),
+    ("/v1/ticks/BTC-USD", {"to": "1.5"}, "GET", 400, "to:"),
+    ("/v1/ticks/BTC-USD", {"to": "-1"}, "GET", 400, "to:"),
+    ("/v1/ticks/BTC-USD", {"to": "99999999999999999999"}, "GET", 400, "to:"),
+    ("/v1/ticks/BTC-USD", {"from": str(T0 + 1), "to": str(T0)}, "GET", 400, "from:"),
+    ("/v1/ticks/BTC-USD", {"from": "2024-01-02", "to": "2024-01-01"}, "GET", 400, "from:"),
+    ("/v1/ticks/BTC-USD", {"limit": "0"}, "GET", 400, "limit:"),
+    ("/v1/ticks/BTC-USD", {"limit": "1001"}, "GET", 400, "limit:"),
+    ("/v1/ticks/BTC-USD", {"limit": "ten"}, "GET", 400, "limit:"),
+    ("/v1/ticks/BTC-USD", {"limit": "1000"}, "GET", 200, None),
+    ("/v1/ticks/BTC-USD", {"order": "newest"}, "GET", 400, "order:"),
+    ("/v1/ticks/BTC-USD", {"cursor": "!!!"}, "GET", 400, "cursor:"),
+    ("/v1/ticks/BTC-USD", {"cursor": "bm90IGpzb24"}, "GET", 400, "cursor:"),  # "not json"
+    ("/v1/ticks/BTC-USD", {"cursor": "eyJ2IjoxfQ"}, "GET", 400, "cursor:"),  # {"v":1}
+    ("/v1/ticks/BTC-USD", {"cursor": "x" * 2000}, "GET", 400, "cursor:"),
+    ("/v1/ticks/BTC-USD", {"cursor": other_query_cursor()}, "GET", 400, "cursor:"),
+])
+def test_bad_input_is_a_client_error_naming_the_parameter(dynamodb, history, path, query, method, status, error):
+    got_status, body = call(dynamodb, path, query, method)
+    assert got_status == status, body
+    if error is not None:
+        assert set(body) == {"error"} and body["error"].startswith(error), body
+
+
+def test_a_cursor_is_bound_to_its_query(dynamodb, history):
+    first = call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "2", "order": "desc"})[1]
+    for changed in ({"order": "asc"}, {"from": str(T0)}, {"to": str(T0 + 9000)}):
+        status, body = call(dynamodb, "/v1/ticks/BTC-USD", {"limit": "2", "order": "desc", "cursor": first["next"],
+                                                            **changed})
+        assert status == 400 and body["error"].startswith("cursor: belongs to another query")
+    status, body = call(dynamodb, "/v1/ticks/ETH-USD", {"limit": "2", "order": "desc", "cursor": first["next"]})
+    assert status == 400 and body["error"].startswith("cursor:")
+
+
+def test_a_forged_cursor_cannot_leave_the_querys_range(dynamodb, history):
+    bound = {"r": "ticks", "s": "BTC-USD", "f": T0 + 3000, "t": None, "o": "asc"}
+    status, body = call(dynamodb, "/v1/ticks/BTC-USD", {"from": str(T0 + 3000), "cursor": encode_cursor(bound, 0)})
+    assert status == 200 and [t["time"] for t in body["ticks"]] == [T0 + 3000, T0 + 4000]
+
+
+def test_an_error_message_does_not_echo_a_long_value(dynamodb):
+    status, body = call(dynamodb, "/v1/ticks/" + "A" * 5000)
+    assert status == 400 and len(body["error"]) < 200
+
+
+# -- failures of the table ------------------------------------------------------------------
+
+class FailingClient:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": self.code, "Message": f"secret detail of {kwargs['TableName']}"}},
+                          "Query")
+
+
+def test_throttling_is_a_503_with_retry_after_and_other_failures_a_500_without_internals(caplog):
+    response = api.process(event("/v1/latest", {"symbols": "BTC-USD"}), SETTINGS,
+                           FailingClient("ProvisionedThroughputExceededException"), time.time())
+    assert response["statusCode"] == 503 and response["headers"]["Retry-After"] == "1"
+    response = api.process(event("/v1/ticks/BTC-USD"), SETTINGS, FailingClient("ResourceNotFoundException"),
+                           time.time())
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"]) == {"error": "service: internal error"}
+    assert "secret detail" not in response["body"]
+
+
+def test_a_request_is_logged_without_its_headers(dynamodb, history, caplog):
+    caplog.set_level("INFO", logger="price_api")
+    request = event("/v1/latest", {"symbols": "BTC-USD"})
+    request["headers"]["authorization"] = "AWS4-HMAC-SHA256 Credential=AKIDSECRETLOOKING/..."
+    request["headers"]["x-amz-security-token"] = "TOKEN-THAT-MUST-NOT-BE-LOGGED"
+    api.process(request, SETTINGS, dynamodb, time.time())
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "request served" in logged
+    assert "TOKEN-THAT-MUST-NOT-BE-LOGGED" not in logged and "AKIDSECRETLOOKING" not in logged
+
+
+# -- settings and cold start ----------------------------------------------------------------
+
+def test_settings_contract_round_trips_through_the_environment():
+    environment = SETTINGS.environment()
+    assert environment == {"TABLE_NAME": TICKS, "CANDLE_TABLE_NAME": CANDLES}
+    assert Settings.from_environment(environment) == SETTINGS
+    with pytest.raises(KeyError, match="CANDLE_TABLE_NAME"):
+        Settings.from_environment({"TABLE_NAME": TICKS})
+
+
+def test_the_handler_imports_without_pandas_or_pydantic():
+    code = ("import sys, functions.price_api.handler as h; "
+            "print(sorted(m for m in ('pandas', 'pydantic', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                            env={"PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.stdout.strip() == "[]"
