@@ -203,9 +203,11 @@ def outputs(c, env=None, suffix=None):
 def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None):  # noqa: A002 - the option is --max
     """Re-drive a dead-letter queue: survey first, then re-process with a progress bar; exit 1 if anything is left."""
     from delivery.deployer import read_outputs
+    from ops.drain import require_queue
     from ops.drain_cli import exit_code, run_drain
 
     configuration = resolve(env, suffix)
+    require_queue(queue)
     report = run_drain(configuration, read_outputs(configuration), queue, dry_run=dry_run,
                        max_messages=int(max) if max else None)
     if exit_code(report, dry_run):

@@ -30,6 +30,7 @@ from errors import PipelineError
 from stacks.names import function_name
 
 TARGETS = ("embedded", "localstack")
+URL_FUNCTIONS = ("webhook_processor",)
 LOCALSTACK_ENDPOINT = "http://127.0.0.1:4566"
 
 
@@ -115,11 +116,11 @@ class LocalDeployment:
         webhook_url = outputs["webhook_url"]
         if self.emulator is not None:
             deployed = Deployed({key: (function_name(config, key), host_zips[key].path) for key in FUNCTION_NAMES},
-                                url_function="webhook_processor", stream_function="price_enricher")
+                                url_functions=URL_FUNCTIONS, stream_function="price_enricher")
             self.services = EmulatedServices(endpoint, config.region, deployed, BUILD_DIR / "local",
                                              concurrency=self.concurrency,
                                              echo_function_logs=self.echo_function_logs).start()
-            webhook_url = self.services.webhook_url
+            webhook_url = self.services.url("webhook_processor")
         source, secrets = next(iter((config.local_webhook_secrets or {}).items()))
         self.info = StackInfo(config, endpoint, outputs, webhook_url, source, secrets[0])
         self.timings["total"] = time.monotonic() - started

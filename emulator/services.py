@@ -29,8 +29,8 @@ class Deployed:
     """The deployed functions to run: key -> (function name, zip for this machine)."""
 
     functions: Mapping[str, tuple[str, Path]]
-    url_function: str      # key of the function behind the function URL
-    stream_function: str   # key of the function behind the stream mapping
+    url_functions: tuple[str, ...]  # keys of the functions behind a function URL
+    stream_function: str            # key of the function behind the stream mapping
 
 
 class EmulatedServices:
@@ -44,7 +44,7 @@ class EmulatedServices:
         self.router = LogRouter(echo=echo_function_logs)
         self.proxy: FaultProxy | None = None
         self.functions: dict[str, LocalFunction] = {}
-        self.url_server: FunctionUrlServer | None = None
+        self.url_servers: dict[str, FunctionUrlServer] = {}
         self.poller: StreamPoller | None = None
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -61,7 +61,11 @@ class EmulatedServices:
         targets = {fn.spec.arn: fn for fn in self.functions.values()}
         self.router.connect(deployed_subscriptions(self.aws["logs"], [fn.spec.name for fn in self.functions.values()]),
                             targets)
-        self.url_server = FunctionUrlServer(self.functions[self.deployed.url_function]).start()
+        for key in self.deployed.url_functions:
+            function = self.functions[key]
+            # The auth type as deployed (NONE for the webhook, AWS_IAM for the read API), not as assumed.
+            auth = self.aws["lambda"].get_function_url_config(FunctionName=function.spec.name)["AuthType"]
+            self.url_servers[key] = FunctionUrlServer(function, auth_type=auth, region=self.region).start()
         stream_function = self.functions[self.deployed.stream_function]
         mapping = deployed_mapping(self.aws["lambda"], stream_function.spec.name)
         self.poller = StreamPoller(mapping, stream_function, self.aws["dynamodbstreams"], self.aws["sqs"],
@@ -70,10 +74,9 @@ class EmulatedServices:
         self._flusher.start()
         return self
 
-    @property
-    def webhook_url(self) -> str:
-        assert self.url_server is not None
-        return self.url_server.url
+    def url(self, key: str) -> str:
+        """The local URL that stands in for a function's URL."""
+        return self.url_servers[key].url
 
     def _flush_logs(self) -> None:
         while not self._stop.wait(1.0):
@@ -89,8 +92,8 @@ class EmulatedServices:
         self._stop.set()
         if self.poller:
             self.poller.stop()
-        if self.url_server:
-            self.url_server.stop()
+        for server in self.url_servers.values():
+            server.stop()
         for function in self.functions.values():
             function.close()
         if self.proxy:

@@ -10,11 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore.credentials import Credentials
 
 ACCESS_KEY_ID = "test"
 SECRET_ACCESS_KEY = "test"
 DEFAULT_REGION = "us-east-1"
 SERVICES = ("dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs", "secretsmanager")
+
+
+def credentials() -> Credentials:
+    """The credentials an emulator client signs with (the function URL stand-in verifies them)."""
+    return Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
 
 def session(region: str = DEFAULT_REGION) -> boto3.session.Session:

@@ -1,8 +1,7 @@
-"""Server-side SigV4 verification, as a function URL with AWS_IAM auth does it, for local stand-ins.
-
-Standalone on purpose (botocore and the standard library only) so the emulator's function
-URL can adopt it: `verify_sigv4(...)` is False for an unsigned request, a wrong key, a
-signature over different bytes, a scope for another region or service, or a stale date.
+"""Server-side SigV4 verification, as a function URL with AWS_IAM auth does it, for the
+emulator's function URL stand-in: `verify_sigv4(...)` is False for an unsigned request, a
+wrong key, a signature over different bytes, a scope for another region or service, or a
+stale date.
 
 The canonical request is rebuilt the way the service does, from what arrived rather
 than from what a particular client would sign: the query is decoded and re-encoded

@@ -1,0 +1,79 @@
+"""The import rules of the tree: dependencies point one way
+(functions ← stacks ← delivery/emulator/ops/evidence ← tasks).
+
+Read from the source with `ast`, so a lazy import inside a function counts as much as one
+at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UPPER_LAYERS = ("delivery", "emulator", "ops", "evidence", "demo", "senders", "tasks", "main", "tests")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (absolute names), wherever the import statement stands."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules_under(folder: str) -> list[Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
+    problems = []
+    for path in modules_under(folder):
+        for name in sorted(imported_modules(path)):
+            if name.split(".")[0] in forbidden:
+                problems.append(f"{path.relative_to(ROOT)} imports {name}")
+    return problems
+
+
+@pytest.mark.parametrize("folder", ["functions", "stacks"])
+def test_functions_and_stacks_import_nothing_above_them(folder):
+    assert _violations(folder, UPPER_LAYERS) == []
+
+
+def test_functions_import_neither_stacks_nor_environments():
+    assert _violations("functions", ("stacks", "environments", "errors")) == []
+
+
+def test_the_emulator_imports_nothing_else_of_the_project():
+    project = ("functions", "stacks", "environments", "delivery", "ops", "evidence", "demo", "senders", "tasks", "errors")
+    assert _violations("emulator", project) == []
+
+
+@pytest.mark.parametrize("folder", ["ops", "evidence", "demo", "senders", "delivery"])
+def test_operations_and_evidence_import_services_never_handlers(folder):
+    handlers = [f"{path.relative_to(ROOT)} imports {name}" for path in modules_under(folder)
+                for name in imported_modules(path)
+                if name.startswith("functions.") and name.split(".")[-1] == "handler"]
+    assert handlers == []
+
+
+def test_the_rules_can_fail(tmp_path):
+    """The checker sees a lazy import inside a function, as the rules need it to."""
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from delivery.build import build_all\n    import emulator.session\n")
+    assert {"delivery.build", "emulator.session"} <= imported_modules(module)
+
+
+def test_every_cdktf_import_stays_in_stacks_and_main():
+    outside = [f"{path.relative_to(ROOT)} imports {name}" for path in ROOT.glob("**/*.py")
+               if not {".venv", ".venv-checkov", "build", "stacks"} & set(path.relative_to(ROOT).parts)
+               and path.name != "main.py" and "tests" not in path.relative_to(ROOT).parts
+               for name in imported_modules(path)
+               if name.split(".")[0] in ("cdktf", "cdktf_cdktf_provider_aws", "constructs")]
+    assert outside == []

@@ -1,0 +1,44 @@
+"""The tasks as on-call types them: `invoke TASK --help` prints the task's help for every
+task, and a missing required option fails in one line after --help had its chance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def task_names() -> list[str]:
+    listing = invoke("--list", "--list-format=json").stdout
+    names = [item["name"] for item in json.loads(listing)["tasks"]]
+    assert "deploy" in names and "drain-dlq" in names, listing
+    return names
+
+
+def test_every_task_prints_its_help_as_on_call_types_it():
+    for name in task_names():
+        result = invoke(name, "--help")
+        assert result.returncode == 0, f"invoke {name} --help: {result.stdout}{result.stderr}"
+        assert f"Usage: inv[oke] [--core-opts] {name}" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("deploy",), "--env is required"),
+    (("drain-dlq", "--env", "local"), "--queue must be one of"),
+    (("config", "--env", "nowhere"), "no such environment file"),
+])
+def test_a_missing_or_bad_option_fails_in_one_line(args, message):
+    result = invoke(*args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
