@@ -214,6 +214,32 @@ def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None):  #
         raise Exit(code=1)
 
 
+@task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,
+            "exchange": "binance, coinbase or kraken", "symbols": "comma-separated, as the exchange writes them "
+            "(BTCUSDT / BTC-USD / BTC/USD)", "ws_url": "override the exchange's websocket URL",
+            "config": "JSON file listing several exchanges (see relay/README.md)",
+            "source": "the relay's source id in the webhook secrets (not needed for local)",
+            "spool": "spool file (default build/relay/<env>-<suffix>.sqlite)"})
+@one_line_errors
+def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, source=None, spool=None, suffix=None):
+    """Forward exchange websocket tickers to the webhook in signed batches, spooled on disk (nothing lost)."""
+    from delivery.deployer import read_outputs
+    from senders.relay import relay_settings, run_relay
+
+    configuration = resolve(env, suffix)
+    outputs = None if configuration.is_emulated else read_outputs(configuration)
+    data, secret_env = relay_settings(configuration, outputs, lambda name: _current_secret(configuration, name),
+                                      source=source, exchange=exchange, symbols=symbols, ws_url=ws_url,
+                                      config_file=config, spool=spool)
+    raise Exit(code=run_relay(data, secret_env))
+
+
+def _current_secret(configuration: Any, source: str) -> str | None:
+    from ops.secrets import current_secret
+
+    return current_secret(configuration, source)
+
+
 @task(help={"quick": "small counts: proves the benchmarks still run (CI)"})
 @one_line_errors
 def bench(c, quick=False):

@@ -27,6 +27,7 @@ from emulator.moto_server import EmbeddedEmulator
 from emulator.services import Deployed, EmulatedServices
 from environments.config import EnvironmentConfig, load_config
 from errors import PipelineError
+from senders.relay import RUNNING_LOCAL, write_running_local
 from stacks.names import function_name
 
 TARGETS = ("embedded", "localstack")
@@ -123,6 +124,7 @@ class LocalDeployment:
             webhook_url = self.services.url("webhook_processor")
         source, secrets = next(iter((config.local_webhook_secrets or {}).items()))
         self.info = StackInfo(config, endpoint, outputs, webhook_url, source, secrets[0])
+        write_running_local(webhook_url, endpoint, None)
         self.timings["total"] = time.monotonic() - started
         return self.info
 
@@ -150,6 +152,7 @@ class LocalDeployment:
 
     # ---- stop ------------------------------------------------------------------------------
     def stop(self) -> None:
+        RUNNING_LOCAL.unlink(missing_ok=True)
         if self.services:
             self.services.stop()
         if self.emulator:
