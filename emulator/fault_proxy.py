@@ -11,14 +11,21 @@ import random
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from emulator.loopback import HOP_HEADERS, LoopbackHandler, LoopbackServer
 
 @dataclass
 class FaultRule:
     """Fail calls to `operation` (e.g. "DynamoDB_20120810.PutItem") whose body contains `body_contains`
-    (a string, or several that must all appear)."""
+    (a string, or several that must all appear).
+
+    With `answer`, the call is answered 200 with `answer(request JSON)` instead of an error: an
+    answer a service may legitimately give that the emulator never does (`empty_page`). When
+    `answer` returns None, the call goes through (and is not counted as injected).
+    """
 
     operation: str
     error_code: str
@@ -26,6 +33,7 @@ class FaultRule:
     body_contains: str | tuple[str, ...] | None = None
     probability: float = 1.0
     remaining: int | None = None  # how many more times; None = until removed
+    answer: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
     def applies(self, target: str, body: bytes, rng: random.Random) -> bool:
         wanted = (self.body_contains,) if isinstance(self.body_contains, str) else self.body_contains or ()
@@ -40,6 +48,12 @@ class FaultRule:
         return True
 
 
+def empty_page(request: dict[str, Any]) -> dict[str, Any]:
+    """A GetRecords answer DynamoDB Streams may give before it reaches the records (the iterator
+    is still set): no records, and the same iterator to ask again."""
+    return {"Records": [], "NextShardIterator": request["ShardIterator"]}
+
+
 class FaultProxy:
     def __init__(self, upstream: str, seed: int = 7) -> None:
         self.upstream = upstream.rstrip("/")
@@ -52,8 +66,13 @@ class FaultProxy:
         class Handler(LoopbackHandler):
             def _forward(self) -> None:
                 body = self.read_body()
-                fault = proxy._fault_for(self.headers.get("X-Amz-Target", ""), body)
-                if fault is not None:
+                found = proxy._fault_for(self.headers.get("X-Amz-Target", ""), body)
+                if found is not None:
+                    fault, answer = found
+                    if answer is not None:
+                        self.reply(200, {"Content-Type": "application/x-amz-json-1.0",
+                                         "x-amzn-RequestId": "injected"}, json.dumps(answer).encode())
+                        return
                     payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{fault.error_code}",
                                           "message": "injected fault"}).encode()
                     self.reply(fault.status, {"Content-Type": "application/x-amz-json-1.0",
@@ -73,12 +92,16 @@ class FaultProxy:
         self._server = LoopbackServer(Handler)
         self.endpoint = self._server.base_url
 
-    def _fault_for(self, target: str, body: bytes) -> FaultRule | None:
+    def _fault_for(self, target: str, body: bytes) -> tuple[FaultRule, dict[str, Any] | None] | None:
+        """The rule that applies to this call, with its answer (None: answer with the rule's error)."""
         with self._lock:
             for rule in self.rules:
                 if rule.applies(target, body, self._rng):
+                    answer = rule.answer(json.loads(body or b"{}")) if rule.answer is not None else None
+                    if rule.answer is not None and answer is None:
+                        continue  # the answering rule lets this call through
                     self.injected[rule.error_code] = self.injected.get(rule.error_code, 0) + 1
-                    return rule
+                    return rule, answer
         return None
 
     def add(self, rule: FaultRule) -> FaultRule:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -39,10 +41,12 @@ def _show(console: Console, queue: str) -> Any:
 def run_drain(config: EnvironmentConfig, outputs: dict[str, Any], queue: str, *, dry_run: bool = False,
               max_messages: int | None = None, console: Console | None = None,
               clients: dict[str, Any] | None = None) -> DrainReport:
+    """Survey, re-drive with a progress bar, then the report on-call acts on: for the enricher, what
+    was verified for each deleted message and why each other one stayed; NOT OK means exit 1."""
     console = console or Console()
     windows = Windows.from_mapping(config.indicator_windows.model_dump())
     with Progress(console=console, transient=True) as bar:
-        def progress(total: int):
+        def progress(total: int) -> Callable[[], None]:
             task = bar.add_task(f"re-driving {queue} DLQ", total=total)
             return lambda: bar.advance(task)
 
@@ -51,11 +55,22 @@ def run_drain(config: EnvironmentConfig, outputs: dict[str, Any], queue: str, *,
     if dry_run:
         console.print("dry run: nothing was changed")
         return report
-    paths = f", paths: {dict(report.paths)}" if report.paths else ""
-    console.print(f"processed {report.processed}: stored {report.stored}, duplicates {report.duplicates}, "
-                  f"enriched {report.enriched}{paths}; left in the queue: {len(report.left)}")
+    if report.queue == "webhook":
+        console.print(f"processed {report.processed}: stored {report.stored}, duplicates {report.duplicates}; "
+                      f"left in the queue: {len(report.left)}")
+    else:
+        paths = ", ".join(f"{name} ×{count}" for name, count in report.paths.items()) or "none"
+        console.print(f"processed {report.processed}: {report.verified} items verified enriched "
+                      f"({report.enriched} re-enriched); paths: {paths}; left in the queue: {len(report.left)}")
+    for line in report.done:
+        console.print(f"  [green]deleted[/green] {escape(line)}", highlight=False)
     for reason in report.left:
-        console.print(f"  [red]left[/red] {reason}")
+        console.print(f"  [red]left[/red] {escape(reason)}", highlight=False)
+    if report.ok:
+        console.print("[green]OK[/green]: every message taken was processed and deleted")
+    else:
+        console.print(f"[red]NOT OK[/red]: {len(report.left)} message(s) left in the queue, listed above (exit 1); "
+                      "fix the cause and drain again")
     return report
 
 

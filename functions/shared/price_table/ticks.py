@@ -1,6 +1,11 @@
 """Tick items: their format, the webhook's conditional write (shared with the webhook DLQ
 re-drive), the enricher's history read and its conditional put.
 
+Every stored item carries `stored_at`, the epoch milliseconds of the write that stored it (the
+webhook's, or the webhook-DLQ re-drive's, not the sender's receive time): the table stream's
+arrival times are close to it, so the enricher-DLQ drain finds the items of a failed range the
+stream no longer holds by it (`scan_stored`).
+
 If a slot (see `keys`) holds a different update (a hash collision, or a second distinct
 tick of the same exchange in that millisecond), the write probes the next slot; a
 redelivery walks the same probe sequence and meets its identical twin, which counts as
@@ -9,19 +14,23 @@ a duplicate. A write never overwrites an item (it may carry enrichment already).
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from enum import Enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from functions.shared.price_table.keys import SLOTS_PER_MS, event_ms, first_slot, sort_key
+from functions.shared.price_table.keys import PARTITION_KEY, SLOTS_PER_MS, SORT_KEY, event_ms, first_slot, sort_key
 from functions.shared.price_update import OPTIONAL_NUMBERS, PriceUpdate
 
 MAX_PROBES = 50
+STORED_AT = "stored_at"
+BATCH_GET_KEYS = 100          # BatchGetItem's maximum
+MAX_UNPROCESSED_ROUNDS = 8
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -35,12 +44,17 @@ class KeySpaceExhausted(Exception):
     """More distinct updates in one millisecond for one symbol than the probe limit."""
 
 
-def to_item(update: PriceUpdate, timestamp: int) -> dict[str, Any]:
-    """Small by design (well under 1 KB, one write request unit); never the raw body."""
+def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None) -> dict[str, Any]:
+    """Small by design (well under 1 KB, one write request unit); never the raw body.
+
+    `stored_at_ms`: when this write happens (store_update passes it; see the module docstring).
+    """
     item: dict[str, Any] = {
         "symbol": update.symbol, "timestamp": timestamp, "price": update.price, "exchange": update.exchange,
         "source": update.source, "received_at": update.received_at_ms,
     }
+    if stored_at_ms is not None:
+        item[STORED_AT] = stored_at_ms
     for name in OPTIONAL_NUMBERS:
         value = getattr(update, name)
         if value is not None:
@@ -76,7 +90,7 @@ def store_update(client: Any, table_name: str, update: PriceUpdate) -> tuple[Sto
         try:
             client.put_item(
                 TableName=table_name,
-                Item=to_item(update, timestamp),
+                Item=to_item(update, timestamp, int(time.time() * 1000)),
                 ConditionExpression="attribute_not_exists(#ts)",
                 ExpressionAttributeNames={"#ts": "timestamp"},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -163,14 +177,19 @@ def put_enriched(client: Any, table_name: str, stored_image: Mapping[str, Any], 
     return StoredEnrichment(dict(indicators), enriched_at_ms)
 
 
-# ---- the drain's fallback ------------------------------------------------------------------------
+# ---- the enricher-DLQ drain: find a failed range's items, verify them ----------------------------
 
-def scan_unenriched(client: Any, table_name: str, received_from_ms: int, received_to_ms: int) -> list[dict[str, Any]]:
-    """Items received in [from, to] that still lack enrichment (typed DynamoDB JSON)."""
+def scan_stored(client: Any, table_name: str, stored_from_ms: int, stored_to_ms: int) -> list[dict[str, Any]]:
+    """Every item whose `stored_at` lies in [from, to], enriched or not (typed DynamoDB JSON).
+
+    Consistent reads: the drain decides from this whether a failed range is safely enriched.
+    A whole-table Scan, paged; the drain calls it only when the stream no longer holds a range.
+    """
     arguments: dict[str, Any] = {
-        "TableName": table_name,
-        "FilterExpression": "attribute_not_exists(enriched_at) AND received_at BETWEEN :a AND :b",
-        "ExpressionAttributeValues": {":a": {"N": str(received_from_ms)}, ":b": {"N": str(received_to_ms)}},
+        "TableName": table_name, "ConsistentRead": True,
+        "FilterExpression": "#stored BETWEEN :a AND :b",
+        "ExpressionAttributeNames": {"#stored": STORED_AT},
+        "ExpressionAttributeValues": {":a": {"N": str(stored_from_ms)}, ":b": {"N": str(stored_to_ms)}},
     }
     items: list[dict[str, Any]] = []
     while True:
@@ -179,6 +198,33 @@ def scan_unenriched(client: Any, table_name: str, received_from_ms: int, receive
         if "LastEvaluatedKey" not in page:
             return items
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def enrichment_of(client: Any, table_name: str, keys: Iterable[tuple[str, int]]
+                  ) -> dict[tuple[str, int], bool | None]:
+    """For each (symbol, timestamp): True when its item is enriched, False when not yet, None when
+    there is no such item. Consistent BatchGetItem of the keys and `enriched_at` only, 100 keys a
+    call; unprocessed keys are asked again after a growing pause, and raise after
+    MAX_UNPROCESSED_ROUNDS (the drain then keeps its message)."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[tuple[str, int], bool | None] = dict.fromkeys(wanted)
+    names = {"#k": PARTITION_KEY, "#t": SORT_KEY, "#e": "enriched_at"}
+    for start in range(0, len(wanted), BATCH_GET_KEYS):
+        chunk = wanted[start:start + BATCH_GET_KEYS]
+        request: dict[str, Any] = {table_name: {
+            "Keys": [{PARTITION_KEY: {"S": symbol}, SORT_KEY: {"N": str(timestamp)}} for symbol, timestamp in chunk],
+            "ConsistentRead": True, "ProjectionExpression": "#k, #t, #e", "ExpressionAttributeNames": names}}
+        for attempt in range(MAX_UNPROCESSED_ROUNDS):
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table_name, []):
+                found[(item[PARTITION_KEY]["S"], int(item[SORT_KEY]["N"]))] = "enriched_at" in item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))
+        else:
+            raise RuntimeError(f"BatchGetItem left keys unprocessed {MAX_UNPROCESSED_ROUNDS} times")
+    return found
 
 
 def event_ms_of_item(item: Mapping[str, Any]) -> int:

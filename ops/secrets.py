@@ -1,0 +1,331 @@
+"""`invoke secrets`: the webhook sources' signing secrets in Secrets Manager, set outside Terraform.
+
+The storage stack creates the secret `webhook-secrets-<suffix>` without a value, so no
+secret is ever in a synthesized file, a plan or a state file. Its value is the document
+the webhook reads (`functions.webhook_processor.signature.parse_secrets`): source id ->
+a secret, a list of secrets (newest first), or `{"auth": ..., "secrets": [...], ...}`.
+This module edits only a source's secrets list and keeps everything else of the entry.
+
+Rotation without a deploy, in two steps:
+
+1. `add`: a new secret goes first in the source's list; the old ones stay valid. Give the
+   sender the new secret (printed once when generated) and let it switch.
+2. `retire`: once the sender uses the new secret, every older one is removed.
+
+Warm webhook functions re-read the secret within `SECRETS_TTL_SECONDS` (60 s) of a
+change: an added secret is accepted, and a retired one refused, at most a minute later.
+`list` shows sources, modes and counts, never a value. Every document is checked with the
+webhook's own parser before it is written, so a bad edit never reaches the functions.
+
+Nothing here prints or raises with a secret's value; the caller prints the one value it
+is handed back, and only when it asked for a generated secret.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as random_secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from environments.config import EnvironmentConfig
+from errors import PipelineError
+from stacks.names import webhook_secrets_name
+
+ACTIONS = ("list", "add", "retire", "remove")
+MODES = ("hmac", "token")
+MIN_SECRET_LENGTH = 16
+MAX_SECRET_LENGTH = 512
+MAX_SECRETS_PER_SOURCE = 10
+GENERATED_BYTES = 32  # token_urlsafe(32): 43 characters, 256 bits
+
+
+class SecretsError(PipelineError):
+    """Misuse or a failed change; one line, never a secret's value."""
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """What `list` shows of a source: nothing that signs."""
+
+    source: str
+    mode: str
+    active: int
+    allowed_ips: int
+
+    def line(self) -> str:
+        ips = f", {self.allowed_ips} allowed IP range(s)" if self.allowed_ips else ""
+        return f"{self.source}: {self.mode}, {self.active} active secret(s){ips}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """The outcome of add/retire/remove: counts and versions; `generated` only when asked for."""
+
+    source: str
+    active: int
+    version_id: str
+    generated: str | None = None
+
+    def __repr__(self) -> str:  # the generated value never shows in a repr or a traceback
+        return f"Change(source={self.source!r}, active={self.active}, version_id={self.version_id!r})"
+
+
+@dataclass(frozen=True)
+class Stored:
+    document: dict[str, Any]
+    version_id: str | None  # None: the secret exists but has no value yet
+
+
+def secret_id(config: EnvironmentConfig) -> str:
+    return webhook_secrets_name(config)
+
+
+def secretsmanager_client(config: EnvironmentConfig, environ: Mapping[str, str]) -> Any:
+    """The emulator's client for an emulated environment (AWS_ENDPOINT_URL), else the default chain."""
+    from emulator.session import clients_for
+
+    return clients_for(config.emulator_endpoint(environ), config.region, ("secretsmanager",))["secretsmanager"]
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def read_document(client: Any, name: str) -> Stored:
+    """The current document and its version; an empty document when no value was ever set."""
+    try:
+        described = client.describe_secret(SecretId=name)
+    except Exception as error:  # noqa: BLE001 - reported in one line
+        if _error_code(error) == "ResourceNotFoundException":
+            raise SecretsError(f"no secret {name}: deploy the storage stack first") from None
+        raise SecretsError(f"reading secret {name} failed: {_error_code(error) or type(error).__name__}") from None
+    if not any("AWSCURRENT" in stages for stages in (described.get("VersionIdsToStages") or {}).values()):
+        return Stored({}, None)
+    try:
+        response = client.get_secret_value(SecretId=name)
+    except Exception as error:  # noqa: BLE001
+        raise SecretsError(f"reading secret {name} failed: {_error_code(error) or type(error).__name__}") from None
+    try:
+        document = json.loads(response.get("SecretString") or "")
+    except ValueError:
+        raise SecretsError(f"the value of {name} is not a JSON document; nothing was changed") from None
+    if not isinstance(document, dict):
+        raise SecretsError(f"the value of {name} is not a JSON object of source id -> secrets")
+    return Stored(document, response.get("VersionId"))
+
+
+def _entry_secrets(source: str, entry: Any) -> list[str]:
+    """A source entry's secrets, newest first, whatever form the entry has."""
+    if isinstance(entry, str):
+        return [entry]
+    if isinstance(entry, list):
+        return list(entry)
+    if isinstance(entry, dict) and isinstance(entry.get("secrets"), list):
+        return list(entry["secrets"])
+    raise SecretsError(f"source {source!r}: its entry has an unknown form; fix the document first")
+
+
+def _with_secrets(entry: Any, values: list[str]) -> Any:
+    """The entry with a new secrets list, in the entry's own form (object entries keep their keys)."""
+    if isinstance(entry, dict):
+        return {**entry, "secrets": values}
+    return values
+
+
+def _entry_mode(entry: Any) -> str:
+    return str(entry.get("auth", "hmac")) if isinstance(entry, dict) else "hmac"
+
+
+def _check(document: dict[str, Any]) -> str:
+    """The document as it will be stored, after the webhook's own parser accepted it."""
+    from functions.webhook_processor.signature import parse_secrets
+
+    text = json.dumps(document, sort_keys=True)
+    try:
+        parse_secrets(text)
+    except ValueError as error:  # the parser's messages never quote a secret
+        raise SecretsError(f"refused, the webhook could not read the result: {error}") from None
+    return text
+
+
+def _write(client: Any, name: str, stored: Stored, document: dict[str, Any]) -> str:
+    """Store the new document as AWSCURRENT; fail if another change landed since it was read."""
+    text = _check(document)
+    try:
+        written = client.put_secret_value(SecretId=name, SecretString=text, ClientRequestToken=str(uuid.uuid4()))
+        stages = client.describe_secret(SecretId=name).get("VersionIdsToStages") or {}
+    except Exception as error:  # noqa: BLE001
+        raise SecretsError(f"writing secret {name} failed: {_error_code(error) or type(error).__name__}") from None
+    version = str(written["VersionId"])
+    if stored.version_id is not None:
+        previous = [v for v, labels in stages.items() if "AWSPREVIOUS" in labels]
+        if previous != [stored.version_id]:
+            raise SecretsError(f"another change to {name} landed while this one ran (expected version "
+                               f"{stored.version_id} before {version}); run `invoke secrets --action list` "
+                               "and repeat the change")
+    return version
+
+
+def _require_source(source: str | None) -> str:
+    from functions.webhook_processor.signature import parse_secrets
+
+    if not source:
+        raise SecretsError("--source is required for this action")
+    try:
+        parse_secrets(json.dumps({source: ["x" * MIN_SECRET_LENGTH]}))
+    except ValueError:
+        raise SecretsError("--source: 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter "
+                           "or digit") from None
+    return source
+
+
+def list_sources(client: Any, name: str) -> list[SourceSummary]:
+    """Every source with its mode and counts; no value."""
+    document = read_document(client, name).document
+    summaries = []
+    for source, entry in sorted(document.items()):
+        ips = entry.get("allowed_ips") if isinstance(entry, dict) else None
+        summaries.append(SourceSummary(source, _entry_mode(entry), len(_entry_secrets(source, entry)),
+                                       len(ips) if isinstance(ips, list) else 0))
+    return summaries
+
+
+def new_secret_value(*, generate: bool, value: str | None) -> str:
+    """The secret to add: generated, or given (from an environment variable, never argv)."""
+    if generate == (value is not None):
+        raise SecretsError("give exactly one of --generate or --value-env VARIABLE")
+    if generate:
+        return random_secrets.token_urlsafe(GENERATED_BYTES)
+    assert value is not None
+    if value != value.strip() or not value.isprintable():
+        raise SecretsError("the new secret has surrounding whitespace or unprintable characters")
+    if not MIN_SECRET_LENGTH <= len(value) <= MAX_SECRET_LENGTH:
+        raise SecretsError(f"the new secret must have {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters")
+    return value
+
+
+def add_secret(client: Any, name: str, source: str | None, new_value: str, *, mode: str | None = None,
+               generated: bool = False) -> Change:
+    """Put `new_value` first in the source's secrets; the older ones stay valid until `retire`.
+
+    A source that does not exist yet is created, as `mode` says (hmac unless given).
+    """
+    source = _require_source(source)
+    if mode is not None and mode not in MODES:
+        raise SecretsError(f"--mode must be one of {', '.join(MODES)}")
+    stored = read_document(client, name)
+    document = dict(stored.document)
+    if source in document:
+        entry = document[source]
+        if mode is not None and mode != _entry_mode(entry):
+            raise SecretsError(f"source {source!r} uses {_entry_mode(entry)}; its mode is not changed here")
+        current = _entry_secrets(source, entry)
+        if new_value in current:
+            raise SecretsError(f"source {source!r} already has this secret")
+        if len(current) >= MAX_SECRETS_PER_SOURCE:
+            raise SecretsError(f"source {source!r} has {len(current)} secrets: retire the old ones first")
+        document[source] = _with_secrets(entry, [new_value, *current])
+    elif mode == "token":
+        document[source] = {"auth": "token", "secrets": [new_value]}
+    else:
+        document[source] = [new_value]
+    version = _write(client, name, stored, document)
+    return Change(source, len(_entry_secrets(source, document[source])), version,
+                  new_value if generated else None)
+
+
+def retire_old(client: Any, name: str, source: str | None) -> Change:
+    """Keep only the source's newest secret (the first); the others stop working within the TTL."""
+    source = _require_source(source)
+    stored = read_document(client, name)
+    if source not in stored.document:
+        raise SecretsError(f"no source {source!r} in {name}")
+    entry = stored.document[source]
+    current = _entry_secrets(source, entry)
+    if len(current) < 2:
+        raise SecretsError(f"source {source!r} has only one secret: nothing to retire")
+    document = {**stored.document, source: _with_secrets(entry, current[:1])}
+    return Change(source, 1, _write(client, name, stored, document))
+
+
+def remove_source(client: Any, name: str, source: str | None) -> Change:
+    """Remove a source and all its secrets (its requests are refused within the TTL)."""
+    source = _require_source(source)
+    stored = read_document(client, name)
+    if source not in stored.document:
+        raise SecretsError(f"no source {source!r} in {name}")
+    document = {k: v for k, v in stored.document.items() if k != source}
+    return Change(source, 0, _write(client, name, stored, document))
+
+
+def current_secret(config: EnvironmentConfig, source: str, client: Any | None = None,
+                   environ: Mapping[str, str] | None = None) -> str | None:
+    """The source's newest secret (what a sender signs with), or None; for `invoke relay`, never printed."""
+    import os
+
+    client = client or secretsmanager_client(config, os.environ if environ is None else environ)
+    document = read_document(client, secret_id(config)).document
+    if source not in document:
+        return None
+    values = _entry_secrets(source, document[source])
+    return values[0] if values else None
+
+
+def seed_local_secrets(config: EnvironmentConfig, client: Any) -> str:
+    """Write the local environment's dev-only secrets into the emulator's secret; returns the version.
+
+    Only for an emulated environment whose file carries `local_webhook_secrets`: a real
+    environment's secret is set with `add`, never from a file.
+    """
+    if not config.is_emulated or config.local_webhook_secrets is None:
+        raise SecretsError(f"{config.name}: only an emulated environment with local_webhook_secrets is seeded "
+                           "from its file; use `invoke secrets --action add`")
+    name = secret_id(config)
+    text = _check(dict(config.local_webhook_secrets))
+    try:
+        return str(client.put_secret_value(SecretId=name, SecretString=text)["VersionId"])
+    except Exception as error:  # noqa: BLE001
+        raise SecretsError(f"seeding secret {name} failed: {_error_code(error) or type(error).__name__}") from None
+
+
+def run_command(config: EnvironmentConfig, client: Any, action: str, *, source: str | None = None,
+                generate: bool = False, value_env: str | None = None, mode: str | None = None,
+                environ: Mapping[str, str] | None = None) -> list[str]:
+    """What `invoke secrets` prints, one line each. The only value ever in it is a generated one."""
+    import os
+
+    if action not in ACTIONS:
+        raise SecretsError(f"--action must be one of {', '.join(ACTIONS)}")
+    name = secret_id(config)
+    if action != "add" and (generate or value_env or mode):
+        raise SecretsError("--generate, --value-env and --mode go with --action add only")
+    if action == "list":
+        if source:
+            raise SecretsError("--action list takes no --source")
+        summaries = list_sources(client, name)
+        return [f"{name}: {len(summaries)} source(s)"] + [f"  {s.line()}" for s in summaries]
+    if action == "add":
+        value = None
+        if value_env:
+            value = (os.environ if environ is None else environ).get(value_env)
+            if not value:
+                raise SecretsError(f"--value-env: the variable {value_env} is not set or is empty")
+        change = add_secret(client, name, source, new_secret_value(generate=generate, value=value), mode=mode,
+                            generated=generate)
+        lines = [f"{name}: added a secret to {change.source} (now {change.active} active, version "
+                 f"{change.version_id}); the older ones stay valid until `--action retire`"]
+        if change.generated:
+            lines.append(f"new secret for {change.source} (shown once, give it to the sender): {change.generated}")
+        lines.append("warm webhook functions accept it within 60 s")
+        return lines
+    if action == "retire":
+        change = retire_old(client, name, source)
+        return [f"{name}: {change.source} keeps only its newest secret (version {change.version_id}); "
+                "older ones are refused within 60 s"]
+    change = remove_source(client, name, source)
+    return [f"{name}: removed source {change.source} (version {change.version_id}); its requests are refused "
+            "within 60 s"]

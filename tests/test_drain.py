@@ -1,0 +1,313 @@
+"""`invoke drain-dlq --queue enricher` (issue 12, item 1): a message is deleted only after
+every record of its sequence range was read and its item verified enriched in the table.
+
+Against moto's server (table, stream, queues, topic). The Streams client is wrapped by
+`ShapedStreams`, which serves pages the way DynamoDB Streams may: empty pages while the
+iterator is still set, pages shorter than `Limit`, a trimmed range.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from rich.console import Console
+
+from emulator import session
+from environments.config import load_config
+from functions.price_enricher.indicators import Windows
+from functions.shared.price_table import ticks
+from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, table_definition
+from functions.shared.price_update import PriceUpdate, dead_letter_body
+from ops.drain import DrainReport, drain
+from ops.drain_cli import exit_code, run_drain
+
+TABLE = "crypto-prices-drain"
+HOUR_MS = 3_600_000
+
+
+# ---- a small stack on moto's server -----------------------------------------------------------------
+
+@dataclass
+class Stack:
+    clients: dict[str, Any]
+    outputs: dict[str, str]
+    stream_arn: str
+
+    def drain(self, queue: str, streams: Any = None) -> DrainReport:
+        clients = dict(self.clients, dynamodbstreams=streams or self.clients["dynamodbstreams"])
+        return drain(queue, self.outputs, Windows(), clients)
+
+    def waiting(self, queue: str = "enricher") -> int:
+        """Messages in the queue, visible or not: a released message counts, a deleted one does not."""
+        attributes = self.clients["sqs"].get_queue_attributes(
+            QueueUrl=self.outputs[f"{queue}_dlq_url"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+    def store(self, symbol: str, count: int, received_at_ms: int | None = None) -> list[tuple[str, int]]:
+        """Store ticks the webhook's way (`store_update`); their keys."""
+        now = int(time.time() * 1000)
+        keys = []
+        for i in range(count):
+            update = PriceUpdate(symbol, 1_700_000_000_000 + i * 1000, Decimal(100 + i), "x", "test",
+                                 received_at_ms if received_at_ms is not None else now)
+            keys.append((symbol, ticks.store_update(self.clients["dynamodb"], TABLE, update)[1]))
+        return keys
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record the stream holds, in order."""
+        streams = self.clients["dynamodbstreams"]
+        shard = streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=shard,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        found: list[dict[str, Any]] = []
+        while True:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not page["Records"]:
+                return found
+            found += page["Records"]
+            iterator = page["NextShardIterator"]
+
+    def inserts_of(self, symbol: str) -> list[dict[str, Any]]:
+        return [r for r in self.records()
+                if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"][PARTITION_KEY]["S"] == symbol]
+
+    def fail(self, batch: list[dict[str, Any]], **changes: Any) -> None:
+        """Put Lambda's on-failure record of `batch` (as emulator/stream_poller.py builds it) in the DLQ."""
+        streams = self.clients["dynamodbstreams"]
+        shard = streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        arrivals = [r["dynamodb"]["ApproximateCreationDateTime"] for r in batch]
+        info = {"shardId": shard, "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": arrivals[0].astimezone(UTC).isoformat(),
+                "approximateArrivalOfLastRecord": arrivals[-1].astimezone(UTC).isoformat(),
+                "batchSize": len(batch), "streamArn": self.stream_arn, **changes}
+        body = {"requestContext": {"requestId": "r-1", "condition": "RetryAttemptsExhausted",
+                                   "approximateInvokeCount": 3},
+                "responseContext": {"statusCode": 200, "functionError": "Unhandled"}, "version": "1.0",
+                "timestamp": datetime.now(UTC).isoformat(), "DDBStreamBatchInfo": info}
+        self.clients["sqs"].send_message(QueueUrl=self.outputs["enricher_dlq_url"], MessageBody=json.dumps(body))
+
+    def items(self, symbol: str) -> list[dict[str, Any]]:
+        return self.clients["dynamodb"].query(
+            TableName=TABLE, ConsistentRead=True, KeyConditionExpression="#k = :s",
+            ExpressionAttributeNames={"#k": PARTITION_KEY}, ExpressionAttributeValues={":s": {"S": symbol}})["Items"]
+
+    def enriched(self, symbol: str) -> list[bool]:
+        return ["enriched_at" in item for item in self.items(symbol)]
+
+
+@pytest.fixture
+def stack(moto_endpoint: str) -> Stack:
+    clients = session.clients(moto_endpoint, "us-east-1", ("sqs", "dynamodb", "dynamodbstreams", "sns"))
+    description = clients["dynamodb"].create_table(
+        **table_definition(TABLE), StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    outputs = {"table_name": TABLE,
+               "success_topic_arn": clients["sns"].create_topic(Name="price-updates-success")["TopicArn"],
+               "webhook_dlq_url": clients["sqs"].create_queue(QueueName="webhook-dlq")["QueueUrl"],
+               "enricher_dlq_url": clients["sqs"].create_queue(QueueName="enricher-dlq")["QueueUrl"]}
+    return Stack(clients, outputs, description["TableDescription"]["LatestStreamArn"])
+
+
+@dataclass
+class ShapedStreams:
+    """The real Streams client, answering as DynamoDB Streams may.
+
+    `empty_first`: empty pages (NextShardIterator still set) before the first page of each
+    iterator chain; `empty_after_first_page`: one empty page after the first real page;
+    `page_size`: fewer records than Limit; `always_empty`: the range is never reached;
+    `trimmed`: GetShardIterator says the range is gone (older than 24 h); `expire_second_page`:
+    the iterator of the second page has expired (they last 15 minutes); `throttle_second_page`: the
+    shard's read limit is hit once (Lambda reads the shard too).
+    """
+
+    real: Any
+    empty_first: int = 0
+    empty_after_first_page: bool = False
+    page_size: int | None = None
+    always_empty: bool = False
+    trimmed: bool = False
+    expire_second_page: bool = False
+    throttle_second_page: bool = False
+    calls: list[int] = field(default_factory=list)  # records per GetRecords answer
+    _pending_empty: dict[str, int] = field(default_factory=dict)
+    _real_pages: int = 0
+
+    def get_shard_iterator(self, **arguments: Any) -> dict[str, Any]:
+        if self.trimmed:
+            raise ClientError({"Error": {"Code": "TrimmedDataAccessException", "Message": "trimmed"}},
+                              "GetShardIterator")
+        answer = self.real.get_shard_iterator(**arguments)
+        self._pending_empty[answer["ShardIterator"]] = self.empty_first
+        return answer
+
+    def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
+        assert 1 <= Limit <= 1000
+        if self.always_empty or self._pending_empty.get(ShardIterator, 0) > 0:
+            self._pending_empty[ShardIterator] = self._pending_empty.get(ShardIterator, 0) - 1
+            self.calls.append(0)
+            return {"Records": [], "NextShardIterator": ShardIterator}
+        if self.throttle_second_page and self._real_pages == 1:
+            self.throttle_second_page = False
+            raise ClientError({"Error": {"Code": "LimitExceededException", "Message": "slow down"}}, "GetRecords")
+        if self.expire_second_page and self._real_pages == 1:
+            self.expire_second_page = False
+            raise ClientError({"Error": {"Code": "ExpiredIteratorException", "Message": "expired"}}, "GetRecords")
+        page = self.real.get_records(ShardIterator=ShardIterator, Limit=min(Limit, self.page_size or Limit))
+        self._real_pages += 1
+        if self.empty_after_first_page and self._real_pages == 1 and page.get("NextShardIterator"):
+            self._pending_empty[page["NextShardIterator"]] = 1
+        self.calls.append(len(page["Records"]))
+        return page
+
+
+# ---- item 1: the stream path ------------------------------------------------------------------------
+
+def test_item1_empty_first_page_is_read_past(stack: Stack) -> None:
+    stack.store("EMPTY-USD", 3)
+    stack.fail(stack.inserts_of("EMPTY-USD"))
+    streams = ShapedStreams(stack.clients["dynamodbstreams"], empty_first=2)
+
+    report = stack.drain("enricher", streams)
+
+    assert stack.enriched("EMPTY-USD") == [True, True, True]
+    assert streams.calls[:2] == [0, 0]                  # the range was reached after two empty pages
+    assert report.ok and report.processed == 1 and report.enriched == 3 and report.verified == 3
+    assert report.paths == {"stream": 1} and stack.waiting() == 0
+
+
+def test_item1_range_longer_than_one_page_is_read_to_its_end(stack: Stack) -> None:
+    """Seven INSERTs, with the enricher's own MODIFY records of another symbol between them: the range
+    spans pages of at most two records, and one page in the middle is empty."""
+    [other] = stack.store("OTHER-USD", 1)
+    for i in range(7):
+        stack.store(f"PAGE{i}-USD", 1)
+        if i in (2, 4):   # the live enricher's writes land inside the range (MODIFY, filtered out of the batch)
+            stack.clients["dynamodb"].update_item(
+                TableName=TABLE, Key={PARTITION_KEY: {"S": other[0]}, SORT_KEY: {"N": str(other[1])}},
+                UpdateExpression="SET enriched_at = :e", ExpressionAttributeValues={":e": {"N": str(i)}})
+    batch = [r for r in stack.records()
+             if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"][PARTITION_KEY]["S"].startswith("PAGE")]
+    assert len(batch) == 7
+    stack.fail(batch)
+    streams = ShapedStreams(stack.clients["dynamodbstreams"], page_size=2, empty_after_first_page=True)
+
+    report = stack.drain("enricher", streams)
+
+    assert all(stack.enriched(f"PAGE{i}-USD") == [True] for i in range(7))
+    assert 0 in streams.calls[1:] and max(streams.calls) == 2   # several pages, an empty one among them
+    assert report.ok and report.enriched == 7 and report.verified == 7 and stack.waiting() == 0
+
+
+@pytest.mark.parametrize("fault", ["expire_second_page", "throttle_second_page"])
+def test_item1_expired_or_throttled_read_goes_on_from_the_last_record(stack: Stack, fault: str) -> None:
+    stack.store("EXPIRED-USD", 5)
+    stack.fail(stack.inserts_of("EXPIRED-USD"))
+    streams = ShapedStreams(stack.clients["dynamodbstreams"], page_size=2, **{fault: True})
+
+    report = stack.drain("enricher", streams)
+
+    assert stack.enriched("EXPIRED-USD") == [True] * 5
+    assert report.ok and report.enriched == 5 and report.verified == 5 and stack.waiting() == 0
+
+
+# ---- item 1: the table fallback ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("received_ago_ms", [5 * HOUR_MS, 40_000], ids=["webhook-dlq-redrive-5h", "slow-request-40s"])
+def test_item1_trimmed_stream_finds_items_by_their_store_time(stack: Stack, received_ago_ms: int) -> None:
+    """Updates received hours ago, stored now by the webhook-DLQ re-drive (or late in a large request);
+    their stream range is gone by the time the enricher DLQ is drained."""
+    received = int(time.time() * 1000) - received_ago_ms
+    for i in range(3):
+        update = PriceUpdate("LATE-USD", 1_700_000_000_000 + i * 1000, Decimal(50 + i), "x", "test", received)
+        body = dead_letter_body(update, "ThrottlingException: rate exceeded", received + 1)
+        stack.clients["sqs"].send_message(QueueUrl=stack.outputs["webhook_dlq_url"], MessageBody=json.dumps(body))
+    assert stack.drain("webhook").stored == 3
+    stack.fail(stack.inserts_of("LATE-USD"))
+
+    report = stack.drain("enricher", ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True))
+
+    assert stack.enriched("LATE-USD") == [True, True, True]
+    assert report.ok and report.paths == {"table scan": 1} and report.verified >= 3 and stack.waiting() == 0
+
+
+# ---- item 1: nothing is deleted unverified ----------------------------------------------------------
+
+def _never_reached(stack: Stack) -> ShapedStreams:
+    stack.store("LOST-USD", 2)
+    stack.fail(stack.inserts_of("LOST-USD"))
+    return ShapedStreams(stack.clients["dynamodbstreams"], always_empty=True)
+
+
+def _trimmed_and_nothing_stored_then(stack: Stack) -> ShapedStreams:
+    stack.store("LOST-USD", 2)
+    day_ago = datetime.fromtimestamp(time.time() - 86_400, UTC).isoformat()
+    stack.fail(stack.inserts_of("LOST-USD"), approximateArrivalOfFirstRecord=day_ago,
+               approximateArrivalOfLastRecord=day_ago)
+    return ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True)
+
+
+def _fewer_records_than_the_batch(stack: Stack) -> ShapedStreams:
+    stack.store("LOST-USD", 2)
+    stack.fail(stack.inserts_of("LOST-USD"), batchSize=5)
+    return ShapedStreams(stack.clients["dynamodbstreams"])
+
+
+def _item_gone_before_the_redrive(stack: Stack) -> ShapedStreams:
+    keys = stack.store("LOST-USD", 2)
+    stack.fail(stack.inserts_of("LOST-USD"))
+    symbol, timestamp = keys[0]
+    stack.clients["dynamodb"].delete_item(TableName=TABLE, Key={PARTITION_KEY: {"S": symbol},
+                                                                SORT_KEY: {"N": str(timestamp)}})
+    return ShapedStreams(stack.clients["dynamodbstreams"])
+
+
+@pytest.mark.parametrize("setup, reason", [
+    (_never_reached, "empty pages"), (_trimmed_and_nothing_stored_then, "stored"),
+    (_fewer_records_than_the_batch, "batchSize"), (_item_gone_before_the_redrive, "not enriched")],
+    ids=["stream-only-empty-pages", "trimmed-nothing-in-window", "count-short-of-batchSize", "item-gone"])
+def test_item1_unverified_message_stays_and_report_is_not_ok(stack: Stack, setup: Callable[[Stack], ShapedStreams],
+                                                              reason: str) -> None:
+    streams = setup(stack)
+
+    report = stack.drain("enricher", streams)
+
+    assert stack.waiting() == 1, "the message was deleted without its range verified enriched"
+    assert not report.ok and report.processed == 0 and exit_code(report, dry_run=False) == 1
+    [left] = report.left
+    assert reason in left
+
+
+def test_item1_cli_report_says_what_stayed_and_why_exit_1(stack: Stack) -> None:
+    streams = _never_reached(stack)
+    console = Console(record=True, width=200)
+
+    report = run_drain(load_config("local"), stack.outputs, "enricher", console=console,
+                       clients=dict(stack.clients, dynamodbstreams=streams))
+
+    text = console.export_text()
+    assert stack.waiting() == 1 and exit_code(report, dry_run=False) == 1
+    assert "NOT OK" in text and "exit 1" in text and "left" in text and "empty pages" in text
+    assert "secret" not in text.lower()
+
+
+def test_item1_redrive_twice_enriches_once_and_second_drain_verifies(stack: Stack) -> None:
+    """A copy of a message whose range is already enriched is verified and deleted; nothing is re-driven
+    twice (a second re-drive would announce the items again)."""
+    stack.store("TWICE-USD", 2)
+    stack.fail(stack.inserts_of("TWICE-USD"))
+    stack.fail(stack.inserts_of("TWICE-USD"))
+
+    report = stack.drain("enricher", ShapedStreams(stack.clients["dynamodbstreams"], empty_first=1))
+
+    assert stack.enriched("TWICE-USD") == [True, True]
+    assert report.ok and report.processed == 2 and report.enriched == 2 and report.verified == 4
+    assert stack.waiting() == 0
