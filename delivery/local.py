@@ -25,7 +25,7 @@ from delivery.terraform import write_cli_config
 from emulator import session
 from emulator.moto_server import EmbeddedEmulator
 from emulator.services import Deployed, EmulatedServices
-from environments.config import EnvironmentConfig, load_config
+from environments.config import EnvironmentConfig, LocalStateBackend, load_config
 from errors import PipelineError
 from senders.relay import RUNNING_LOCAL, write_running_local
 from stacks.names import function_name
@@ -102,7 +102,8 @@ class LocalDeployment:
         self.app = synth_environment(config, BUILD_DIR / "cdktf.out" / "local-local", artifacts)
         self.timings["synth"] = time.monotonic() - phase
 
-        if self.target == "embedded":  # a fresh emulator: state from an earlier run describes nothing
+        if self.target == "embedded" and isinstance(config.backend, LocalStateBackend):
+            # A fresh emulator: state from an earlier run describes nothing.
             shutil.rmtree(ROOT / config.backend.directory, ignore_errors=True)
         phase = time.monotonic()
         deployer = Deployer(config, self.app, write_cli_config(),
@@ -137,6 +138,13 @@ class LocalDeployment:
         return self.emulator.endpoint
 
     # ---- what tests and tasks use ------------------------------------------------------------
+    @property
+    def running(self) -> StackInfo:
+        """Where the started deployment listens; only after start()."""
+        if self.info is None:
+            raise RuntimeError("the local deployment is not started")
+        return self.info
+
     @property
     def proxy(self) -> Any:
         """The fault proxy in front of the emulator (embedded target)."""

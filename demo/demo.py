@@ -61,7 +61,7 @@ def feed() -> list[tuple[str, str, str, Bar]]:
 
 
 def replay(stack: LocalDeployment, rows: list[tuple[str, str, str, Bar]], console: Console) -> int:
-    info = stack.info
+    info = stack.running
     accepted = 0
     batches = [rows[i:i + BATCH_SIZE] for i in range(0, len(rows), BATCH_SIZE)]
     columns = (TextColumn("replaying signed webhooks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -80,7 +80,7 @@ def replay(stack: LocalDeployment, rows: list[tuple[str, str, str, Bar]], consol
 
 
 def stored_items(stack: LocalDeployment, symbol: str) -> list[dict[str, Any]]:
-    dynamodb, table = stack.aws["dynamodb"], stack.info.outputs["table_name"]
+    dynamodb, table = stack.aws["dynamodb"], stack.running.outputs["table_name"]
     items, arguments = [], {"TableName": table, "KeyConditionExpression": "symbol = :s",
                             "ExpressionAttributeValues": {":s": {"S": symbol}}}
     while True:
@@ -148,7 +148,7 @@ def run_demo(console: Console | None = None, chart_path: Path = RESULTS_DIR / "d
     started = time.monotonic()
     console.print(f"[bold]Crypto price pipeline demo[/bold] — feed: {SOURCE_NOTE}")
     with LocalDeployment(echo=lambda line: console.print(f"[dim]{line}[/dim]")) as stack:
-        outputs = stack.info.outputs
+        outputs = stack.running.outputs
         inbox = TopicSubscriber(stack.aws, outputs["success_topic_arn"], "demo-subscriber").start()
         timings = {name: seconds for name, seconds in stack.timings.items() if name != "total"}
 

@@ -9,7 +9,8 @@ def stop_child(process: subprocess.Popen, timeout: float) -> None:
     """Close its stdin (its signal to exit), wait, and kill it if it does not."""
     if process.poll() is not None:
         return
-    process.stdin.close()
+    if process.stdin is not None:
+        process.stdin.close()
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -96,14 +96,14 @@ def install() -> None:
     """Idempotent: writes become atomic, queries partition-sized, and stream records stay."""
     for name, method in _original_writes.items():
         setattr(DynamoDBBackend, name, _serialized(method))
-    Table.query = _query
-    Table.all_items = _all_items
-    LambdaBackend.send_dynamodb_items = _leave_records_in_the_stream
+    Table.query = _query  # type: ignore[method-assign]
+    Table.all_items = _all_items  # type: ignore[method-assign]
+    LambdaBackend.send_dynamodb_items = _leave_records_in_the_stream  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     for name, method in _original_writes.items():
         setattr(DynamoDBBackend, name, method)
-    Table.query = _original_query
-    Table.all_items = _original_all_items
-    LambdaBackend.send_dynamodb_items = _original_send_dynamodb_items
+    Table.query = _original_query  # type: ignore[method-assign]
+    Table.all_items = _original_all_items  # type: ignore[method-assign]
+    LambdaBackend.send_dynamodb_items = _original_send_dynamodb_items  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from emulator import moto_patches
 from emulator.children import stop_child
@@ -43,7 +44,7 @@ class EmbeddedEmulator:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.in_process = in_process
-        self._server = None
+        self._server: Any = None  # moto's ThreadedMotoServer, when in-process
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "EmbeddedEmulator":

@@ -161,7 +161,7 @@ class StreamPoller:
         return record
 
     def _matches(self, record: dict[str, Any]) -> bool:
-        return not self._patterns or any(p.matches_event(record) for p in self._patterns)
+        return not self._patterns or any(p.matches_event(record) for p in self._patterns)  # type: ignore[arg-type]
 
     # ---- Lambda's retry semantics ----------------------------------------------------------
     def _invoke(self, batch: list[dict[str, Any]]) -> int | None:

@@ -314,7 +314,7 @@ class _Masker:
         if not word:
             return start, ""
         if scheme and word.lower() in AUTH_SCHEMES and more and not delimited:
-            cred = following.end()
+            cred = following.end() if following is not None else n
             if _PARAM.match(line, cred):
                 # Digest / AWS4-HMAC-SHA256 parameters: commas and spaces inside; no reliable end.
                 keep = word + " " if name in _AUTH_NAMES else ""

@@ -18,12 +18,15 @@ from functions.log_alerts.settings import Settings
 
 MAX_LINES = 5
 MAX_LINE_CHARS = 300
+__all__ = ["Settings", "build_alert", "decode_payload", "process"]
+
 logger = logging.getLogger("log_alerts")
 
 
 def decode_payload(event: Mapping[str, Any]) -> dict[str, Any]:
     """awslogs.data: base64 of gzip of JSON."""
-    return json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    payload: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    return payload
 
 
 def build_alert(payload: dict[str, Any]) -> dict[str, str] | None:

@@ -26,7 +26,7 @@ class PriceUpdate:
     bid: Decimal | None = None
     ask: Decimal | None = None
 
-    def identity(self) -> tuple:
+    def identity(self) -> tuple[object, ...]:
         """What makes two updates the same update: a redelivery matches on all of it.
 
         Source and receive time are left out: the same tick resent (or relayed by
