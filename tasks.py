@@ -240,6 +240,26 @@ def _current_secret(configuration: Any, source: str) -> str | None:
     return current_secret(configuration, source)
 
 
+@task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,
+            "symbol": "BASE-QUOTE, e.g. BTC-USD (required)", "interval": "1m, 5m, 15m, 1h, 4h or 1d",
+            "from_": "start (inclusive): epoch ms or ISO-8601", "to": "end (exclusive): epoch ms or ISO-8601",
+            "format": "table, csv or json", "chart": "also write a candlestick PNG to this path"})
+@one_line_errors
+def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, format="table", chart=None,  # noqa: A002
+           suffix=None):
+    """Read candles through the environment's price API with the Python client: a table, CSV/JSON or a chart."""
+    from delivery.deployer import read_outputs
+    from ops.prices import PricesError, client_for, read_candles, show
+    from senders.relay import read_running_local
+
+    configuration = resolve(env, suffix)
+    if not symbol:
+        raise PricesError("--symbol is required (e.g. BTC-USD)")
+    client = client_for(configuration, None if configuration.is_emulated else read_outputs(configuration),
+                        read_running_local() if configuration.is_emulated else None)
+    show(read_candles(client, symbol, interval, from_, to), symbol, interval, format, chart)
+
+
 @task(help={"quick": "small counts: proves the benchmarks still run (CI)"})
 @one_line_errors
 def bench(c, quick=False):
