@@ -31,7 +31,6 @@ from senders.relay import RUNNING_LOCAL, write_running_local
 from stacks.names import function_name
 
 TARGETS = ("embedded", "localstack")
-URL_FUNCTIONS = ("webhook_processor",)
 LOCALSTACK_ENDPOINT = "http://127.0.0.1:4566"
 
 
@@ -68,6 +67,7 @@ class StackInfo:
     webhook_url: str
     secret_source: str
     secret: str
+    price_api_url: str | None = None
 
 
 class LocalDeployment:
@@ -116,16 +116,18 @@ class LocalDeployment:
 
         self.aws = session.clients(endpoint, config.region)
         webhook_url = outputs["webhook_url"]
+        price_api_url = outputs.get("price_api_url")
         if self.emulator is not None:
             deployed = Deployed({key: (function_name(config, key), host_zips[key].path) for key in FUNCTION_NAMES},
-                                url_functions=URL_FUNCTIONS, stream_function="price_enricher")
+                                stream_function="price_enricher")
             self.services = EmulatedServices(endpoint, config.region, deployed, BUILD_DIR / "local",
                                              concurrency=self.concurrency,
                                              echo_function_logs=self.echo_function_logs).start()
             webhook_url = self.services.url("webhook_processor")
+            price_api_url = self.services.url("price_api") if "price_api" in self.services.url_servers else None
         source, secrets = next(iter((config.local_webhook_secrets or {}).items()))
-        self.info = StackInfo(config, endpoint, outputs, webhook_url, source, secrets[0])
-        write_running_local(webhook_url, endpoint, None)
+        self.info = StackInfo(config, endpoint, outputs, webhook_url, source, secrets[0], price_api_url)
+        write_running_local(webhook_url, endpoint, price_api_url)
         self.timings["total"] = time.monotonic() - started
         return self.info
 
@@ -183,10 +185,12 @@ class LocalDeployment:
 
 def run_until_interrupted(deployment: LocalDeployment) -> None:
     """`invoke local`: print where everything is, then keep it running until Ctrl-C."""
-    info = deployment.info
-    assert info is not None
+    info = deployment.running
     print(f"\nwebhook URL:        {info.webhook_url}\nemulator endpoint:  {info.endpoint}\n"
           f"signing source:     {info.secret_source}\nlocal dev secret:   {info.secret}  (dev-only)\n"
+          f"price API URL: {info.price_api_url}\n"
+          f"price API signing:  SigV4 (service lambda, {info.config.region}) with access key "
+          f"{session.ACCESS_KEY_ID!r}, secret key {session.SECRET_ACCESS_KEY!r} (the emulator's dummy credentials)\n"
           f"table:              {info.outputs['table_name']}\n\nCtrl-C to stop.")
     try:
         while True:

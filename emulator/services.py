@@ -29,8 +29,7 @@ class Deployed:
     """The deployed functions to run: key -> (function name, zip for this machine)."""
 
     functions: Mapping[str, tuple[str, Path]]
-    url_functions: tuple[str, ...]  # keys of the functions behind a function URL
-    stream_function: str            # key of the function behind the stream mapping
+    stream_function: str  # key of the function behind the stream mapping
 
 
 class EmulatedServices:
@@ -61,10 +60,13 @@ class EmulatedServices:
         targets = {fn.spec.arn: fn for fn in self.functions.values()}
         self.router.connect(deployed_subscriptions(self.aws["logs"], [fn.spec.name for fn in self.functions.values()]),
                             targets)
-        for key in self.deployed.url_functions:
-            function = self.functions[key]
-            # The auth type as deployed (NONE for the webhook, AWS_IAM for the read API), not as assumed.
-            auth = self.aws["lambda"].get_function_url_config(FunctionName=function.spec.name)["AuthType"]
+        for key, function in self.functions.items():
+            # Which functions have a URL, and its auth type (NONE for the webhook, AWS_IAM for the
+            # read API), as deployed, not as assumed.
+            try:
+                auth = self.aws["lambda"].get_function_url_config(FunctionName=function.spec.name)["AuthType"]
+            except self.aws["lambda"].exceptions.ResourceNotFoundException:
+                continue
             self.url_servers[key] = FunctionUrlServer(function, auth_type=auth, region=self.region).start()
         stream_function = self.functions[self.deployed.stream_function]
         mapping = deployed_mapping(self.aws["lambda"], stream_function.spec.name)
