@@ -83,6 +83,7 @@ class FunctionUrlServer:
         self._server = LoopbackServer(Handler, port)
         self.base_url = self._server.base_url
         self.url = self.base_url + "/"
+        self.port = int(self.base_url.rsplit(":", 1)[1])
 
     def start(self) -> "FunctionUrlServer":
         self._server.start()

@@ -80,6 +80,16 @@ class EmulatedServices:
         """The local URL that stands in for a function's URL."""
         return self.url_servers[key].url
 
+    def stop_url(self, key: str) -> None:
+        """Take a function URL off the network (its port refuses connections): an outage."""
+        self.url_servers[key].stop()
+
+    def restart_url(self, key: str) -> None:
+        """Serve a stopped function URL again, on the same port."""
+        old = self.url_servers[key]
+        self.url_servers[key] = FunctionUrlServer(old.function, old.port, auth_type=old.auth_type,
+                                                  region=old.region).start()
+
     def _flush_logs(self) -> None:
         while not self._stop.wait(1.0):
             self.router.flush()

@@ -1,0 +1,162 @@
+"""The exchange relay against the deployed stack: recorded exchange frames from a loopback
+websocket server → the relay (a local process's asyncio loop) → the embedded webhook URL →
+table → enricher. In each scenario the table ends with exactly the ticks the server sent,
+each stored once and enriched."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from price_relay import Relay
+from price_relay.config import ExchangeConfig, RelayConfig, Secret
+from tests.e2e.conftest import wait_until
+from tests.relay import frames
+from tests.relay.loopback import AwaitSubscribe, Gate, ScriptedExchange, Send, run_async, until
+
+# One base asset per scenario and exchange, so each scenario counts only its own ticks.
+QUOTE = {"binance": "USDT", "coinbase": "USD", "kraken": "USD"}
+
+
+def _symbol(exchange: str, base: str) -> str:
+    return {"binance": f"{base}USDT", "coinbase": f"{base}-USD", "kraken": f"{base}/USD"}[exchange]
+
+
+def _ticker(exchange: str, base: str, index: int) -> str:
+    maker = {"binance": frames.binance_ticker, "coinbase": frames.coinbase_ticker, "kraken": frames.kraken_ticker}
+    return maker[exchange](index, _symbol(exchange, base), None)
+
+
+def _opening(exchange: str) -> list[Any]:
+    return ([] if exchange == "binance" else [AwaitSubscribe()]) + [Send(frames.ACKS[exchange])]
+
+
+def _config(stack, tmp_path: Path, exchange: str, base: str, ws_url: str, **overrides: Any) -> RelayConfig:
+    info = stack.running
+    settings: dict[str, Any] = {
+        "exchanges": (ExchangeConfig(exchange, (_symbol(exchange, base),), ws_url=ws_url),),
+        "webhook_url": info.webhook_url, "source": info.secret_source, "secret": Secret(info.secret),
+        "spool_path": tmp_path / f"{exchange}-{base}.sqlite", "batch_size": 10, "batch_seconds": 0.3,
+        "silence_seconds": 30.0, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.5,
+        "http_timeout_seconds": 10.0, "drain_seconds": 5.0}
+    settings.update(overrides)
+    return RelayConfig(**settings)
+
+
+def _stored(stack, symbol: str, exchange: str) -> list[dict[str, Any]]:
+    response = stack.aws["dynamodb"].query(
+        TableName=stack.running.outputs["table_name"], KeyConditionExpression="symbol = :s",
+        ExpressionAttributeValues={":s": {"S": symbol}}, ConsistentRead=True)
+    return [i for i in response["Items"] if i["exchange"]["S"] == exchange]
+
+
+def _assert_exactly(stack, exchange: str, base: str, count: int) -> None:
+    """Exactly `count` ticks stored for the scenario's market, every one enriched."""
+    symbol = f"{base}-{QUOTE[exchange]}"
+    stack.settle()
+    assert wait_until(lambda: len(_stored(stack, symbol, exchange)) == count
+                      and all("enriched_at" in i for i in _stored(stack, symbol, exchange)), 60), \
+        f"{symbol}: {len(_stored(stack, symbol, exchange))} stored, {count} sent"
+    keys = [i["timestamp"]["N"] for i in _stored(stack, symbol, exchange)]
+    assert len(set(keys)) == count
+
+
+@pytest.mark.parametrize("exchange", ["binance", "coinbase", "kraken"])
+def test_normal_flow_each_tick_stored_once_and_enriched(stack, tmp_path, exchange):
+    base = "RLN" + exchange[0].upper()
+    ticks = [_ticker(exchange, base, i) for i in range(30)]
+
+    async def scenario() -> dict[str, int]:
+        async with ScriptedExchange([_opening(exchange) + [Send(ticks)]]) as server:
+            async with Relay(_config(stack, tmp_path, exchange, base, server.url)) as relay:
+                await until(lambda: relay.counters.sent == 30, timeout=60, what="30 ticks sent")
+                return relay.snapshot()
+
+    counters = run_async(scenario(), timeout=90)
+    assert counters["received"] == counters["sent"] == counters["accepted"] == 30
+    _assert_exactly(stack, exchange, base, 30)
+
+
+def test_webhook_stopped_mid_run_then_restarted_nothing_lost(stack, tmp_path):
+    exchange, base = "binance", "RLOUT"
+    first, second = [_ticker(exchange, base, i) for i in range(20)], [_ticker(exchange, base, i) for i in range(20, 45)]
+
+    async def scenario() -> dict[str, int]:
+        import asyncio
+
+        outage = asyncio.Event()
+        async with ScriptedExchange([[Send(first), Gate(outage), Send(second)]]) as server:
+            async with Relay(_config(stack, tmp_path, exchange, base, server.url)) as relay:
+                await until(lambda: relay.counters.sent == 20, timeout=60, what="first 20 sent")
+                stack.services.stop_url("webhook_processor")
+                try:
+                    outage.set()
+                    await until(lambda: relay.counters.received == 45 and relay.counters.retried > 0, timeout=60,
+                                what="second part spooled while the webhook is down")
+                    assert relay.counters.sent == 20
+                finally:
+                    stack.services.restart_url("webhook_processor")
+                await until(lambda: relay.counters.sent == 45, timeout=60, what="spool drained")
+                return relay.snapshot()
+
+    counters = run_async(scenario(), timeout=150)
+    assert counters["spooled"] == 0 and counters["set_aside"] == 0
+    _assert_exactly(stack, exchange, base, 45)
+
+
+def test_relay_killed_with_a_full_spool_resumes_oldest_first(stack, tmp_path):
+    exchange, base = "coinbase", "RLKIL"
+    ticks = [_ticker(exchange, base, i) for i in range(40)]
+    config = _config(stack, tmp_path, exchange, base, "ws://127.0.0.1:9/unused")
+
+    async def fill_then_kill() -> int:
+        async with ScriptedExchange([_opening(exchange) + [Send(ticks)]]) as server:
+            relay = Relay(_config(stack, tmp_path, exchange, base, server.url))
+            stack.services.stop_url("webhook_processor")
+            try:
+                await relay.start()
+                await until(lambda: relay.counters.received == 40, timeout=60, what="40 received into the spool")
+                spooled = relay.snapshot()["spooled"]
+                await relay.abort()  # killed: nothing flushed, nothing lost
+            finally:
+                stack.services.restart_url("webhook_processor")
+            return spooled
+
+    assert run_async(fill_then_kill(), timeout=90) == 40
+
+    async def restart() -> dict[str, int]:
+        async with ScriptedExchange([_opening(exchange)]) as server:
+            restarted = replace(config, exchanges=(ExchangeConfig(exchange, (_symbol(exchange, base),),
+                                                                   ws_url=server.url),))
+            async with Relay(restarted) as relay:
+                await until(lambda: relay.counters.sent == 40, timeout=60, what="the spool sent after restart")
+                return relay.snapshot()
+
+    counters = run_async(restart(), timeout=90)
+    assert counters["received"] == 0 and counters["spooled"] == 0
+    _assert_exactly(stack, exchange, base, 40)
+    stored = sorted(_stored(stack, f"{base}-USD", exchange), key=lambda i: int(i["stored_at"]["N"]))
+    # Sent oldest first: the order they were stored in is the order the exchange sent them.
+    assert [Decimal(i["price"]["N"]) for i in stored] == [Decimal(json.loads(t)["price"]) for t in ticks]
+
+
+def test_a_silent_stream_is_reconnected(stack, tmp_path):
+    exchange, base = "kraken", "RLSIL"
+    before, after = [_ticker(exchange, base, i) for i in range(10)], [_ticker(exchange, base, i) for i in range(10, 25)]
+
+    async def scenario() -> tuple[int, dict[str, int]]:
+        # Connection 1 sends 10 tickers then goes silent (open, no heartbeats); connection 2 sends the rest.
+        async with ScriptedExchange([_opening(exchange) + [Send(before)],
+                                     _opening(exchange) + [Send(after)]]) as server:
+            async with Relay(_config(stack, tmp_path, exchange, base, server.url, silence_seconds=1.5)) as relay:
+                await until(lambda: relay.counters.sent == 25, timeout=60, what="25 sent across a reconnect")
+                return len(server.connections), relay.snapshot()
+
+    connections, counters = run_async(scenario(), timeout=90)
+    assert connections == 2 and counters["reconnects"] >= 1
+    _assert_exactly(stack, exchange, base, 25)
