@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform
+from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform, runtime_python
 from delivery.deployer import Deployer, deploy_environment, write_outputs
 from delivery.paths import BUILD_DIR, ROOT
 from delivery.synth import SynthesizedApp, synth_environment
@@ -121,6 +121,7 @@ class LocalDeployment:
             deployed = Deployed({key: (function_name(config, key), host_zips[key].path) for key in FUNCTION_NAMES},
                                 stream_function="price_enricher")
             self.services = EmulatedServices(endpoint, config.region, deployed, BUILD_DIR / "local",
+                                             runtime_python().executable,
                                              concurrency=self.concurrency,
                                              echo_function_logs=self.echo_function_logs).start()
             webhook_url = self.services.url("webhook_processor")

@@ -1,10 +1,14 @@
-"""Worker process of the local Lambda runtime (run as `python -I -S bootstrap.py CODE_DIR RUNTIME_DIR HANDLER`).
+"""Worker process of the local Lambda runtime (run as `python3.12 -I -S -B bootstrap.py CODE_DIR RUNTIME_DIR HANDLER`).
 
 Isolated: sys.path holds only the function's unpacked zip and the libraries the Lambda
 runtime provides (boto3 and its dependencies), so a module missing from the zip fails
 here as it would in AWS. Requests arrive as JSON lines on stdin; answers leave on the
 original stdout; everything the handler prints goes to stderr, which the parent reads
 as the function's log.
+
+It runs on the runtime's Python (3.12, as Lambda's python3.12 runtime), not the venv's,
+so it uses the standard library only and never writes bytecode (-B):
+the zip brings its own, and Lambda's /var/task is read-only.
 """
 
 import importlib
@@ -14,10 +18,13 @@ import sys
 import time
 import traceback
 import uuid
+from typing import Any
 
 
 class Context:
-    def __init__(self, request_id, deadline):
+    """The parts of Lambda's context object the handlers and Powertools read."""
+
+    def __init__(self, request_id: str, deadline: float) -> None:
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
@@ -27,11 +34,11 @@ class Context:
         self.log_stream_name = "local"
         self._deadline = deadline
 
-    def get_remaining_time_in_millis(self):
+    def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
-def main():
+def main() -> None:
     code_dir, runtime_dir, handler_path = sys.argv[1:4]
     sys.path[:0] = [code_dir, runtime_dir]
     answers = os.fdopen(os.dup(1), "w", buffering=1)
@@ -39,9 +46,9 @@ def main():
     sys.stdout = os.fdopen(1, "w", buffering=1)
     module_name, function_name = handler_path.rsplit(".", 1)
     try:
-        handler = getattr(importlib.import_module(module_name), function_name)
+        handler: Any = getattr(importlib.import_module(module_name), function_name)
         answers.write(json.dumps({"ready": True}) + "\n")
-    except Exception as error:  # the runtime's Runtime.ImportModuleError
+    except Exception as error:  # noqa: BLE001 - any import failure is the runtime's Runtime.ImportModuleError
         traceback.print_exc()
         answers.write(json.dumps({"ready": False, "error": f"{type(error).__name__}: {error}"}) + "\n")
         return
@@ -53,7 +60,7 @@ def main():
         try:
             result = handler(request["event"], Context(request_id, time.time() + timeout))
             answer = {"id": request["id"], "result": result}
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any handler error is Lambda's "Unhandled" function error
             print(f"[ERROR] {type(error).__name__}: {error}", flush=True)
             traceback.print_exc()
             answer = {"id": request["id"], "error": {"errorType": type(error).__name__, "errorMessage": str(error)}}

@@ -26,7 +26,7 @@ from emulator.stream_poller import StreamPoller, deployed_mapping
 
 @dataclass(frozen=True)
 class Deployed:
-    """The deployed functions to run: key -> (function name, zip for this machine)."""
+    """The deployed functions to run: key -> (function name, zip for this machine, built for `python`)."""
 
     functions: Mapping[str, tuple[str, Path]]
     stream_function: str  # key of the function behind the stream mapping
@@ -35,9 +35,10 @@ class Deployed:
 class EmulatedServices:
     """Start with `with EmulatedServices(...) as services:`; everything is stopped on exit."""
 
-    def __init__(self, endpoint: str, region: str, deployed: Deployed, work_dir: Path, *,
+    def __init__(self, endpoint: str, region: str, deployed: Deployed, work_dir: Path, python: Path, *,
                  concurrency: int = 2, echo_function_logs: bool = False) -> None:
         self.endpoint, self.region, self.deployed, self.work_dir = endpoint, region, deployed, work_dir
+        self.python = python  # the Lambda runtime's Python (3.12), which the zips' bytecode is for
         self.concurrency = concurrency
         self.aws = session.clients(endpoint, region)
         self.router = LogRouter(echo=echo_function_logs)
@@ -51,12 +52,12 @@ class EmulatedServices:
     def start(self) -> EmulatedServices:
         # The functions reach the emulator through the fault proxy (a pass-through until told otherwise).
         self.proxy = FaultProxy(self.endpoint).start()
-        runtime_dir = provided_libraries(self.work_dir / "runtime")
+        runtime_dir = provided_libraries(self.work_dir / "runtime", self.python)
         base_env = emulator_environment(self.proxy.endpoint, self.region)
         for key, (name, zip_path) in self.deployed.functions.items():
             spec = function_spec(self.aws["lambda"], name)
             self.functions[key] = LocalFunction(spec, zip_path, self.work_dir / "code", runtime_dir, base_env,
-                                                self.router, self.concurrency)
+                                                self.router, self.python, self.concurrency)
         targets = {fn.spec.arn: fn for fn in self.functions.values()}
         self.router.connect(deployed_subscriptions(self.aws["logs"], [fn.spec.name for fn in self.functions.values()]),
                             targets)

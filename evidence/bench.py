@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import PipelineError
-from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform
+from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform, runtime_python
 from evidence.capacity import item_size, read_units, write_units
 from emulator.moto_server import EmbeddedEmulator
 from emulator.runtime import provided_libraries, unpack
@@ -194,11 +194,18 @@ def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: t
 # 40 ms target on a shared 2-core machine. `runs` below is what the caller asks for.
 COLD_START_RUNS = 15
 _BOTO3 = "boto3"
-# Wall and CPU time of one import in a fresh interpreter. CPU time is printed too: on a
-# loaded machine the wall clock also counts waiting for a core.
-_IMPORT_PROBE = ("import sys, time; sys.path[:0] = {paths!r}; "
-                 "w, c = time.perf_counter(), time.process_time(); import {module}; "
-                 "print((time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000)")
+# One fresh interpreter: `import boto3`, then `import module` (nothing more when it is boto3),
+# each timed on the wall clock and in CPU time (on a loaded machine the wall clock also
+# counts waiting for a core). Prints: boto3 wall, boto3 cpu, module wall, module cpu (ms).
+_IMPORT_PROBE = """\
+import sys, time
+sys.path[:0] = {paths!r}
+def timed(name):
+    wall, cpu = time.perf_counter(), time.process_time()
+    __import__(name)
+    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+print(*timed("boto3"), *timed({module!r}))
+"""
 
 
 def _without_bytecode(folder: Path) -> Path:
@@ -210,66 +217,69 @@ def _without_bytecode(folder: Path) -> Path:
     return folder
 
 
-def _import_ms(python: Path, paths: list[str], module: str) -> tuple[float, float]:
-    """(wall, cpu) ms of `import module` in a fresh `-I -S` interpreter that may not write bytecode, as in Lambda.
+def _import_ms(python: Path, paths: list[str], module: str) -> list[float]:
+    """[boto3 wall, boto3 cpu, module wall, module cpu] in a fresh `-I -S` interpreter that writes no bytecode.
 
     -B, because -I ignores PYTHONDONTWRITEBYTECODE: without it the first run would write
     bytecode into the unpacked folder and every later "without bytecode" run would use it.
     """
     env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
     script = _IMPORT_PROBE.format(paths=paths, module=module)
-    wall, cpu = subprocess.run([str(python), "-I", "-S", "-B", "-c", script], capture_output=True, text=True, env=env,
-                               check=True).stdout.split()
-    return float(wall), float(cpu)
+    output = subprocess.run([str(python), "-I", "-S", "-B", "-c", script], capture_output=True, text=True, env=env,
+                            check=True).stdout
+    return [float(value) for value in output.split()]
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
     return asdict(Spread.of(values))
 
 
-def _net(samples: dict[tuple[str, str], list[float]], layout: str, handler: str) -> list[float]:
-    """Per round: the handler's import minus boto3's, measured next to each other."""
-    return [h - b for h, b in zip(samples[layout, handler], samples[layout, _BOTO3], strict=True)]
+def _cold_start_figures(samples: dict[tuple[str, str], list[list[float]]], handler: str,
+                        layout: str) -> dict[str, dict[str, Any]]:
+    """One layout's figures; keys without bytecode get the suffix `_no_bytecode`."""
+    suffix = "" if layout == "bytecode" else "_no_bytecode"
+    boto3_only, with_handler = samples[layout, _BOTO3], samples[layout, handler]
+    raw = [sample[0] + sample[2] for sample in with_handler]
+    return {
+        f"import_ms{suffix}": _spread(raw),
+        f"boto3_ms{suffix}": _spread([sample[0] for sample in boto3_only]),
+        # The handler's interpreter minus the boto3-only one next to it, round by round.
+        f"net_import_ms{suffix}": _spread([total - alone[0] for total, alone in zip(raw, boto3_only, strict=True)]),
+        # The same difference inside one interpreter: the handler's import once boto3 is loaded.
+        f"net_after_boto3_ms{suffix}": _spread([sample[2] for sample in with_handler]),
+        f"net_after_boto3_cpu_ms{suffix}": _spread([sample[3] for sample in with_handler]),
+    }
 
 
 def bench_cold_start(runs: int) -> list[dict[str, Any]]:
     """Each handler's import time on the runtime's Python (3.12), with and without the zip's bytecode.
 
-    The runtime imports boto3 before any handler in the same way for every function, so
-    the figure a handler controls is its import minus `import boto3` ("net"). Both are
-    measured in the same rounds, alternating (and reversed every other round), so that a
-    machine growing busier slows both; the net is the median of the per-round differences.
+    Every function's cold start imports boto3 alike, so the figure a handler controls is its
+    import minus `import boto3` ("net"). Interpreters that import boto3 only and ones that
+    import the handler alternate (the order reversed every other round), so a machine growing
+    busier slows both; the net is the median of the round-by-round differences. Each
+    handler interpreter also times its handler import after boto3's, which needs no
+    subtraction across processes and is steadier on a busy machine (and in CPU time, more so).
     sys.path is the unpacked host zip and the runtime libraries, as the local workers have it.
     """
-    from emulator.runtime import worker_python
-
     host = build_all(host_platform())
     arm = build_all(LAMBDA_ARM64)
-    runtime = provided_libraries(BUILD_DIR / "local" / "runtime")
-    python = worker_python()
+    python = runtime_python()
+    runtime = provided_libraries(BUILD_DIR / "local" / "runtime", python.executable)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         for name in FUNCTION_NAMES:
             layouts = {"bytecode": unpack(host[name].path, Path(folder) / name / "bytecode"),
                        "source": _without_bytecode(unpack(host[name].path, Path(folder) / name / "source"))}
             order = [(layout, module) for layout in layouts for module in (_BOTO3, HANDLER_MODULES[name])]
-            samples: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in order}
+            samples: dict[tuple[str, str], list[list[float]]] = {key: [] for key in order}
             for round_number in range(runs):
                 for layout, module in (order if round_number % 2 == 0 else order[::-1]):
                     samples[layout, module].append(
                         _import_ms(python.executable, [str(layouts[layout]), str(runtime)], module))
-
-            handler = HANDLER_MODULES[name]
-            wall = {key: [sample[0] for sample in values] for key, values in samples.items()}
-            cpu = {key: [sample[1] for sample in values] for key, values in samples.items()}
             rows.append({"function": name, "python": python.version,
-                         "import_ms": _spread(wall["bytecode", handler]),
-                         "import_ms_no_bytecode": _spread(wall["source", handler]),
-                         "boto3_ms": _spread(wall["bytecode", _BOTO3]),
-                         "net_import_ms": _spread(_net(wall, "bytecode", handler)),
-                         "net_import_ms_no_bytecode": _spread(_net(wall, "source", handler)),
-                         "net_import_cpu_ms": _spread(_net(cpu, "bytecode", handler)),
-                         "net_import_cpu_ms_no_bytecode": _spread(_net(cpu, "source", handler)),
+                         **_cold_start_figures(samples, HANDLER_MODULES[name], "bytecode"),
+                         **_cold_start_figures(samples, HANDLER_MODULES[name], "source"),
                          "zip_bytes_arm64": arm[name].size})
     return rows
 
@@ -316,7 +326,7 @@ def run_benchmarks(quick: bool = False, stack: Any | None = None,
         echo("price enricher (moto server) …")
         results.enricher = bench_enricher(emulator.endpoint, (1, 10) if quick else (1, 10, 100), (1, 20), repeats)
     echo("cold start proxy (imports in a fresh interpreter) …")
-    results.cold_start = bench_cold_start(1 if quick else 7)
+    results.cold_start = bench_cold_start(1 if quick else COLD_START_RUNS)
     echo("end-to-end latency on the embedded stack …")
     if stack is not None:
         results.latency = bench_latency(stack, 50 if quick else 1000)
