@@ -260,6 +260,23 @@ def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, form
     show(read_candles(client, symbol, interval, from_, to), symbol, interval, format, chart)
 
 
+@task(help={"env": ENV_HELP, "suffix": SUFFIX_HELP, "action": "list (default), add, retire or remove",
+            "source": "webhook source id (add, retire, remove)",
+            "generate": "add: generate a random secret and print it once",
+            "value_env": "add: read the new secret from this environment variable (never the command line)",
+            "mode": "add, for a new source: hmac (default) or token"})
+@one_line_errors
+def secrets(c, env=None, action="list", source=None, generate=False, value_env=None, mode=None, suffix=None):
+    """Webhook secrets in Secrets Manager: list sources (no values), add a secret (old ones stay valid),
+    retire the old ones, remove a source."""
+    from ops.secrets import run_command, secretsmanager_client
+
+    configuration = resolve(env, suffix)
+    for line in run_command(configuration, secretsmanager_client(configuration, os.environ), action,
+                            source=source, generate=generate, value_env=value_env, mode=mode):
+        print(line)
+
+
 @task(help={"quick": "small counts: proves the benchmarks still run (CI)"})
 @one_line_errors
 def bench(c, quick=False):

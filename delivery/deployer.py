@@ -2,6 +2,11 @@
 
 init → plan -out → plan summary → apply of the saved plan, storage before pipeline;
 destroy in reverse. The first failure stops everything: dependent stacks never run.
+
+No secret goes through terraform: the webhook secrets live in Secrets Manager and are set
+with `invoke secrets` (ops/secrets.py), so a deploy needs no secret in its environment.
+Saved plan files are deleted as soon as they are applied (or the run stops): a plan holds
+every attribute of every resource, and nothing needs it afterwards.
 """
 
 from __future__ import annotations
@@ -14,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from environments.config import EnvironmentConfig, LocalStateBackend
 from delivery.paths import BUILD_DIR
-from emulator import session
-from errors import PipelineError
 from delivery.synth import SynthesizedApp, SynthesizedStack
 from delivery.terraform import TerraformError, TerraformResult, base_environment, run_terraform
+from emulator import session
+from environments.config import EnvironmentConfig, LocalStateBackend
+from errors import PipelineError
 
 PLAN_FILE = "tfplan"
 INIT_ARGS = ("init", "-input=false", "-reconfigure", "-no-color")
-SECRETS_VARIABLE = "TF_VAR_webhook_secrets"
 _PLAN_SUMMARY = re.compile(r"^(Plan: .*|No changes\..*)$", re.MULTILINE)
 
 Runner = Callable[[list[str], Path, dict[str, str]], TerraformResult]
@@ -48,28 +52,11 @@ class Step:
         return f"(cd {shlex.quote(str(self.cwd))} && terraform {' '.join(shlex.quote(a) for a in self.args)})"
 
 
-def secrets_required(config: EnvironmentConfig, environ: dict[str, str]) -> str | None:
-    """The problem with WEBHOOK_SECRETS for a deploy, or None. Never returns the value."""
-    if config.local_webhook_secrets is not None:
-        return None
-    raw = environ.get(SECRETS_VARIABLE)
-    if not raw:
-        return f"{SECRETS_VARIABLE} is not set: export the webhook secrets (JSON) before deploying {config.name}"
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return f"{SECRETS_VARIABLE} is not valid JSON"
-    if not isinstance(data, dict) or not data:
-        return f"{SECRETS_VARIABLE} must be a JSON object of source id -> secret(s)"
-    return None
-
-
 def deploy_environment(config: EnvironmentConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """terraform's environment for this deploy: secrets as a sensitive TF_VAR, never in files."""
-    env: dict[str, str] = dict(extra or {})
-    if config.local_webhook_secrets is not None:
-        env[SECRETS_VARIABLE] = json.dumps(config.local_webhook_secrets)
-    return env
+    """What terraform gets on top of this process's environment for this deploy: never a secret
+    (the webhook secrets are set in Secrets Manager, outside terraform), only e.g. the
+    emulator's endpoint and dummy credentials for an emulated environment."""
+    return dict(extra or {})
 
 
 def backend_description(config: EnvironmentConfig, stack: SynthesizedStack) -> str:
@@ -138,23 +125,38 @@ class Deployer:
             synthesized = next(s for s in self.app.stacks if s.name == stack.stack)
             lines.append(f"# {stack.stack}: {backend_description(self.config, synthesized)}")
             lines += [f"  {step.shell()}" for step in steps if step.stack == stack.stack]
-        names = sorted(k for k in self.env if not k.startswith("TF_VAR_"))
-        secrets = sorted(k for k in self.env if k.startswith("TF_VAR_"))
-        lines.append(f"# environment: TF_CLI_CONFIG_FILE={self.cli_config} {' '.join(names)}"
-                     + (f"; sensitive variables from the environment: {', '.join(secrets)}" if secrets else ""))
+        lines.append(f"# environment: TF_CLI_CONFIG_FILE={self.cli_config} {' '.join(sorted(self.env))}".rstrip())
+        if any(step.args[0] == "plan" for step in steps):
+            lines.append(f"# each {PLAN_FILE} is deleted once applied, or when the run stops")
         return lines
 
+    def remove_plan(self, stack: SynthesizedStack) -> None:
+        """Delete the stack's saved plan: it holds every attribute of every resource, and nothing
+        reads it once applied."""
+        (stack.directory / PLAN_FILE).unlink(missing_ok=True)
+
     def run_steps(self, steps: list[Step]) -> None:
+        """Run the steps in order; the first failure stops the run. Every saved plan of these steps
+        is deleted right after its apply, and any left (a failure, a plan-only run) when the run ends."""
         by_name = {s.name: s for s in self.app.stacks}
-        for step in steps:
-            stack = by_name[step.stack]
-            self.echo(f"==> {step.stack}: terraform {step.args[0]}")
-            result = self.run_checked(stack, *step.args)
-            if step.args[0] == "plan":
-                summary = _PLAN_SUMMARY.search(result.output)
-                self.echo(f"    {summary.group(1) if summary else 'plan written'}")
-            elif step.args[0] in ("apply", "destroy"):
-                self.echo("    " + (result.last_lines(1) or "done"))
+        planned = [by_name[step.stack] for step in steps if step.args[0] == "plan"]
+        try:
+            for step in steps:
+                stack = by_name[step.stack]
+                self.echo(f"==> {step.stack}: terraform {step.args[0]}")
+                try:
+                    result = self.run_checked(stack, *step.args)
+                finally:
+                    if step.args[0] == "apply":
+                        self.remove_plan(stack)
+                if step.args[0] == "plan":
+                    summary = _PLAN_SUMMARY.search(result.output)
+                    self.echo(f"    {summary.group(1) if summary else 'plan written'}")
+                elif step.args[0] in ("apply", "destroy"):
+                    self.echo("    " + (result.last_lines(1) or "done"))
+        finally:
+            for stack in planned:
+                self.remove_plan(stack)
 
     def outputs(self) -> dict[str, Any]:
         """Every stack's outputs in one mapping (cross-stack plumbing left out)."""
@@ -194,14 +196,9 @@ Confirm = Callable[[str], str]
 
 
 def _terraform_env(config: EnvironmentConfig, environ: dict[str, str]) -> dict[str, str]:
-    """What terraform gets on top of this process's environment; the secret only as TF_VAR."""
-    extra: dict[str, str] = {}
-    if SECRETS_VARIABLE in environ:
-        extra[SECRETS_VARIABLE] = environ[SECRETS_VARIABLE]
+    """What terraform gets on top of this process's environment: the emulator's, if any."""
     endpoint = config.emulator_endpoint(environ)
-    if endpoint is not None:
-        extra = session.environment(endpoint, config.region)
-    return deploy_environment(config, extra)
+    return deploy_environment(config, session.environment(endpoint, config.region) if endpoint else None)
 
 
 def _confirm_prod(config: EnvironmentConfig, action: str, auto_approve: bool, confirm: Confirm) -> None:
@@ -230,11 +227,9 @@ def deploy(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, st
            echo: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Plan and apply every stack (or one) in dependency order; stop at the first failure.
 
-    Secrets are checked before anything runs; prod needs the typed name or auto_approve.
+    Prod needs the typed name or auto_approve. No secret is needed: the webhook secrets are
+    set in Secrets Manager with `invoke secrets`, before or after the first deploy.
     """
-    problem = secrets_required(config, environ)
-    if problem and not dry_run:
-        raise TerraformError(problem)
     deployer = make_deployer(config, app, environ, runner=runner, echo=echo)
     steps = deployer.deploy_steps(stack)
     if plan_only:
@@ -257,9 +252,6 @@ def destroy(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, s
             dry_run: bool = False, confirm: Confirm = input, runner: Runner | None = None,
             echo: Callable[[str], None] = print) -> None:
     """Destroy every stack in reverse dependency order (pipeline before storage)."""
-    problem = secrets_required(config, environ)
-    if problem and not dry_run:
-        raise TerraformError(problem)
     deployer = make_deployer(config, app, environ, runner=runner, echo=echo)
     steps = deployer.destroy_steps()
     if dry_run:

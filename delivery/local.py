@@ -27,6 +27,7 @@ from emulator.moto_server import EmbeddedEmulator
 from emulator.services import Deployed, EmulatedServices
 from environments.config import EnvironmentConfig, LocalStateBackend, load_config
 from errors import PipelineError
+from ops.secrets import seed_local_secrets
 from senders.relay import RUNNING_LOCAL, write_running_local
 from stacks.names import function_name
 
@@ -109,7 +110,13 @@ class LocalDeployment:
         deployer = Deployer(config, self.app, write_cli_config(),
                             env=deploy_environment(config, session.environment(endpoint, config.region)),
                             echo=self.echo, stream=self.stream_terraform)
-        deployer.run_steps(deployer.deploy_steps())
+        storage = config.resource_name("storage")
+        steps = deployer.deploy_steps()
+        deployer.run_steps([step for step in steps if step.stack == storage])
+        # The dev-only secret goes into the emulator's Secrets Manager, never through terraform,
+        # before any function can run.
+        seed_local_secrets(config, session.client("secretsmanager", endpoint, config.region))
+        deployer.run_steps([step for step in steps if step.stack != storage])
         outputs = deployer.outputs()
         write_outputs(config, outputs)
         self.timings["terraform apply"] = time.monotonic() - phase

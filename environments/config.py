@@ -56,6 +56,12 @@ class FunctionsSettings(_Strict):
     webhook_processor: FunctionSettings = FunctionSettings(memory_mb=1024, timeout_seconds=60)
     price_enricher: FunctionSettings = FunctionSettings(memory_mb=512, timeout_seconds=60)
     log_alerts: FunctionSettings = FunctionSettings(memory_mb=128, timeout_seconds=30)
+    # 256 MB: each request is one or two DynamoDB reads and the JSON of at most one page of
+    # candles, so the API is I/O bound. Lambda gives CPU in proportion to memory: 128 MB
+    # leaves about a 14th of a vCPU for the cold start's imports (boto3, Powertools) and
+    # for encoding a page, which readers would wait for; above 256 MB the extra CPU would
+    # only wait on DynamoDB.
+    price_api: FunctionSettings = FunctionSettings(memory_mb=256, timeout_seconds=10)
 
 
 class StreamSettings(_Strict):
@@ -98,6 +104,58 @@ class S3StateBackend(_Strict):
     use_lockfile: bool = True
 
 
+# The memory sizes Fargate accepts for each CPU size (MiB).
+FARGATE_MEMORY_MB = {256: (512, 1024, 2048), 512: (1024, 2048, 3072, 4096),
+                     1024: (2048, 3072, 4096, 5120, 6144, 7168, 8192)}
+
+
+class RelayExchange(_Strict):
+    """One exchange stream the relay holds (relay/README.md, `exchanges` of its --config file)."""
+
+    exchange: Literal["binance", "coinbase", "kraken"]
+    symbols: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2,12}([-/][A-Za-z0-9]{2,12})?$")]] = Field(
+        min_length=1, max_length=200)
+
+
+class RelaySettings(_Strict):
+    """The exchange relay on ECS Fargate (the `relay-<suffix>` stack); absent = no relay stack.
+
+    The image is built from relay/ elsewhere and named here (a digest pins it best). The
+    relay signs as `source`, whose newest secret it reads from the environment's webhook
+    secrets at task start. The network is the account's: public subnets with
+    `assign_public_ip` (no NAT to pay for; the security group allows egress only), or
+    private subnets with a NAT and `assign_public_ip: false`.
+    """
+
+    image: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[0-9a-f]{64})$")
+    source: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+    exchanges: list[RelayExchange] = Field(min_length=1, max_length=3)
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(min_length=1, max_length=6)
+    assign_public_ip: bool = True
+    # Fargate Spot by default: the relay is one small, restartable task, and an interruption
+    # (two minutes' notice, SIGTERM) costs a reconnect, which it already handles.
+    spot: bool = True
+    cpu: Literal[256, 512, 1024] = 256
+    memory_mb: int = Field(default=512, ge=512, le=8192)
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> RelaySettings:
+        allowed = FARGATE_MEMORY_MB[self.cpu]
+        if self.memory_mb not in allowed:
+            raise ValueError(f"memory_mb {self.memory_mb} does not fit cpu {self.cpu}: Fargate allows "
+                             f"{', '.join(map(str, allowed))}")
+        return self
+
+    @field_validator("exchanges")
+    @classmethod
+    def _one_entry_per_exchange(cls, value: list[RelayExchange]) -> list[RelayExchange]:
+        names = [item.exchange for item in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each exchange may appear once (list all its symbols in one entry)")
+        return value
+
+
 class AlarmSettings(_Strict):
     iterator_age_ms: int = Field(default=60_000, ge=1000)
     evaluation_period_seconds: int = Field(default=60, ge=10)
@@ -123,12 +181,19 @@ class EnvironmentConfig(_Strict):
     aws_endpoint_url: AnyHttpUrl | None = None
     # Pin the AWS provider to another version (the offline mirror has 5.100.0).
     provider_version: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+$")
-    # Dev-only signing secrets, allowed in the local environment alone; every other
-    # environment receives WEBHOOK_SECRETS from the deploy environment.
+    # Days a tick stays in the prices table (DynamoDB TTL on `expires_at`, which the webhook
+    # writes). Unset keeps every tick forever, and the table has no TTL.
+    tick_retention_days: int | None = Field(default=None, ge=1, le=3650)
+    # The exchange relay on ECS Fargate; off (no relay stack) unless the file has a `relay` section.
+    relay: RelaySettings | None = None
+    # Dev-only signing secrets, allowed in the local environment alone. They are never in
+    # Terraform: the local runner writes them into the emulator's Secrets Manager secret
+    # after the storage stack is applied. Every other environment's secret is set with
+    # `invoke secrets` (ops/secrets.py).
     local_webhook_secrets: dict[str, list[str]] | None = None
 
     @model_validator(mode="after")
-    def _local_only_fields(self) -> "EnvironmentConfig":
+    def _local_only_fields(self) -> EnvironmentConfig:
         if self.local_webhook_secrets is not None and self.name != "local":
             raise ValueError("local_webhook_secrets is allowed only in the local environment")
         if self.aws_endpoint_url is not None and self.backend.type != "local":
@@ -151,7 +216,7 @@ class EnvironmentConfig(_Strict):
         """Every resource is named `{resource}-{suffix}` so that suffixed copies never collide."""
         return f"{resource}-{self.suffix}"
 
-    def with_suffix(self, suffix: str | None) -> "EnvironmentConfig":
+    def with_suffix(self, suffix: str | None) -> EnvironmentConfig:
         """A validated copy with another suffix, for isolated copies such as `pr42`."""
         if not suffix:
             return self

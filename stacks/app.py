@@ -11,9 +11,14 @@ from stacks.storage import StorageStack
 
 
 def build_app(config: EnvironmentConfig, artifacts: dict[str, BuiltZip], paths: SynthPaths) -> App:
+    """storage, pipeline and, only when the environment file has a `relay` section, the relay."""
     app = App(outdir=str(paths.outdir))
     storage = StorageStack(app, config, paths)
-    PipelineStack(app, config, paths, storage, artifacts)
+    pipeline = PipelineStack(app, config, paths, storage, artifacts)
+    if config.relay is not None:
+        from stacks.relay import RelayStack
+
+        RelayStack(app, config, paths, storage, pipeline)
     return app
 
 

@@ -11,6 +11,7 @@ from constructs import Construct
 from environments.config import EnvironmentConfig, LocalStateBackend
 from stacks.artifacts import SynthPaths
 
+
 class EnvironmentStack(TerraformStack):
     """A stack bound to one environment's provider and backend settings."""
 

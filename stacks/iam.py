@@ -13,12 +13,15 @@ from typing import Any
 # AWS offers nothing narrower. The IAM scan fails on any wildcard not listed.
 WILDCARD_RESOURCE_REASONS: dict[str, str] = {
     "XRayWriteTraces": "xray:PutTraceSegments/PutTelemetryRecords support no resource-level permissions",
-    "WriteOwnLogStreams": "Lambda names its log streams at run time; the log group itself is named exactly",
+    "WriteOwnLogStreams": "Lambda and the ECS agent name their log streams at run time; the log group itself "
+                          "is named exactly",
     "ListTableStreams": "dynamodb:ListStreams supports no resource-level permissions (Lambda's poller calls it)",
     "AccountAdministersKey": "in a key policy, Resource '*' means this key only",
     "PipelineRolesUseKey": "in a key policy, Resource '*' means this key only",
     "CloudWatchAlarmsUseKey": "in a key policy, Resource '*' means this key only",
     "LogsServiceUsesKey": "in a key policy, Resource '*' means this key only",
+    "EcrAuthorization": "ecr:GetAuthorizationToken supports no resource-level permissions (the image pull "
+                        "itself is limited to the relay's repository by PullRelayImage)",
 }
 
 
@@ -56,6 +59,19 @@ def lambda_assume_role_policy() -> str:
             "Sid": "LambdaAssumesRole",
             "Effect": "Allow",
             "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }],
+    })
+
+
+def ecs_tasks_assume_role_policy() -> str:
+    """For a task execution role: ECS (the Fargate agent) assumes it to pull, log and read secrets."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "EcsTasksAssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
             "Action": "sts:AssumeRole",
         }],
     })

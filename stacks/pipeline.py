@@ -1,13 +1,16 @@
-"""Compute and wiring: the three functions, their roles, the stream mapping, log alerts and alarms."""
+"""Compute and wiring: the four functions, their roles, the function URLs, the stream mapping,
+log alerts, alarms and the price readers' policy."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from cdktf import TerraformAsset, AssetType, TerraformOutput, TerraformVariable
+from cdktf import AssetType, TerraformAsset, TerraformOutput
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_subscription_filter import CloudwatchLogSubscriptionFilter
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.lambda_event_source_mapping import (
@@ -26,25 +29,25 @@ from cdktf_cdktf_provider_aws.lambda_function_event_invoke_config import (
     LambdaFunctionEventInvokeConfig,
     LambdaFunctionEventInvokeConfigDestinationConfig,
     LambdaFunctionEventInvokeConfigDestinationConfigOnFailure,
-    LambdaFunctionEventInvokeConfigDestinationConfigOnSuccess,
 )
 from cdktf_cdktf_provider_aws.lambda_function_url import LambdaFunctionUrl
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from constructs import Construct
 
 from environments.config import EnvironmentConfig, FunctionSettings
-from stacks.checkov_skips import skip_check
-from stacks.artifacts import BuiltZip, SynthPaths
-from stacks.base import EnvironmentStack
-from stacks.iam import lambda_assume_role_policy, policy_document, statement
-from stacks.names import FUNCTION_RESOURCES, function_name, role_name
-from stacks.storage import StorageStack
 from functions.log_alerts.settings import Settings as LogAlertsSettings
+from functions.price_api.settings import Settings as PriceApiSettings
 from functions.price_enricher.indicators import Windows
 from functions.price_enricher.settings import Settings as EnricherSettings
 from functions.shared.observability import METRICS_NAMESPACE
 from functions.shared.settings import variable_names
 from functions.webhook_processor.settings import Settings as WebhookSettings
+from stacks.artifacts import BuiltZip, SynthPaths
+from stacks.base import EnvironmentStack
+from stacks.checkov_skips import skip_check
+from stacks.iam import lambda_assume_role_policy, policy_document, statement
+from stacks.names import FUNCTION_RESOURCES, function_name, log_group_name, role_name
+from stacks.storage import StorageStack
 
 # Error lines in the functions' logs: Powertools logs carry "level":"ERROR"; the runtime
 # prints "[ERROR]" and "Task timed out". The local runtime applies this same pattern.
@@ -57,12 +60,19 @@ NO_LAMBDA_DLQ_REASONS = {
                       "mapping's on-failure destination is the enricher DLQ.",
     "log_alerts": "Invoked asynchronously by CloudWatch Logs; an alert it cannot send raises the "
                   "log-alerts Errors alarm on the alerts topic, and a DLQ of alerts nobody reads adds nothing.",
+    "price_api": "Invoked synchronously by its function URL, where a Lambda DLQ never fires; a failed "
+                 "read is the caller's 5xx to retry, and nothing is lost.",
 }
 HANDLERS = {
     "webhook_processor": "functions.webhook_processor.handler.handler",
     "price_enricher": "functions.price_enricher.handler.handler",
     "log_alerts": "functions.log_alerts.handler.handler",
+    "price_api": "functions.price_api.handler.handler",
 }
+# The functions whose error lines reach log-alerts (log-alerts' own errors raise its alarm instead).
+ERROR_LINE_SOURCES = ("webhook_processor", "price_enricher", "price_api")
+# The variable the enricher and the API read the candle table's name from.
+CANDLE_TABLE_VARIABLE = "CANDLE_TABLE_NAME"
 
 
 class PipelineStack(EnvironmentStack):
@@ -72,11 +82,7 @@ class PipelineStack(EnvironmentStack):
         self.storage = storage
         self.artifacts = artifacts
         self.log_groups: dict[str, CloudwatchLogGroup] = {}
-        webhook_secrets = TerraformVariable(
-            self, "webhook_secrets", type="string", sensitive=True, nullable=False,
-            description="JSON object: source id -> list of active HMAC secrets (from TF_VAR_webhook_secrets)",
-        )
-        table, stream_arn = storage.table, storage.table.stream_arn
+        table, stream_arn, candles = storage.table, storage.table.stream_arn, storage.candles
 
         webhook = self._function(
             "webhook_processor",
@@ -84,14 +90,13 @@ class PipelineStack(EnvironmentStack):
                 # GetItem: price_table.ticks reads a slot's item when a failed condition returns none.
                 statement("WriteUpdates", ["dynamodb:GetItem", "dynamodb:PutItem"], [table.arn]),
                 statement("QueueFailedUpdates", ["sqs:SendMessage"], [storage.webhook_dlq.arn]),
-                statement("NotifyAsyncSuccess", ["sns:Publish"], [storage.success_topic.arn]),
+                # This secret only; it is encrypted with the pipeline key, which UsePipelineKey decrypts.
+                statement("ReadWebhookSecrets", ["secretsmanager:GetSecretValue"], [storage.webhook_secrets.arn]),
             ],
-            {
-                **WebhookSettings(table_name=table.name, dlq_url=storage.webhook_dlq.url,
-                                  default_quote=config.default_quote,
-                                  max_skew_seconds=config.max_skew_seconds).environment(),
-                variable_names(WebhookSettings)["secrets"]: webhook_secrets.string_value,
-            },
+            WebhookSettings(table_name=table.name, dlq_url=storage.webhook_dlq.url,
+                            default_quote=config.default_quote, max_skew_seconds=config.max_skew_seconds,
+                            secrets_arn=storage.webhook_secrets.arn,
+                            tick_retention_days=config.tick_retention_days).environment(),
         )
         enricher = self._function(
             "price_enricher",
@@ -100,22 +105,55 @@ class PipelineStack(EnvironmentStack):
                 statement("ReadTableStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords",
                                               "dynamodb:GetShardIterator"], [stream_arn]),
                 statement("ListTableStreams", ["dynamodb:ListStreams"], ["*"]),
+                statement("MaintainCandles", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                                              "dynamodb:UpdateItem"], [candles.arn]),
                 statement("AnnounceEnrichedUpdates", ["sns:Publish"], [storage.success_topic.arn]),
                 statement("RecordFailedBatches", ["sqs:SendMessage"], [storage.enricher_dlq.arn]),
             ],
-            EnricherSettings(table_name=table.name, topic_arn=storage.success_topic.arn,
-                             windows=Windows.from_mapping(config.indicator_windows.model_dump())).environment(),
+            self._enricher_environment(),
         )
         alerts = self._function(
             "log_alerts",
             [statement("PublishAlerts", ["sns:Publish"], [storage.alerts_topic.arn])],
             LogAlertsSettings(topic_arn=storage.alerts_topic.arn).environment(),
         )
+        price_api = self._function(
+            "price_api",
+            [statement("ReadPricesAndCandles", ["dynamodb:GetItem", "dynamodb:Query"], [table.arn, candles.arn])],
+            PriceApiSettings(table_name=table.name, candle_table_name=candles.name).environment(),
+            # Reads only: decrypting the tables' and its environment's data keys is all it needs.
+            key_actions=["kms:Decrypt"],
+        )
 
         url = LambdaFunctionUrl(self, "webhook-url", function_name=webhook.function_name,
                                 authorization_type="NONE")
         skip_check(url, "CKV_AWS_258", "Public webhook by design: every request is authenticated in the "
                                        "function by an HMAC-SHA256 signature with a replay window.")
+        # An auth-type-NONE URL still needs a resource policy that lets anyone call it, or AWS answers
+        # 403 before the function runs (moto does not check it, so only the synth tests see it).
+        public = LambdaPermission(
+            self, "webhook-url-public", statement_id="FunctionUrlAllowPublicAccess",
+            action="lambda:InvokeFunctionUrl", function_name=webhook.function_name, principal="*",
+            function_url_auth_type="NONE")
+        skip_check(public, "CKV_AWS_301", "The webhook's function URL is public by design: senders are "
+                                          "authenticated in the function (HMAC signature or token), not by IAM.")
+        # AWS_IAM: only SigV4-signed requests of principals allowed lambda:InvokeFunctionUrl reach the
+        # function (the price-readers policy below); CKV_AWS_258 (auth type NONE) does not apply.
+        price_api_url = LambdaFunctionUrl(self, "price-api-url", function_name=price_api.function_name,
+                                          authorization_type="AWS_IAM")
+        readers = IamPolicy(
+            self, "price-readers",
+            name=config.resource_name("price-readers"),
+            description="Call the price API's function URL (SigV4, AWS_IAM); attach to the readers' roles",
+            policy=policy_document(
+                statement("InvokePriceApiUrl", ["lambda:InvokeFunctionUrl"], [price_api.arn],
+                          condition={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}),
+                # Since October 2025 a function URL also checks lambda:InvokeFunction; the condition
+                # allows it through the URL only, never as a direct Invoke API call.
+                statement("InvokePriceApiThroughUrl", ["lambda:InvokeFunction"], [price_api.arn],
+                          condition={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}),
+            ),
+        )
 
         mapping = LambdaEventSourceMapping(
             self, "enricher-stream",
@@ -138,19 +176,21 @@ class PipelineStack(EnvironmentStack):
         )
 
         for fn, dlq in ((webhook, storage.webhook_dlq), (enricher, storage.enricher_dlq)):
-            # Asynchronous invocations only: the function URL and the stream invoke synchronously.
+            # Asynchronous invocations only (someone calling `aws lambda invoke --invocation-type Event`):
+            # the function URL and the stream invoke synchronously. A failure is kept in the DLQ. A
+            # success has no destination: its record would carry the whole request (headers and
+            # signature included) and is no price update, so it must not reach the price
+            # subscribers of the success topic; what it stored is announced by the enricher anyway.
             LambdaFunctionEventInvokeConfig(
                 self, f"{fn.friendly_unique_id}-async",
                 function_name=fn.function_name,
                 maximum_retry_attempts=2,
                 destination_config=LambdaFunctionEventInvokeConfigDestinationConfig(
-                    on_success=LambdaFunctionEventInvokeConfigDestinationConfigOnSuccess(
-                        destination=storage.success_topic.arn),
                     on_failure=LambdaFunctionEventInvokeConfigDestinationConfigOnFailure(destination=dlq.arn),
                 ),
             )
 
-        for function in ("webhook_processor", "price_enricher"):
+        for function in ERROR_LINE_SOURCES:
             log_group = self.log_groups[function]
             permission = LambdaPermission(
                 self, f"{function}-logs-invoke-alerts",
@@ -169,22 +209,51 @@ class PipelineStack(EnvironmentStack):
                 depends_on=[permission],
             )
 
-        self._alarms(webhook, enricher, alerts)
+        self.functions = {"webhook_processor": webhook, "price_enricher": enricher, "log_alerts": alerts,
+                          "price_api": price_api}
+        self.webhook_url = url.function_url
+        self._alarms(self.functions)
 
         outputs = {
             "webhook_function_arn": webhook.arn, "enricher_function_arn": enricher.arn,
             "log_alerts_function_arn": alerts.arn, "webhook_url": url.function_url,
-            "event_source_mapping_uuid": mapping.uuid,
+            "event_source_mapping_uuid": mapping.uuid, "price_api_function_arn": price_api.arn,
+            "price_api_url": price_api_url.function_url, "price_readers_policy_arn": readers.arn,
         }
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value)
 
-    def _function(self, function: str, statements: list[dict], environment: dict[str, str]) -> LambdaFunction:
+    def function(self, function: str) -> LambdaFunction:
+        """One of the stack's functions, for stacks that wire to it (the relay's error lines)."""
+        return self.functions[function]
+
+    def _enricher_environment(self) -> dict[str, str]:
+        """The enricher's contract, plus the candle table's name.
+
+        The enricher's settings module belongs to its own work; the stack passes the candle
+        table and the tick retention through the contract's fields when it declares them, and
+        writes CANDLE_TABLE_NAME itself until then, so neither side waits for the other.
+        """
+        config, storage = self.config, self.storage
+        declared = variable_names(EnricherSettings)
+        optional: dict[str, Any] = {}
+        if "candle_table_name" in declared:
+            optional["candle_table_name"] = storage.candles.name
+        if "tick_retention_days" in declared and config.tick_retention_days is not None:
+            optional["tick_retention_days"] = config.tick_retention_days
+        environment = EnricherSettings(
+            table_name=storage.table.name, topic_arn=storage.success_topic.arn,
+            windows=Windows.from_mapping(config.indicator_windows.model_dump()), **optional).environment()
+        environment.setdefault(CANDLE_TABLE_VARIABLE, storage.candles.name)
+        return environment
+
+    def _function(self, function: str, statements: list[dict], environment: dict[str, str], *,
+                  key_actions: list[str] | None = None) -> LambdaFunction:
         config = self.config
         settings: FunctionSettings = getattr(config.functions, function)
         name = function_name(config, function)
         log_group = CloudwatchLogGroup(
-            self, f"{function}-logs", name=f"/aws/lambda/{name}",
+            self, f"{function}-logs", name=log_group_name(config, function),
             retention_in_days=config.log_retention_days, kms_key_id=self.storage.key.arn,
         )
         skip_check(log_group, "CKV_AWS_338", "Logs are kept 3 days on purpose (cost); alerts are raised "
@@ -198,10 +267,13 @@ class PipelineStack(EnvironmentStack):
                 *statements,
                 statement("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"],
                           [f"{log_group.arn}:*"]),
-                statement("UsePipelineKey", ["kms:Decrypt", "kms:GenerateDataKey"], [self.storage.key.arn]),
+                statement("UsePipelineKey", key_actions or ["kms:Decrypt", "kms:GenerateDataKey"],
+                          [self.storage.key.arn]),
                 statement("XRayWriteTraces", ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], ["*"]),
             ),
         )
+        if function not in self.artifacts:
+            raise ValueError(f"no built zip for {function}: the build must list it (delivery.build.FUNCTION_NAMES)")
         artifact = self.artifacts[function]
         asset = TerraformAsset(self, f"{function}-zip", path=str(artifact.path), type=AssetType.FILE)
         lambda_function = LambdaFunction(
@@ -236,7 +308,7 @@ class PipelineStack(EnvironmentStack):
                                                        "account (limit 10) rejects any reservation.")
         return lambda_function
 
-    def _alarms(self, webhook: LambdaFunction, enricher: LambdaFunction, alerts: LambdaFunction) -> None:
+    def _alarms(self, functions: dict[str, LambdaFunction]) -> None:
         config, storage = self.config, self.storage
         actions = [storage.alerts_topic.arn]
         period = config.alarms.evaluation_period_seconds
@@ -255,11 +327,12 @@ class PipelineStack(EnvironmentStack):
             self, "enricher-iterator-age",
             alarm_name=config.resource_name("enricher-iterator-age"),
             alarm_description="The enricher falls behind the table stream",
-            namespace="AWS/Lambda", metric_name="IteratorAge", dimensions={"FunctionName": enricher.function_name},
+            namespace="AWS/Lambda", metric_name="IteratorAge",
+            dimensions={"FunctionName": functions["price_enricher"].function_name},
             statistic="Maximum", period=period, evaluation_periods=3, threshold=config.alarms.iterator_age_ms,
             comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=actions,
         )
-        for function, fn in (("webhook_processor", webhook), ("price_enricher", enricher), ("log_alerts", alerts)):
+        for function, fn in functions.items():
             CloudwatchMetricAlarm(
                 self, f"{function}-errors",
                 alarm_name=config.resource_name(f"{FUNCTION_RESOURCES[function]}-errors"),

@@ -1,7 +1,7 @@
-"""Data at rest: the KMS key, the prices table, the dead-letter queues and the topics."""
+"""Data at rest: the KMS key, the prices and candles tables, the webhook secrets, the
+dead-letter queues and the topics."""
 
 from __future__ import annotations
-
 
 from cdktf import TerraformOutput
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
@@ -11,9 +11,11 @@ from cdktf_cdktf_provider_aws.dynamodb_table import (
     DynamodbTableAttribute,
     DynamodbTablePointInTimeRecovery,
     DynamodbTableServerSideEncryption,
+    DynamodbTableTtl,
 )
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
@@ -21,10 +23,18 @@ from constructs import Construct
 
 from environments.config import EnvironmentConfig
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY
-from stacks.artifacts import BuiltZip, SynthPaths
+from stacks.artifacts import SynthPaths
 from stacks.base import EnvironmentStack
+from stacks.checkov_skips import skip_check
 from stacks.iam import policy_document, statement
-from stacks.names import FUNCTION_RESOURCES, role_name
+from stacks.names import (
+    FUNCTION_RESOURCES,
+    log_group_name,
+    relay_execution_role_name,
+    relay_log_group_name,
+    role_name,
+    webhook_secrets_name,
+)
 
 KEY_ADMIN_ACTIONS = [
     "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:CreateGrant", "kms:DeleteAlias", "kms:DescribeKey",
@@ -36,6 +46,30 @@ KEY_ADMIN_ACTIONS = [
     "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 ]
 KEY_USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+# The prices table's TTL attribute: epoch seconds, written by the webhook when the environment
+# sets tick_retention_days. TTL deletes reach the stream as REMOVE records, which the
+# enricher's INSERT-only filter drops.
+TICK_EXPIRY_ATTRIBUTE = "expires_at"
+# The candles table's keys (functions/shared/price_table/candles.py documents the items).
+CANDLE_PARTITION_KEY = "series"
+CANDLE_SORT_KEY = "sk"
+
+
+def log_group_arns(config: EnvironmentConfig, partition: str, account_id: str) -> list[str]:
+    """Every log group the pipeline (and the relay, when configured) writes, by its exact ARN: the key
+    serves these and no other."""
+    names = [log_group_name(config, fn) for fn in FUNCTION_RESOURCES]
+    if config.relay is not None:
+        names.append(relay_log_group_name(config))
+    return [f"arn:{partition}:logs:{config.region}:{account_id}:log-group:{name}" for name in names]
+
+
+def key_user_role_names(config: EnvironmentConfig) -> list[str]:
+    """The roles that use the key: every function's, and the relay's execution role when configured."""
+    names = [role_name(config, fn) for fn in FUNCTION_RESOURCES]
+    if config.relay is not None:
+        names.append(relay_execution_role_name(config))
+    return names
 
 
 class StorageStack(EnvironmentStack):
@@ -44,9 +78,11 @@ class StorageStack(EnvironmentStack):
         identity = DataAwsCallerIdentity(self, "current")
         partition = DataAwsPartition(self, "partition")
         account_root = f"arn:{partition.partition}:iam::{identity.account_id}:root"
-        role_arns = [f"arn:{partition.partition}:iam::{identity.account_id}:role/{role_name(config, fn)}"
-                     for fn in FUNCTION_RESOURCES]
-        log_group_arns = f"arn:{partition.partition}:logs:{config.region}:{identity.account_id}:log-group:/aws/lambda/*-{config.suffix}"
+        role_arns = [f"arn:{partition.partition}:iam::{identity.account_id}:role/{name}"
+                     for name in key_user_role_names(config)]
+        # Exact names: a pattern such as /aws/lambda/*-<suffix> would let any function of the account
+        # whose name ends in the suffix have its logs encrypted with this key.
+        log_groups = log_group_arns(config, partition.partition, identity.account_id)
 
         self.key = KmsKey(
             self, "key",
@@ -63,7 +99,7 @@ class StorageStack(EnvironmentStack):
                           principal={"Service": "cloudwatch.amazonaws.com"}),
                 statement("LogsServiceUsesKey", KEY_USE_ACTIONS, ["*"],
                           principal={"Service": f"logs.{config.region}.amazonaws.com"},
-                          condition={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}}),
+                          condition={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_groups}}),
             ),
         )
         KmsAlias(self, "key-alias", name=f"alias/{config.resource_name('crypto-pipeline')}",
@@ -82,7 +118,38 @@ class StorageStack(EnvironmentStack):
             point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
             server_side_encryption=DynamodbTableServerSideEncryption(enabled=True, kms_key_arn=self.key.arn),
             deletion_protection_enabled=False,
+            # Only with a retention: without one, no TTL block at all, and every tick is kept.
+            ttl=(DynamodbTableTtl(attribute_name=TICK_EXPIRY_ATTRIBUTE, enabled=True)
+                 if config.tick_retention_days is not None else None),
         )
+        self.candles = DynamodbTable(
+            self, "candles",
+            name=config.resource_name("price-candles"),
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=CANDLE_PARTITION_KEY,
+            range_key=CANDLE_SORT_KEY,
+            attribute=[DynamodbTableAttribute(name=CANDLE_PARTITION_KEY, type="S"),
+                       DynamodbTableAttribute(name=CANDLE_SORT_KEY, type="S")],
+            # No stream: candles are written by the enricher and read by the API; nothing reacts to them.
+            point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
+            server_side_encryption=DynamodbTableServerSideEncryption(enabled=True, kms_key_arn=self.key.arn),
+            deletion_protection_enabled=False,
+        )
+        self.webhook_secrets = SecretsmanagerSecret(
+            self, "webhook-secrets",
+            name=webhook_secrets_name(config),
+            description="Webhook sources' signing secrets (JSON document). Set with `invoke secrets`, "
+                        "never by Terraform.",
+            kms_key_id=self.key.arn,
+            # Disposable copies (an emulator, a --suffix copy) are deleted at once, so that the
+            # same name can be created again; a named environment keeps 7 days to undo a destroy.
+            recovery_window_in_days=0 if config.is_emulated or config.suffix != config.name else 7,
+        )
+        skip_check(self.webhook_secrets, "CKV2_AWS_57",
+                   "No rotation Lambda: the secrets are shared with external senders (exchanges, TradingView), "
+                   "which a Lambda cannot hand a new value to. Operators rotate with `invoke secrets` "
+                   "(add: new and old both valid; retire: old removed), and the webhook re-reads the secret "
+                   "within 60 s, so no deploy is needed.")
 
         self.webhook_dlq = self._dead_letter_queue("webhook-processor-dlq")
         self.enricher_dlq = self._dead_letter_queue("price-enricher-dlq")
@@ -100,6 +167,8 @@ class StorageStack(EnvironmentStack):
             "webhook_dlq_arn": self.webhook_dlq.arn, "enricher_dlq_arn": self.enricher_dlq.arn,
             "success_topic_arn": self.success_topic.arn, "alerts_topic_arn": self.alerts_topic.arn,
             "kms_key_id": self.key.key_id, "kms_key_arn": self.key.arn,
+            "candle_table_name": self.candles.name, "candle_table_arn": self.candles.arn,
+            "webhook_secrets_arn": self.webhook_secrets.arn, "webhook_secrets_name": self.webhook_secrets.name,
         }
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from environments.config import ENVIRONMENT_NAMES, ConfigError, load_config
 from delivery.paths import ROOT
+from environments.config import ENVIRONMENT_NAMES, ConfigError, load_config
 
 
 @pytest.mark.parametrize("name", ENVIRONMENT_NAMES)
@@ -27,12 +27,38 @@ def test_only_the_local_environment_has_secrets_or_an_emulator():
         assert load_config(name).local_webhook_secrets is None and not load_config(name).is_emulated
 
 
+def test_optional_features_are_off_in_every_environment_file():
+    """Tick retention and the relay are opt-in: no committed environment deletes ticks or runs a relay."""
+    for name in ENVIRONMENT_NAMES:
+        assert load_config(name).tick_retention_days is None
+        assert load_config(name).relay is None
+
+
+def test_a_relay_section_is_read_with_its_defaults(tmp_path):
+    relay = load_config("dev", directory=_write(tmp_path, "dev", BASE + RELAY)).relay
+    assert relay is not None and relay.source == "binance-relay"
+    assert (relay.spot, relay.assign_public_ip, relay.cpu, relay.memory_mb) == (True, True, 256, 512)
+    assert [e.exchange for e in relay.exchanges] == ["binance", "kraken"]
+
+
+def test_tick_retention_and_the_price_api_settings(tmp_path):
+    config = load_config("dev", directory=_write(tmp_path, "dev", BASE + "tick_retention_days: 90\n"))
+    assert config.tick_retention_days == 90
+    api = load_config("dev", directory=_write(tmp_path, "dev", BASE)).functions.price_api
+    assert (api.memory_mb, api.timeout_seconds, api.reserved_concurrency) == (256, 10, None)
+    assert load_config("prod").functions.price_api.reserved_concurrency == 10
+
+
 def _write(tmp_path, name, text):
     (tmp_path / f"{name}.yaml").write_text(text)
     return tmp_path
 
 
 BASE = "suffix: x1\nbackend:\n  type: s3\n  bucket: my-bucket\n  key_prefix: p\n"
+RELAY = ("relay:\n  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/price-relay:0.1.0\n"
+         "  source: binance-relay\n  vpc_id: vpc-0123456789abcdef0\n  subnet_ids: [subnet-0123456789abcdef0]\n"
+         "  memory_mb: 512\n  exchanges:\n    - exchange: binance\n      symbols: [BTCUSDT]\n"
+         "    - exchange: kraken\n      symbols: [BTC/USD]\n")
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -44,6 +70,15 @@ BASE = "suffix: x1\nbackend:\n  type: s3\n  bucket: my-bucket\n  key_prefix: p\n
      "functions.price_enricher.reserved_concurrency"),
     ("local_webhook_secrets:\n  a: [b]\n", "local_webhook_secrets is allowed only in the local environment"),
     ("indicator_windows:\n  sma: [5, 5]\n", "indicator_windows.sma: Value error, windows must be unique"),
+    ("tick_retention_days: 0\n", "tick_retention_days: Input should be greater than or equal to 1 (got 0)"),
+    ("tick_retention_days: forever\n", "tick_retention_days: Input should be a valid integer"),
+    ("functions:\n  price_api:\n    memory_mb: 256\n", "functions.price_api.timeout_seconds: Field required"),
+    (RELAY.replace("memory_mb: 512", "memory_mb: 4096"), "relay: Value error, memory_mb 4096 does not fit cpu 256"),
+    (RELAY.replace("kraken", "binance"), "relay.exchanges: Value error, each exchange may appear once"),
+    (RELAY.replace("exchange: kraken", "exchange: bitstamp"), "relay.exchanges.1.exchange: must be one of"),
+    (RELAY.replace("price-relay:0.1.0", "price-relay"), "relay.image: String should match pattern"),
+    (RELAY.replace("subnet-0123456789abcdef0", "my-subnet"), "relay.subnet_ids.0: String should match pattern"),
+    (RELAY.replace("  source: binance-relay\n", ""), "relay.source: Field required"),
 ])
 def test_bad_values_give_one_line_naming_file_and_key(tmp_path, extra, expected):
     directory = _write(tmp_path, "dev", BASE + extra)

@@ -15,8 +15,8 @@ from functions.shared.price_table.ticks import update_from_item
 from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
-from tests.webhook_support import ROTATED, SECRET, SOURCE, body_of, url_event
-from tooling.faults import FaultInjector
+from tests.support.faults import FaultInjector
+from tests.webhook_support import ROTATED, SECRET, SOURCE, body_of, capture_service_log, url_event
 
 
 class LambdaContext:
@@ -45,6 +45,11 @@ def aws(moto_endpoint):
                                     secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),
                                     default_quote="USD", max_skew_seconds=300)
         yield dynamodb, sqs, settings
+
+
+@pytest.fixture
+def service_log(caplog):
+    yield from capture_service_log(caplog)
 
 
 def call(aws, event, now=None):
@@ -94,12 +99,14 @@ def test_seed_example_is_stored_exactly(aws):
     ({"timestamp": +400}, "outside the allowed window"),
     ({"extra_headers": {"x-signature": "v1=abc"}}, "X-Signature must be"),
 ])
-def test_unauthenticated_requests_get_401_and_write_nothing(aws, event_kwargs, reason):
+def test_unauthenticated_requests_get_401_and_write_nothing(aws, event_kwargs, reason, service_log):
     if "timestamp" in event_kwargs:  # an offset from now, taken when the test runs
         event_kwargs = {"timestamp": int(time.time()) + event_kwargs["timestamp"]}
     response = call(aws, url_event(SEED, **event_kwargs))
     assert response["statusCode"] == 401
-    assert reason in body_of(response)["error"]
+    # Issue 12 item 5: one generic body for every reason; the reason is in the log line only.
+    assert body_of(response) == {"error": "unauthorized"}
+    assert any(reason in getattr(record, "reason", "") for record in service_log.records)
     assert items(aws) == [] and dlq_messages(aws) == []
 
 
@@ -326,7 +333,11 @@ def test_handler_wiring_reads_its_environment(aws, monkeypatch, moto_endpoint):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("DLQ_URL", settings.dlq_url)
-    monkeypatch.setenv("WEBHOOK_SECRETS", json.dumps({SOURCE: SECRET}))
+    # The handler reads the secrets document from Secrets Manager (WEBHOOK_SECRETS_ARN), not the environment.
+    secretsmanager = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_endpoint)
+    document = json.dumps({SOURCE: SECRET})
+    arn = secretsmanager.create_secret(Name="webhook-secrets-test", SecretString=document)["ARN"]
+    monkeypatch.setenv("WEBHOOK_SECRETS_ARN", arn)
     monkeypatch.setenv("MAX_SKEW_SECONDS", "300")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
     from functions.webhook_processor import handler as webhook_handler

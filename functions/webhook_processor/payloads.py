@@ -3,13 +3,16 @@
 A body is one update, a JSON array of updates, or {"updates": [...]}. Each element is
 the generic format or an exchange-native ticker (Binance, Coinbase, Kraken), recognized
 by its shape or forced with `?format=`. Exchange adapters only map fields onto the
-generic shape; one pydantic model validates them all.
+generic shape and check the types of the envelope they walk; one pydantic model validates
+every update. Errors name the field as the sender wrote it (`lastPrice`, `data[1].last`),
+never its value.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +23,7 @@ from functions.webhook_processor.normalize import event_time_ms, exact_decimal, 
 
 MAX_UPDATES = 1000
 FORMATS = ("generic", "binance", "coinbase", "kraken")
+_CLIP = 40  # sender-chosen names (Kraken pair keys) are clipped in error messages
 
 
 class EnvelopeError(Exception):
@@ -33,7 +37,7 @@ class EnvelopeError(Exception):
 class GenericUpdate(BaseModel):
     """The generic webhook format; extra keys (TradingView adds its own) are ignored."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, hide_input_in_errors=True)
 
     symbol: str = Field(min_length=1, max_length=40)
     price: Any
@@ -59,70 +63,121 @@ class GenericUpdate(BaseModel):
         return None if value is None else exact_decimal(value, positive=False)
 
 
-def _binance(element: dict) -> list[dict]:
+class UpdateError(ValueError):
+    """One update's problem: the generic field at fault (or None for the update as a whole) and why."""
+
+    def __init__(self, field_name: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field_name = field_name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Row:
+    """One update mapped onto the generic shape, with where it sits in the sender's envelope:
+    `names` maps a generic field to the sender's own path for error messages. A row whose part
+    of the envelope has the wrong type carries `error` instead (rejected; the other rows go on)."""
+
+    fields: dict[str, Any]
+    names: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def where(self, field_name: str | None) -> str:
+        return self.names.get(field_name, field_name) if field_name else self.names.get("", "update")
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UpdateError(None, f"{where}: must be an object")
+    return value
+
+
+BINANCE_STREAM_NAMES = {"symbol": "s", "price": "c", "bid": "b", "ask": "a", "volume": "v", "timestamp": "E"}
+BINANCE_REST_NAMES = {"symbol": "symbol", "price": "lastPrice", "bid": "bidPrice", "ask": "askPrice",
+                      "volume": "volume", "timestamp": "closeTime"}
+COINBASE_NAMES = {"symbol": "product_id", "price": "price", "bid": "best_bid", "ask": "best_ask",
+                  "volume": "volume_24h", "timestamp": "time"}
+KRAKEN_WS_NAMES = {"symbol": "symbol", "price": "last", "bid": "bid", "ask": "ask", "volume": "volume",
+                   "timestamp": "timestamp"}
+
+
+def _generic(element: dict[str, Any]) -> list[Row]:
+    return [Row(element)]
+
+
+def _binance(element: dict[str, Any]) -> list[Row]:
     """Binance `<symbol>@ticker` stream event (optionally in a combined-stream wrapper) or
     REST `GET /api/v3/ticker/24hr` object."""
+    prefix = ""
     if "data" in element and "stream" in element:
-        element = element["data"]
+        element, prefix = _object(element["data"], "data"), "data."
     if element.get("e") == "24hrTicker":
-        return [{"symbol": element.get("s"), "price": element.get("c"), "bid": element.get("b"),
-                 "ask": element.get("a"), "volume": element.get("v"), "timestamp": element.get("E"),
-                 "exchange": "binance"}]
-    return [{"symbol": element.get("symbol"), "price": element.get("lastPrice"), "bid": element.get("bidPrice"),
-             "ask": element.get("askPrice"), "volume": element.get("volume"),
-             "timestamp": element.get("closeTime"), "exchange": "binance"}]
+        names = BINANCE_STREAM_NAMES
+    else:
+        names = BINANCE_REST_NAMES
+    return [Row({generic: element.get(native) for generic, native in names.items()} | {"exchange": "binance"},
+                {generic: prefix + native for generic, native in names.items()})]
 
 
-def _coinbase(element: dict) -> list[dict]:
+def _coinbase(element: dict[str, Any]) -> list[Row]:
     """Coinbase Exchange websocket `ticker` channel message."""
-    return [{"symbol": element.get("product_id"), "price": element.get("price"), "bid": element.get("best_bid"),
-             "ask": element.get("best_ask"), "volume": element.get("volume_24h"), "timestamp": element.get("time"),
-             "exchange": "coinbase"}]
+    fields = {generic: element.get(native) for generic, native in COINBASE_NAMES.items()}
+    return [Row(fields | {"exchange": "coinbase"}, dict(COINBASE_NAMES))]
 
 
 def _kraken_rest_pair(pair: str) -> str:
-    """Kraken REST pair names: XXBTZUSD → XBT/USD (X marks crypto, Z fiat); XBTUSDT passes as is."""
+    """Kraken REST pair names: XXBTZUSD → XBT/USD (X marks crypto, Z fiat); others (XBTUSDT, DOTUSD,
+    USDTZUSD) are split by `normalize_symbol`, which knows Kraken's compact names."""
     if len(pair) == 8 and pair[0] in "XZ" and pair[4] in "XZ":
         return f"{pair[1:4]}/{pair[5:]}"
     return pair
 
 
-def _kraken(element: dict) -> list[dict]:
+def _kraken(element: dict[str, Any]) -> list[Row]:
     """Kraken websocket v2 `ticker` channel message, or REST `GET /0/public/Ticker` response."""
     if element.get("channel") == "ticker":
         rows = element.get("data")
         if not isinstance(rows, list) or not rows:
-            raise ValueError("data: must be a non-empty list of tickers")
-        return [{"symbol": r.get("symbol"), "price": r.get("last"), "bid": r.get("bid"), "ask": r.get("ask"),
-                 "volume": r.get("volume"), "timestamp": r.get("timestamp"), "exchange": "kraken"}
-                if isinstance(r, dict) else {} for r in rows]
+            raise UpdateError(None, "data: must be a non-empty list of tickers")
+        mapped = []
+        for position, row in enumerate(rows):
+            where = f"data[{position}]"
+            if not isinstance(row, dict):
+                mapped.append(Row({}, error=f"{where}: must be an object"))
+                continue
+            mapped.append(Row({generic: row.get(native) for generic, native in KRAKEN_WS_NAMES.items()}
+                              | {"exchange": "kraken"},
+                              {generic: f"{where}.{native}" for generic, native in KRAKEN_WS_NAMES.items()}))
+        return mapped
     if element.get("error"):
-        raise ValueError(f"error: Kraken reported {element['error']!r}")
+        raise UpdateError(None, f"error: Kraken reported {str(element['error'])[:80]!r}")
     result = element.get("result")
     if not isinstance(result, dict) or not result:
-        raise ValueError("result: must be an object of pairs")
+        raise UpdateError(None, "result: must be an object of pairs")
     updates = []
     for pair, ticker in sorted(result.items()):
+        where = f"result.{pair[:_CLIP]}"
         if not isinstance(ticker, dict):
-            raise ValueError(f"result.{pair}: must be an object")
+            updates.append(Row({}, error=f"{where}: must be an object"))
+            continue
 
-        def first(key: str, ticker: dict = ticker) -> Any:
+        def at(key: str, position: int, ticker: dict[str, Any] = ticker) -> Any:
             value = ticker.get(key)
-            return value[0] if isinstance(value, list) and value else None
+            return value[position] if isinstance(value, list) and len(value) > position else None
 
-        volume = ticker.get("v")
-        updates.append({"symbol": _kraken_rest_pair(pair), "price": first("c"), "bid": first("b"),
-                        "ask": first("a"), "volume": volume[1] if isinstance(volume, list) and len(volume) > 1
-                        else None, "exchange": "kraken"})
+        updates.append(Row({"symbol": _kraken_rest_pair(pair), "price": at("c", 0), "bid": at("b", 0),
+                            "ask": at("a", 0), "volume": at("v", 1), "exchange": "kraken"},
+                           {"symbol": where, "price": f"{where}.c[0]", "bid": f"{where}.b[0]",
+                            "ask": f"{where}.a[0]", "volume": f"{where}.v[1]"}))
     return updates
 
 
-ADAPTERS: dict[str, Callable[[dict], list[dict]]] = {
-    "generic": lambda element: [element], "binance": _binance, "coinbase": _coinbase, "kraken": _kraken,
+ADAPTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "generic": _generic, "binance": _binance, "coinbase": _coinbase, "kraken": _kraken,
 }
 
 
-def detect_format(element: dict) -> str:
+def detect_format(element: dict[str, Any]) -> str:
     if element.get("e") == "24hrTicker" or ("stream" in element and isinstance(element.get("data"), dict)) \
             or ("lastPrice" in element and "symbol" in element):
         return "binance"
@@ -133,7 +188,8 @@ def detect_format(element: dict) -> str:
     return "generic"
 
 
-def _loads(body: bytes) -> Any:
+def load_json(body: bytes) -> Any:
+    """The body's JSON, numbers as exact Decimals (never floats); NaN and Infinity are refused."""
     def reject_constant(name: str) -> None:
         raise ValueError(f"{name} is not a number")
 
@@ -145,9 +201,8 @@ def _loads(body: bytes) -> Any:
         raise EnvelopeError(f"body is not valid JSON: {str(error)[:120]}") from None
 
 
-def split_envelope(body: bytes) -> tuple[list[Any], bool]:
-    """The elements of the body and whether it was a batch (array or {"updates": [...]})."""
-    data = _loads(body)
+def split_envelope(data: Any) -> tuple[list[Any], bool]:
+    """The elements of the parsed body and whether it was a batch (array or {"updates": [...]})."""
     if isinstance(data, list):
         elements, batch = data, True
     elif isinstance(data, dict) and "updates" in data and not {"symbol", "price"} & data.keys():
@@ -165,48 +220,69 @@ def split_envelope(body: bytes) -> tuple[list[Any], bool]:
     return elements, batch
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "update"
+def _pydantic_error(error: ValidationError) -> UpdateError:
+    first = error.errors(include_input=False)[0]
+    field_name = ".".join(str(p) for p in first["loc"]) or None
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         message = "is required"
-    return f"{field}: {message}"
+    return UpdateError(field_name, message)
 
 
-def parse_updates(body: bytes, *, format_hint: str | None, source: str, received_at_ms: int,
-                  default_quote: str) -> tuple[list[tuple[int, PriceUpdate]], list[dict], bool]:
-    """Valid updates with their element index, per-element rejections, and whether it was a batch."""
+def parse_updates(data: Any, *, format_hint: str | None, source: str, received_at_ms: int,
+                  default_event_ms: int | None, default_quote: str,
+                  ) -> tuple[list[tuple[int, PriceUpdate]], list[dict[str, Any]], bool]:
+    """Valid updates with their element index, per-element rejections, and whether it was a batch.
+
+    `data` is the parsed body, credentials already removed. `default_event_ms` is the event time
+    of an update without `timestamp` (the signed time of the request), or None when such an
+    update must be rejected. A multi-row envelope (Kraken) keeps its valid rows and reports
+    each bad one, so a bad row never hides the rows after it.
+    """
     if format_hint is not None and format_hint not in FORMATS:
         raise EnvelopeError(f"format: must be one of {', '.join(FORMATS)} (got {format_hint[:20]!r})")
-    elements, batch = split_envelope(body)
+    elements, batch = split_envelope(data)
     accepted: list[tuple[int, PriceUpdate]] = []
-    rejected: list[dict] = []
+    rejected: list[dict[str, Any]] = []
+    rows_seen = 0
     for index, element in enumerate(elements):
+        if not isinstance(element, dict):
+            rejected.append({"index": index, "error": "update: must be an object"})
+            continue
         try:
-            if not isinstance(element, dict):
-                raise ValueError("update: must be an object")
-            for raw in ADAPTERS[format_hint or detect_format(element)](element):
-                accepted.append((index, _validated(raw, source, received_at_ms, default_quote)))
-        except ValidationError as error:
-            rejected.append({"index": index, "error": _describe(error)})
-        except ValueError as error:
+            rows = ADAPTERS[format_hint or detect_format(element)](element)
+        except UpdateError as error:
             rejected.append({"index": index, "error": str(error)})
-    if len(accepted) > MAX_UPDATES:
-        raise EnvelopeError(f"at most {MAX_UPDATES} updates per request (got {len(accepted)})", too_large=True)
+            continue
+        rows_seen += len(rows)
+        if rows_seen > MAX_UPDATES:
+            raise EnvelopeError(f"at most {MAX_UPDATES} updates per request (got more)", too_large=True)
+        for row in rows:
+            if row.error is not None:
+                rejected.append({"index": index, "error": row.error})
+                continue
+            try:
+                accepted.append((index, _validated(row.fields, source, received_at_ms, default_event_ms,
+                                                   default_quote)))
+            except UpdateError as error:
+                rejected.append({"index": index, "error": f"{row.where(error.field_name)}: {error.message}"})
     return accepted, rejected, batch
 
 
-def _validated(raw: dict, source: str, received_at_ms: int, default_quote: str) -> PriceUpdate:
-    model = GenericUpdate.model_validate(raw)
+def _validated(raw: dict[str, Any], source: str, received_at_ms: int, default_event_ms: int | None,
+               default_quote: str) -> PriceUpdate:
+    try:
+        model = GenericUpdate.model_validate(raw)
+    except ValidationError as error:
+        raise _pydantic_error(error) from None
     try:
         symbol = normalize_symbol(model.symbol, default_quote)
     except ValueError as error:
-        raise ValueError(f"symbol: {error}") from None
+        raise UpdateError("symbol", str(error)) from None
     try:
-        event_ms = event_time_ms(model.timestamp, received_at_ms)
+        event_ms = event_time_ms(model.timestamp, default_event_ms, received_at_ms)
     except ValueError as error:
-        raise ValueError(f"timestamp: {error}") from None
+        raise UpdateError("timestamp", str(error)) from None
     return PriceUpdate(symbol=symbol, event_ms=event_ms, price=model.price, exchange=model.exchange.lower(),
                        source=source, received_at_ms=received_at_ms, volume=model.volume, bid=model.bid,
                        ask=model.ask)

@@ -1,37 +1,163 @@
-"""Webhook authentication: `X-Source` names the sender, `X-Signature: t=<unix>,v1=<hex>[,v1=...]`.
+"""Webhook authentication. Each source has one mode (`WEBHOOK_SECRETS`, see `parse_secrets`):
 
-<hex> is HMAC-SHA256 over the bytes of "<t>." followed by the raw body, with one of
-the sender's active secrets; several v1 entries allow secret rotation. Signing with
-the timestamp bounds replays to the skew window.
+- `hmac` (the default): `X-Source` names the sender, `X-Signature: t=<unix>,v1=<hex>[,v1=...]`.
+  <hex> is HMAC-SHA256 over the bytes of "<t>." followed by the raw body, with one of the
+  sender's active secrets; several v1 entries allow secret rotation. Signing with the timestamp
+  bounds replays to the skew window, and the signed t is the event time of updates sent without
+  one, so a replay or a retry of the same signed request is a duplicate, not a new tick.
+- `token`, for senders that can set neither headers nor a signature (TradingView alerts: a URL
+  and a body): the body's top-level `source` and `token` fields. They are removed before the
+  update is read, and the token is compared in constant time with every active secret.
+
+Either mode may be restricted to source IPs. Every failure is an AuthError whose text is for the
+log line only; the caller answers all of them with one generic 401, so an outsider cannot tell
+an unknown source from a bad signature.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 MAX_SIGNATURE_HEADER = 2048
+MIN_TOKEN_LENGTH = 16
+CREDENTIAL_FIELDS = ("source", "token")
+_SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")       # ASCII only: '²'.isdigit() is true, int('²') fails
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_HEADER_FORMAT = "X-Signature must be 't=<unix seconds>,v1=<64 hex digits>'"
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AuthError(Exception):
-    """Why a request is not authenticated; safe to return (no secret, no body)."""
+    """Why a request is not authenticated: for the log line only (never a secret, never the body,
+    never a header value). The response is the same generic 401 for every reason."""
 
 
-def parse_secrets(raw: str | None) -> dict[str, list[bytes]]:
-    """WEBHOOK_SECRETS: {"source-id": "secret" | ["secret", ...]}; fails loudly when malformed."""
-    data = json.loads(raw or "{}")
+@dataclass(frozen=True)
+class SourceAuth:
+    """How one source authenticates; secrets stay out of repr."""
+
+    mode: Literal["hmac", "token"]
+    secrets: tuple[bytes, ...] = field(repr=False)
+    allowed_ips: tuple[IpNetwork, ...] = ()
+
+    def allows(self, source_ip: str | None) -> bool:
+        """No list allows every address; with one, an unknown or unparsable address is refused."""
+        if not self.allowed_ips:
+            return True
+        try:
+            address = ipaddress.ip_address(source_ip or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed_ips)
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """What a request proved: its source, and for HMAC the signed unix time (None for a token)."""
+
+    source: str
+    signed_at: int | None
+
+
+# ---- the secrets document ----------------------------------------------------------------------
+
+_Secret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class _SourceDocument(BaseModel):
+    """One source's object form: {"auth": "hmac"|"token", "secrets": [...], "allowed_ips": [...]}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+
+    auth: Literal["hmac", "token"] = "hmac"
+    secrets: list[_Secret] = Field(min_length=1, max_length=10)
+    allowed_ips: list[str] | None = Field(default=None, min_length=1, max_length=100)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _networks(source: str, entries: list[str]) -> tuple[IpNetwork, ...]:
+    networks = []
+    for position, entry in enumerate(entries):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except ValueError:
+            raise ValueError(f"WEBHOOK_SECRETS.{source}.allowed_ips.{position}: must be an IP address or "
+                             "network such as 52.89.214.238 or 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _source_entry(source: str, value: Any) -> SourceAuth:
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        values = [value] if isinstance(value, str) else value
+        if not values or not all(values):
+            raise ValueError(f"WEBHOOK_SECRETS.{source}: must be a non-empty secret or list of non-empty secrets")
+        return SourceAuth("hmac", tuple(v.encode() for v in values))
+    if not isinstance(value, dict):
+        raise ValueError(f"WEBHOOK_SECRETS.{source}: must be a secret, a list of secrets, or "
+                         '{"auth": "hmac"|"token", "secrets": [...], "allowed_ips": [...]}')
+    try:
+        document = _SourceDocument.model_validate(value)
+    except ValidationError as error:
+        first = error.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"WEBHOOK_SECRETS.{source}.{where}: {first['msg']}") from None
+    if document.auth == "token" and any(len(secret) < MIN_TOKEN_LENGTH for secret in document.secrets):
+        raise ValueError(f"WEBHOOK_SECRETS.{source}.secrets: a token must have at least {MIN_TOKEN_LENGTH} "
+                         "characters (it is a bearer credential)")
+    networks = _networks(source, document.allowed_ips) if document.allowed_ips is not None else ()
+    return SourceAuth(document.auth, tuple(secret.encode() for secret in document.secrets), networks)
+
+
+def parse_secrets(raw: str | None) -> dict[str, SourceAuth]:
+    """WEBHOOK_SECRETS → each source's authentication; fails loudly, in one line, never quoting a secret.
+
+    Backward compatible: `{"source-id": "secret" | ["secret", ...]}` is an HMAC source. The object
+    form adds the mode and an optional IP allow-list:
+    `{"tv-alerts": {"auth": "token", "secrets": ["..."], "allowed_ips": ["52.89.214.238"]}}`.
+    """
+    try:
+        data = json.loads(raw or "{}", object_pairs_hook=_pairs_without_duplicates)
+    except _DuplicateKey as duplicate:
+        key = str(duplicate)
+        shown = repr(key) if _SOURCE_ID.fullmatch(key) and len(key) <= 64 else "a key"
+        raise ValueError(f"WEBHOOK_SECRETS: key {shown} appears twice in one object") from None
+    except ValueError as error:
+        line, column = getattr(error, "lineno", "?"), getattr(error, "colno", "?")
+        raise ValueError(f"WEBHOOK_SECRETS is not valid JSON (line {line}, column {column})") from None
     if not isinstance(data, dict):
         raise ValueError("WEBHOOK_SECRETS must be a JSON object of source id -> secret(s)")
-    secrets: dict[str, list[bytes]] = {}
-    for source, value in data.items():
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-            raise ValueError(f"WEBHOOK_SECRETS[{source!r}] must be a non-empty string or list of strings")
-        secrets[str(source)] = [v.encode() for v in values]
-    return secrets
+    sources: dict[str, SourceAuth] = {}
+    for position, (source, value) in enumerate(data.items()):
+        if not _SOURCE_ID.fullmatch(source):
+            raise ValueError(f"WEBHOOK_SECRETS: source ids must be 1-64 letters, digits, '_', '.', ':' or '-' "
+                             f"starting with a letter or digit (entry {position + 1} is not)")
+        sources[source] = _source_entry(source, value)
+    return sources
 
+
+# ---- HMAC --------------------------------------------------------------------------------------
 
 def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
@@ -44,41 +170,89 @@ def signature_header(secrets: Sequence[str], timestamp: int, body: bytes) -> str
 
 
 def _parse_header(header: str) -> tuple[int, list[str]]:
+    """`t=<ASCII digits>` once and at least one `v1=<64 hex>`; unknown schemes (v0=...) are ignored."""
     if len(header) > MAX_SIGNATURE_HEADER:
         raise AuthError("X-Signature header is too long")
     timestamp, candidates = None, []
     for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
+        name, _, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if name == "t":
+            if timestamp is not None:
+                raise AuthError(f"{_HEADER_FORMAT}: t is given more than once")
+            if not _UNIX_SECONDS.fullmatch(value):
+                raise AuthError(f"{_HEADER_FORMAT}: t is not unix seconds in ASCII digits")
             timestamp = int(value)
-        elif name == "v1" and value:
-            candidates.append(value.strip().lower())
+        elif name == "v1":
+            digest = value.lower()
+            if not _HEX_DIGEST.fullmatch(digest):
+                raise AuthError(f"{_HEADER_FORMAT}: a v1 is not 64 hex digits")
+            candidates.append(digest)
     if timestamp is None or not candidates:
-        raise AuthError("X-Signature must be 't=<unix seconds>,v1=<hex>'")
+        raise AuthError(_HEADER_FORMAT)
     return timestamp, candidates
 
 
-def verify(headers: Mapping[str, str], body: bytes, secrets: Mapping[str, list[bytes]], now: float,
-           max_skew_seconds: int) -> str:
-    """Return the authenticated source id, or raise AuthError."""
+def verify(headers: Mapping[str, str], body: bytes, secrets: Mapping[str, SourceAuth], now: float,
+           max_skew_seconds: int, *, source_ip: str | None = None) -> Authenticated:
+    """Authenticate a signed (HMAC) request: the source and the signed time, or AuthError."""
     source = (headers.get("x-source") or "").strip()
     if not source:
         raise AuthError("missing X-Source header")
-    keys = secrets.get(source)
-    if not keys:
+    entry = secrets.get(source)
+    if entry is None:
         raise AuthError("unknown source")
+    if entry.mode != "hmac":
+        raise AuthError(f"X-Signature sent to token source {source}")
     header = headers.get("x-signature")
     if not header:
         raise AuthError("missing X-Signature header")
     timestamp, candidates = _parse_header(header)
     if abs(now - timestamp) > max_skew_seconds:
         raise AuthError("signature timestamp outside the allowed window")
-    expected = [sign(key, timestamp, body) for key in keys]
+    expected = [sign(key, timestamp, body) for key in entry.secrets]
     # compare_digest for every pair: the time taken does not depend on where a guess differs.
     matched = False
     for candidate in candidates:
         for digest in expected:
             matched |= hmac.compare_digest(candidate.encode(), digest.encode())
     if not matched:
-        raise AuthError("bad signature")
-    return source
+        raise AuthError(f"bad signature for source {source}")
+    if not entry.allows(source_ip):
+        raise AuthError(f"source IP not allowed for source {source}")
+    return Authenticated(source, timestamp)
+
+
+# ---- token -------------------------------------------------------------------------------------
+
+_NO_SECRET = (hashlib.sha256(b"no secret: an unknown source still costs one comparison").digest(),)
+
+
+def verify_token(data: Any, secrets: Mapping[str, SourceAuth], *,
+                 source_ip: str | None = None) -> tuple[Authenticated, Any]:
+    """Authenticate a token request from its parsed body; return it with `source` and `token` removed.
+
+    Comparison is over SHA-256 digests (equal lengths, so compare_digest's time does not depend
+    on the token's length or on where a guess differs), against every active secret.
+    """
+    if not isinstance(data, dict) or not all(name in data for name in CREDENTIAL_FIELDS):
+        raise AuthError("no credentials: neither X-Source/X-Signature headers nor source and token in the body")
+    rest = {key: value for key, value in data.items() if key not in CREDENTIAL_FIELDS}
+    source, token = data["source"], data["token"]
+    if not isinstance(source, str) or not isinstance(token, str):
+        raise AuthError("the body's source and token must be strings")
+    entry = secrets.get(source)
+    presented = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    digests = tuple(hashlib.sha256(secret).digest() for secret in entry.secrets) if entry else _NO_SECRET
+    matched = False
+    for digest in digests:
+        matched |= hmac.compare_digest(presented, digest)
+    if entry is None:
+        raise AuthError("unknown source")
+    if entry.mode != "token":
+        raise AuthError(f"token sent to HMAC source {source}")
+    if not matched:
+        raise AuthError(f"bad token for source {source}")
+    if not entry.allows(source_ip):
+        raise AuthError(f"source IP not allowed for source {source}")
+    return Authenticated(source, None), rest

@@ -121,3 +121,27 @@ def test_enriched_prices_keep_their_exact_decimal(stack):
     stack.settle()
     [item] = _items(stack, "PEPE-USDT")
     assert item["price"] == Decimal("0.00000123456789012345")
+
+
+def test_no_secret_in_state_plan_or_function_configuration(stack):
+    """Issue 12 item 7: the dev-only secret reached the webhook through Secrets Manager only."""
+    from delivery.paths import ROOT
+    from stacks.names import function_name
+
+    info, secret = stack.info, stack.info.secret.encode()
+    states = sorted((ROOT / info.config.backend.directory).glob("*.tfstate*"))
+    assert len(states) >= 2, states
+    assert all(secret not in path.read_bytes() for path in states)
+    for synthesized in stack.app.stacks:
+        assert not (synthesized.directory / "tfplan").exists()
+        for path in synthesized.directory.rglob("*"):
+            if path.is_file() and ".terraform" not in path.parts and path.suffix != ".zip":
+                assert secret not in path.read_bytes(), path
+    configuration = stack.aws["lambda"].get_function_configuration(
+        FunctionName=function_name(info.config, "webhook_processor"))
+    variables = configuration["Environment"]["Variables"]
+    assert "WEBHOOK_SECRETS" not in variables
+    assert variables["WEBHOOK_SECRETS_ARN"] == info.outputs["webhook_secrets_arn"]
+    assert info.secret not in json.dumps(configuration, default=str)
+    body = json.dumps({"symbol": "SECRETCHECK", "price": "1.5", "exchange": "e2e"}).encode()
+    assert signed_post(info.webhook_url, body, info.secret_source, info.secret)[0] == 200  # seeded, and it signs
