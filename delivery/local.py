@@ -69,6 +69,7 @@ class StackInfo:
     secret_source: str
     secret: str
     price_api_url: str | None = None
+    token_source: tuple[str, str] | None = None  # (source id, dev-only token) of the local token sender
 
 
 class LocalDeployment:
@@ -133,8 +134,9 @@ class LocalDeployment:
                                              echo_function_logs=self.echo_function_logs).start()
             webhook_url = self.services.url("webhook_processor")
             price_api_url = self.services.url("price_api") if "price_api" in self.services.url_servers else None
-        source, secrets = next(iter((config.local_webhook_secrets or {}).items()))
-        self.info = StackInfo(config, endpoint, outputs, webhook_url, source, secrets[0], price_api_url)
+        source, secret = config.local_source("hmac") or ("", "")
+        self.info = StackInfo(config, endpoint, outputs, webhook_url, source, secret, price_api_url,
+                              config.local_source("token"))
         write_running_local(webhook_url, endpoint, price_api_url)
         self.timings["total"] = time.monotonic() - started
         return self.info
@@ -196,6 +198,8 @@ def run_until_interrupted(deployment: LocalDeployment) -> None:
     info = deployment.running
     print(f"\nwebhook URL:        {info.webhook_url}\nemulator endpoint:  {info.endpoint}\n"
           f"signing source:     {info.secret_source}\nlocal dev secret:   {info.secret}  (dev-only)\n"
+          f"token source: {info.token_source[0] if info.token_source else '-'}\n"
+          f"local dev token: {info.token_source[1] if info.token_source else '-'}  (dev-only)\n"
           f"price API URL: {info.price_api_url}\n"
           f"price API signing:  SigV4 (service lambda, {info.config.region}) with access key "
           f"{session.ACCESS_KEY_ID!r}, secret key {session.SECRET_ACCESS_KEY!r} (the emulator's dummy credentials)\n"

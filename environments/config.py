@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -161,6 +161,14 @@ class AlarmSettings(_Strict):
     evaluation_period_seconds: int = Field(default=60, ge=10)
 
 
+class LocalTokenSource(_Strict):
+    """A dev-only token sender (TradingView's shape: the secret travels in the body)."""
+
+    auth: Literal["token"]
+    secrets: list[Annotated[str, Field(min_length=16)]] = Field(min_length=1)
+    allowed_ips: list[str] | None = None
+
+
 class EnvironmentConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9]{1,15}$")
     suffix: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,19}$", description="appended to every resource name")
@@ -190,7 +198,8 @@ class EnvironmentConfig(_Strict):
     # Terraform: the local runner writes them into the emulator's Secrets Manager secret
     # after the storage stack is applied. Every other environment's secret is set with
     # `invoke secrets` (ops/secrets.py).
-    local_webhook_secrets: dict[str, list[str]] | None = None
+    # A source is a list of HMAC secrets, or {auth: token, secrets: [...]} for a token sender.
+    local_webhook_secrets: dict[str, list[str] | LocalTokenSource] | None = None
 
     @model_validator(mode="after")
     def _local_only_fields(self) -> EnvironmentConfig:
@@ -204,6 +213,19 @@ class EnvironmentConfig(_Strict):
     def is_emulated(self) -> bool:
         """True where the target is an AWS emulator rather than an AWS account."""
         return self.aws_endpoint_url is not None
+
+    def local_secrets_document(self) -> dict[str, Any]:
+        """The dev-only sources as the webhook's secrets document (the format `parse_secrets` reads)."""
+        return {name: value if isinstance(value, list) else value.model_dump(exclude_none=True)
+                for name, value in (self.local_webhook_secrets or {}).items()}
+
+    def local_source(self, auth: Literal["hmac", "token"]) -> tuple[str, str] | None:
+        """The first dev-only source of that auth mode and its current secret (the demo, tests, relay)."""
+        for name, value in (self.local_webhook_secrets or {}).items():
+            mode, secrets = ("hmac", value) if isinstance(value, list) else (value.auth, value.secrets)
+            if mode == auth:
+                return name, secrets[0]
+        return None
 
     def emulator_endpoint(self, environ: Mapping[str, str]) -> str | None:
         """Where an emulated environment's AWS answers: AWS_ENDPOINT_URL when set (the embedded

@@ -285,7 +285,7 @@ def seed_local_secrets(config: EnvironmentConfig, client: Any) -> str:
         raise SecretsError(f"{config.name}: only an emulated environment with local_webhook_secrets is seeded "
                            "from its file; use `invoke secrets --action add`")
     name = secret_id(config)
-    text = _check(dict(config.local_webhook_secrets))
+    text = _check(config.local_secrets_document())
     try:
         return str(client.put_secret_value(SecretId=name, SecretString=text)["VersionId"])
     except Exception as error:  # noqa: BLE001

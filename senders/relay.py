@@ -63,10 +63,10 @@ def relay_settings(config: EnvironmentConfig, outputs: Mapping[str, Any] | None,
     data.setdefault("spool", spool or str(BUILD_DIR / "relay" / f"{config.name}-{config.suffix}.sqlite"))
     if config.local_webhook_secrets is not None:
         running = read_running_local()
-        local_source, secrets = next(iter(config.local_webhook_secrets.items()))
+        local_source, local_secret = config.local_source("hmac") or ("", "")
         data.setdefault("webhook_url", running["webhook_url"])
         data.setdefault("source", source or local_source)
-        secret = secrets[0] if data["source"] == local_source else None
+        secret = local_secret if data["source"] == local_source else None
     else:
         if not outputs or "webhook_url" not in outputs:
             raise RelaySetupError(f"no webhook_url in the outputs of {config.name}: run `invoke outputs`")

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from tests.e2e.conftest import wait_until
+from demo.price_data import load_series
 from emulator.fault_proxy import FaultRule
 from senders.webhook import signed_post
-from demo.price_data import load_series
+from tests.e2e.conftest import wait_until
 
 _deserializer = TypeDeserializer()
 
@@ -128,15 +128,17 @@ def test_no_secret_in_state_plan_or_function_configuration(stack):
     from delivery.paths import ROOT
     from stacks.names import function_name
 
-    info, secret = stack.info, stack.info.secret.encode()
+    info = stack.info
+    assert info.token_source is not None
+    secrets = (info.secret.encode(), info.token_source[1].encode())
     states = sorted((ROOT / info.config.backend.directory).glob("*.tfstate*"))
     assert len(states) >= 2, states
-    assert all(secret not in path.read_bytes() for path in states)
+    assert all(secret not in path.read_bytes() for path in states for secret in secrets)
     for synthesized in stack.app.stacks:
         assert not (synthesized.directory / "tfplan").exists()
         for path in synthesized.directory.rglob("*"):
             if path.is_file() and ".terraform" not in path.parts and path.suffix != ".zip":
-                assert secret not in path.read_bytes(), path
+                assert all(secret not in path.read_bytes() for secret in secrets), path
     configuration = stack.aws["lambda"].get_function_configuration(
         FunctionName=function_name(info.config, "webhook_processor"))
     variables = configuration["Environment"]["Variables"]
