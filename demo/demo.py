@@ -1,8 +1,10 @@
 """`invoke demo`: the whole pipeline on this machine, fed with real historical prices.
 
 Starts the embedded stack, deploys it with terraform, replays the feed as signed webhooks
-in batches, then shows the latest price and indicators per symbol, the SNS notifications a
-subscriber received, and a PNG chart. Everything it started is stopped before it returns.
+in batches, then reads the results back as trading code does, through the read API with the
+Python client (`price_client`, SigV4-signed): the latest price and indicators per symbol,
+every tick with its indicators, and candles for a candlestick chart. It also counts the SNS
+notifications a subscriber received. Everything it started is stopped before it returns.
 """
 
 from __future__ import annotations
@@ -10,42 +12,45 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from delivery.local import LocalDeployment
-from senders.webhook import signed_post
-from emulator.subscriber import TopicSubscriber
 from delivery.paths import RESULTS_DIR, ROOT
-from errors import PipelineError
 from demo.price_data import SOURCE_NOTE, Bar, load_series
+from emulator import session
+from emulator.subscriber import TopicSubscriber
+from errors import PipelineError
+from ops.prices import candlestick_chart
+from price_client import Candle, PriceClient, Tick
+from senders.webhook import signed_post
 
 FEED = {"BTC-USD": ("BTCUSD", "bitstamp", None), "EUR-USD": ("EURUSD", "fxcm", 300)}
+CANDLES = {"BTC-USD": "1d", "EUR-USD": "4h"}  # the chart's interval per symbol (monthly and hourly feeds)
 BATCH_SIZE = 50
 INDICATOR_COLUMNS = ("sma_5", "sma_20", "ema_12", "ema_26", "volatility_20", "change_pct")
-_deserializer = TypeDeserializer()
 
 
 @dataclass
 class DemoResult:
     sent: int
     accepted: int
-    items: dict[str, list[dict[str, Any]]]
+    items: dict[str, list[Tick]]
     notifications: int
     chart: Path
     timings: dict[str, float]
+    candle_charts: dict[str, Path]
 
     @property
     def complete(self) -> bool:
-        """Every update sent was stored, enriched and announced."""
-        return sum(len(v) for v in self.items.values()) == self.sent and self.notifications == self.sent
+        """Every update sent was stored, enriched (as read through the API) and announced."""
+        ticks = [tick for rows in self.items.values() for tick in rows]
+        return len(ticks) == self.sent and self.notifications == self.sent \
+            and all(tick.enriched_at_ms is not None for tick in ticks)
 
 
 class DemoIncomplete(PipelineError):
@@ -79,19 +84,15 @@ def replay(stack: LocalDeployment, rows: list[tuple[str, str, str, Bar]], consol
     return accepted
 
 
-def stored_items(stack: LocalDeployment, symbol: str) -> list[dict[str, Any]]:
-    dynamodb, table = stack.aws["dynamodb"], stack.running.outputs["table_name"]
-    items, arguments = [], {"TableName": table, "KeyConditionExpression": "symbol = :s",
-                            "ExpressionAttributeValues": {":s": {"S": symbol}}}
-    while True:
-        page = dynamodb.query(**arguments)
-        items += [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            return items
-        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def read_back(client: PriceClient) -> tuple[dict[str, list[Tick]], dict[str, Tick | None], dict[str, list[Candle]]]:
+    """What the demo shows, read as trading code reads it: every tick, the latest, the candles."""
+    items = {symbol: list(client.ticks(symbol)) for symbol in FEED}
+    latest = client.latest(list(FEED))
+    candles = {symbol: client.candles(symbol, interval) for symbol, interval in CANDLES.items()}
+    return items, latest, candles
 
 
-def chart(items: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+def chart(items: dict[str, list[Tick]], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,18 +103,17 @@ def chart(items: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     figure, axes = plt.subplots(2, len(symbols), figsize=(7 * len(symbols), 7), sharex="col",
                                 gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
     for column, symbol in enumerate(symbols):
-        rows = sorted(items[symbol], key=lambda i: i["timestamp"])
-        when = [datetime.fromtimestamp(int(i["timestamp"]) // 1_000_000, timezone.utc) for i in rows]
+        rows = sorted(items[symbol], key=lambda tick: tick.key)
+        when = [tick.time for tick in rows]
         top, bottom = axes[0][column], axes[1][column]
-        top.plot(when, [float(i["price"]) for i in rows], label="price", color="black", linewidth=1)
+        top.plot(when, [float(tick.price) for tick in rows], label="price", color="black", linewidth=1)
         for name in ("sma_5", "sma_20", "ema_12", "ema_26"):
-            top.plot(when, [float(i[name]) if name in i else float("nan") for i in rows], label=name, linewidth=0.9)
-        top.set_title(f"{symbol}: price and moving averages (from the pipeline's table)")
+            top.plot(when, [_number(tick.indicator(name)) for tick in rows], label=name, linewidth=0.9)
+        top.set_title(f"{symbol}: price and moving averages (read through the price API)")
         top.legend(loc="upper left", fontsize=8)
         if symbol == "BTC-USD":
             top.set_yscale("log")
-        bottom.plot(when, [float(i["volatility_20"]) if "volatility_20" in i else float("nan") for i in rows],
-                    color="tab:red")
+        bottom.plot(when, [_number(tick.volatility_20) for tick in rows], color="tab:red")
         bottom.set_title("volatility_20 (std of log returns)", fontsize=9)
         locator = mdates.AutoDateLocator()
         bottom.xaxis.set_major_locator(locator)
@@ -125,16 +125,22 @@ def chart(items: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     return path
 
 
-def summary_table(items: dict[str, list[dict[str, Any]]]) -> Table:
-    table = Table(title="Latest enriched price per symbol")
-    for name in ("symbol", "items", "enriched", "latest", "price", *INDICATOR_COLUMNS):
+def _number(value: Decimal | None) -> float:
+    return float(value) if value is not None else float("nan")
+
+
+def summary_table(items: dict[str, list[Tick]], latest: dict[str, Tick | None]) -> Table:
+    table = Table(title="Latest price per symbol, read through the price API (GET /v1/latest)")
+    for name in ("symbol", "ticks", "enriched", "latest", "price", *INDICATOR_COLUMNS):
         table.add_column(name, justify="right" if name not in ("symbol", "latest") else "left")
     for symbol, rows in items.items():
-        latest = max(rows, key=lambda i: i["timestamp"])
-        when = datetime.fromtimestamp(int(latest["timestamp"]) // 1_000_000, timezone.utc).strftime("%Y-%m-%d %H:%M")
-        values = [f"{Decimal(latest[c]):.6g}" if c in latest else "—" for c in INDICATOR_COLUMNS]
-        table.add_row(symbol, str(len(rows)), str(sum("enriched_at" in i for i in rows)), when,
-                      str(latest["price"]), *values)
+        newest = latest.get(symbol)
+        if newest is None:
+            table.add_row(symbol, str(len(rows)), "0", "—", "—", *["—"] * len(INDICATOR_COLUMNS))
+            continue
+        values = [f"{value:.6g}" if (value := newest.indicator(c)) is not None else "—" for c in INDICATOR_COLUMNS]
+        table.add_row(symbol, str(len(rows)), str(sum(tick.enriched_at_ms is not None for tick in rows)),
+                      newest.time.strftime("%Y-%m-%d %H:%M"), str(newest.price), *values)
     return table
 
 
@@ -159,19 +165,29 @@ def run_demo(console: Console | None = None, chart_path: Path = RESULTS_DIR / "d
         phase = time.monotonic()
         stack.settle()
         timings["enrichment drained"] = time.monotonic() - phase
-        items = {symbol: stored_items(stack, symbol) for symbol in FEED}
-        inbox.wait_for(lambda received: len(received) >= sum(len(v) for v in items.values()), timeout=30)
+        phase = time.monotonic()
+        client = PriceClient(stack.running.price_api_url or "", session=session.session(stack.running.config.region),
+                             region=stack.running.config.region)
+        items, latest, candles = read_back(client)
+        timings["read back through the API"] = time.monotonic() - phase
+        inbox.wait_for(lambda received: len(received) >= len(rows), timeout=30)
         notifications = len(inbox.received())
         inbox.close()
     path = chart(items, chart_path)
+    candle_charts = {symbol: candlestick_chart(candles[symbol], symbol, CANDLES[symbol],
+                                               chart_path.with_name(f"demo-candles-{symbol}.png"))
+                     for symbol in CANDLES}
     timings["total"] = time.monotonic() - started
 
-    console.print(summary_table(items))
+    console.print(summary_table(items, latest))
     console.print(f"SNS notifications received by the subscriber queue: [bold]{notifications}[/bold] "
                   f"for {sum(len(v) for v in items.values())} stored updates ({len(rows)} sent)")
     console.print(f"Chart of price, moving averages and volatility: [bold]{local_path(path)}[/bold]")
+    for symbol, candle_path in candle_charts.items():
+        console.print(f"{symbol} {CANDLES[symbol]} candles ({len(candles[symbol])}, GET /v1/candles): "
+                      f"[bold]{local_path(candle_path)}[/bold]")
     console.print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()))
-    result = DemoResult(len(rows), accepted, items, notifications, path, timings)
+    result = DemoResult(len(rows), accepted, items, notifications, path, timings, candle_charts)
     if not result.complete:
         raise DemoIncomplete(f"{result.sent} updates sent but not all were stored, enriched and announced")
     return result
