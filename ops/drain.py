@@ -328,8 +328,9 @@ def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[s
     if dry_run or not messages:
         release(sqs, url, messages)
         return report
+    # The re-drive goes through the enricher's own process, candle maintenance included.
     settings = EnricherSettings(table_name=outputs["table_name"], topic_arn=outputs["success_topic_arn"],
-                                windows=windows)
+                                windows=windows, candle_table_name=outputs.get("candle_table_name", ""))
     advance = progress(len(messages)) if progress else (lambda: None)
     for message in messages:
         try:

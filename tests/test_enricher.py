@@ -12,12 +12,12 @@ import boto3
 import pandas as pd
 import pytest
 
+from demo.price_data import SOURCE_NOTE, load_series
 from functions.log_alerts import handler as log_alerts
 from functions.log_alerts import service as log_alerts_service
 from functions.price_enricher.indicators import Windows
 from tests.support.enricher_support import Counter, Pipeline
 from tests.support.faults import FaultInjector
-from demo.price_data import SOURCE_NOTE, load_series
 
 
 @pytest.fixture
@@ -129,7 +129,8 @@ def test_an_item_deleted_before_enrichment_is_not_resurrected(pipeline):
     kept, deleted = (pipeline.record(pipeline.put("BTC-USD", 1_700_000_000_000 + t, 100 + t)) for t in range(2))
     pipeline.dynamodb.delete_item(TableName=pipeline.settings.table_name, Key=deleted["dynamodb"]["Keys"])
     assert pipeline.enrich([kept, deleted]) == {"batchItemFailures": []}
-    assert [item["timestamp"] for item in pipeline.items("BTC-USD")] == [int(kept["dynamodb"]["Keys"]["timestamp"]["N"])]
+    assert [item["timestamp"] for item in pipeline.items("BTC-USD")] == [
+        int(kept["dynamodb"]["Keys"]["timestamp"]["N"])]
     assert len(pipeline.notifications()) == 1
 
 
@@ -147,6 +148,8 @@ def test_a_retried_record_keeps_and_announces_its_first_enrichment(pipeline):
 
 
 def test_a_late_record_is_enriched_from_the_history_before_it(pipeline):
+    """Issue 12 item 8 changed the second half: the later items are now corrected (they were
+    left as enriched without the late tick, which skewed every later EMA for good)."""
     records = {t: pipeline.record(pipeline.put("SOL-USD", 1_700_000_000_000 + t * 1000, 10 + t))
                for t in range(0, 10) if t != 5}
     pipeline.enrich([records[t] for t in sorted(records)])
@@ -157,8 +160,18 @@ def test_a_late_record_is_enriched_from_the_history_before_it(pipeline):
     late_item = after[int(late["dynamodb"]["NewImage"]["timestamp"]["N"])]
     assert late_item["sma_5"] == Decimal("13.0")   # 11, 12, 13, 14, 15
     assert float(late_item["change_pct"]) == pytest.approx(1 / 14 * 100, rel=1e-12)
-    for timestamp, item in before.items():  # later items are not recomputed
-        assert after[timestamp] == item
+    expected = pandas_indicators([10.0 + t for t in range(10)], pipeline.settings.windows)
+    for index, (timestamp, item) in enumerate(sorted(after.items())):
+        for column in ("sma_5", "ema_12", "ema_26", "change_pct"):
+            reference = expected[column].iloc[index]
+            if pd.isna(reference):
+                assert column not in item, (index, column)
+            else:
+                assert float(item[column]) == pytest.approx(reference, rel=1e-12), (index, column)
+        if timestamp in before and timestamp > int(late["dynamodb"]["NewImage"]["timestamp"]["N"]):
+            assert item["enriched_at"] == before[timestamp]["enriched_at"] and "corrected_at" in item  # corrected
+        elif timestamp in before:
+            assert item == before[timestamp]  # the items before the late tick are untouched
 
 
 def test_every_enriched_update_is_announced_with_a_symbol_attribute(pipeline):

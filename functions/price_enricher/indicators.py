@@ -6,7 +6,8 @@ Per symbol, over its items ordered by `timestamp`, the current item included:
                   (pandas ewm(span=n, adjust=False).mean() over the whole series)
   volatility_<n>  sample standard deviation (ddof=1) of the last n log returns (n+1 prices)
   change_pct      (p_t - p_t-1) / p_t-1 * 100
-A field whose history is too short is absent, never 0.
+A field whose history is too short is absent, never 0. So is a value DynamoDB cannot store
+(`storable`): an extreme but valid price jump must not make its record fail on every delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, Rounded
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Windows:
 
     def as_mapping(self) -> dict[str, list[int]]:
         return {"sma": list(self.sma), "ema": list(self.ema), "volatility": list(self.volatility)}
+
+    def names(self) -> tuple[str, ...]:
+        """Every indicator these windows define (an item's indicator attributes)."""
+        return (*(f"sma_{n}" for n in self.sma), *(f"ema_{n}" for n in self.ema),
+                *(f"volatility_{n}" for n in self.volatility), "change_pct")
 
     @property
     def history_needed(self) -> int:
@@ -52,7 +58,7 @@ def window_indicators(prices: Sequence[float], windows: Windows) -> dict[str, fl
     for n in windows.volatility:
         if len(prices) >= n + 1:
             tail = prices[-(n + 1):]
-            returns = [math.log(b / a) for a, b in zip(tail, tail[1:])]
+            returns = [math.log(b / a) for a, b in zip(tail, tail[1:], strict=False)]
             result[f"volatility_{n}"] = statistics.stdev(returns)
     if len(prices) >= 2:
         result["change_pct"] = (current - prices[-2]) / prices[-2] * 100.0
@@ -62,3 +68,45 @@ def window_indicators(prices: Sequence[float], windows: Windows) -> dict[str, fl
 def to_decimal(value: float) -> Decimal:
     """Exact round-trip of the float (repr), so a stored EMA continues the chain without drift."""
     return Decimal(repr(value))
+
+
+# DynamoDB's Number: up to 38 significant digits, magnitude 1E-130 to 9.99...E+125, or 0
+# (boto3 checks the digits with its DYNAMODB_CONTEXT; its exponent limits are a little wider
+# than the service's, so the range is checked here as DynamoDB documents it).
+DYNAMODB_DIGITS = 38
+DYNAMODB_MIN_EXPONENT = -130
+DYNAMODB_MAX_EXPONENT = 125
+_EXACT = Context(prec=DYNAMODB_DIGITS, traps=[Inexact, Rounded])
+
+
+def storable(value: Decimal) -> bool:
+    """Whether DynamoDB can store `value` as a Number exactly."""
+    if not value.is_finite():
+        return False
+    if value.is_zero():
+        return True
+    if not DYNAMODB_MIN_EXPONENT <= value.adjusted() <= DYNAMODB_MAX_EXPONENT:
+        return False
+    try:
+        _EXACT.create_decimal(value)
+    except (Inexact, Rounded):
+        return False
+    return True
+
+
+def to_stored(values: Mapping[str, float]) -> tuple[dict[str, Decimal], tuple[str, ...]]:
+    """The values as Decimals, and the names left out because DynamoDB cannot store them.
+
+    A value out of DynamoDB's range (a change of 1E+132 % after a jump from 1E-10 to 1E+120)
+    is absent, like an undefined one: otherwise its put would fail on every delivery and the
+    record would end in the dead-letter queue, taking its valid indicators with it.
+    """
+    stored: dict[str, Decimal] = {}
+    left_out: list[str] = []
+    for name, value in values.items():
+        decimal = to_decimal(value) if math.isfinite(value) else Decimal("NaN")
+        if storable(decimal):
+            stored[name] = decimal
+        else:
+            left_out.append(name)
+    return stored, tuple(sorted(left_out))

@@ -1,11 +1,13 @@
 """Price enricher service: a batch of the table stream's INSERT records → indicators stored → SNS.
 
-Three steps, each in one place: a pure planner (`planner`) computes every record's
-indicators from the batch and the symbols' history; the storage step puts each item once
-(`price_table.ticks.put_enriched`); the announcements go out on SNS. Failures of any step
-are reported in `batchItemFailures`, built once at the end, for Lambda to retry or send
-to the on-failure destination. Stream invocations are synchronous, so Lambda destinations
-never fire here: the function publishes its own success notifications.
+Each step in one place: a pure planner (`planner`) computes every record's indicators, and
+the corrections a late record makes to later items, from the batch and the symbols' stored
+items; the storage step puts each item once (`price_table.ticks.put_enriched`), then writes
+the corrections (`put_correction`, conditional on what was read); the candle step brings
+each symbol's candles up to date (`price_table.candles.maintain`); the announcements go out
+on SNS. Failures of any step are reported in `batchItemFailures`, built once at the end, for
+Lambda to retry or send to the on-failure destination. Stream invocations are synchronous,
+so Lambda destinations never fire here: the function publishes its own notifications.
 
 Importable without the Lambda's Powertools logger and metrics (the drain and the tests call
 `process`); `handler.py` adds them.
@@ -19,115 +21,283 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from botocore.config import Config
 
-from functions.price_enricher.planner import Failed, Planned, StreamItem, group_records, plan_symbol
+from functions.price_enricher.planner import (
+    Correction,
+    Failed,
+    Pages,
+    Planned,
+    StreamItem,
+    SymbolPlan,
+    group_records,
+    parse_row,
+    plan_symbol,
+    stored_values,
+)
 from functions.price_enricher.settings import Settings
 from functions.shared.observability import MetricSink, no_metrics
+from functions.shared.price_table import candles
 from functions.shared.price_table.keys import event_ms
-from functions.shared.price_table.ticks import StoredEnrichment, history_pages, put_enriched
+from functions.shared.price_table.ticks import (
+    CorrectionOutcome,
+    StoredEnrichment,
+    history_pages,
+    pages_after,
+    put_correction,
+    put_enriched,
+)
 
 __all__ = ["CLIENT_CONFIG", "Settings", "process"]
 
 READ_THREADS = 8
 WRITE_THREADS = 16
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=WRITE_THREADS + 4)
+CANDLE_THREADS = 4
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5},
+                       max_pool_connections=max(WRITE_THREADS, CANDLE_THREADS * candles.WRITE_THREADS) + 4)
 SNS_BATCH = 10
 
 logger = logging.getLogger("price_enricher")
 
 
-@dataclass(frozen=True)
-class Enriched:
-    """A stored record and what its item holds (the values to announce)."""
-
-    item: StreamItem
-    stored: StoredEnrichment
-
-
-class _CountingHistory:
-    """The history source handed to the planner: Query pages, with the requests counted."""
+class _CountingReader:
+    """The planner's `TickReader`: Query pages of the prices table, with the requests counted."""
 
     def __init__(self, client: Any, settings: Settings) -> None:
         self.client, self.settings = client, settings
         self.requests = 0
         self._lock = threading.Lock()  # symbols are read concurrently
 
-    def __call__(self, symbol: str, newest: int, page_size: int) -> Iterable[tuple[list[dict[str, Any]], bool]]:
-        for page in history_pages(self.client, self.settings.table_name, symbol, newest, page_size,
-                                  self.settings.windows.ema):
+    def _counted(self, pages: Pages) -> Pages:
+        for page in pages:
             with self._lock:
                 self.requests += 1
             yield page
 
+    def newest_first(self, symbol: str, newest: int | None, page_size: int) -> Pages:
+        return self._counted(history_pages(self.client, self.settings.table_name, symbol, newest, page_size))
 
-def plan(records: Sequence[Mapping[str, Any]], history: _CountingHistory, settings: Settings
-         ) -> tuple[list[Planned], list[Failed], int]:
-    """Every INSERT record planned or failed; symbols' history reads run concurrently."""
-    by_symbol, failed, skipped = group_records(records)
-    planned: list[Planned] = []
-    if by_symbol:
-        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(by_symbol))) as pool:
-            for outcomes in pool.map(lambda items: plan_symbol(items, history, settings.windows), by_symbol.values()):
-                for outcome in outcomes:
-                    (planned if isinstance(outcome, Planned) else failed).append(outcome)  # type: ignore[arg-type]
-    return planned, failed, skipped
+    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int) -> Pages:
+        return self._counted(pages_after(self.client, self.settings.table_name, symbol, after, page_sizes,
+                                         max_items))
 
 
-def store(dynamodb: Any, settings: Settings, planned: Sequence[Planned], enriched_at_ms: int
-          ) -> tuple[list[Enriched], list[Failed], int]:
-    """Put every planned item once, concurrently: (stored, failed, deleted meanwhile)."""
-    def put(entry: Planned) -> Enriched | Failed | None:
+def plan(by_symbol: Mapping[str, Sequence[StreamItem]], reader: _CountingReader, settings: Settings
+         ) -> dict[str, SymbolPlan]:
+    """Every symbol's plan; the symbols' reads run concurrently."""
+    if not by_symbol:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(by_symbol))) as pool:
+        plans = pool.map(lambda items: plan_symbol(items, reader, settings.windows), by_symbol.values())
+        return dict(zip(by_symbol, plans, strict=True))
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One SNS message: an item's stored values, first announced (`corrected_at` None) or
+    corrected; `sequence_number` is the record failed if the message is not accepted."""
+
+    sequence_number: str
+    symbol: str
+    timestamp: int
+    price: str
+    exchange: Any
+    indicators: Mapping[str, Decimal]
+    enriched_at: int
+    corrected_at: int | None = None
+
+
+@dataclass
+class _Stored:
+    """What the storage steps did (mutable while the batch runs, read once at the end)."""
+
+    announcements: list[Announcement] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    deleted: int = 0
+    puts: int = 0
+    corrections_written: int = 0
+    correction_requests: int = 0
+    out_of_range: int = 0
+
+
+def _first_announcement(item: StreamItem, stored: StoredEnrichment) -> Announcement:
+    return Announcement(item.sequence_number, item.symbol, item.timestamp, str(item.image.get("price")),
+                        item.image.get("exchange"), stored.indicators, stored.enriched_at, stored.corrected_at)
+
+
+def store(dynamodb: Any, settings: Settings, planned: Sequence[Planned], enriched_at_ms: int, result: _Stored
+          ) -> dict[str, StoredEnrichment | None]:
+    """Put every planned item once, concurrently; what each record's item holds afterwards
+    (None: deleted meanwhile; absent: the put failed)."""
+    def put(entry: Planned) -> StoredEnrichment | Failed | None:
         try:
-            stored = put_enriched(dynamodb, settings.table_name, entry.item.stored_image, entry.indicators,
-                                  enriched_at_ms)
+            return put_enriched(dynamodb, settings.table_name, entry.item.stored_image, entry.indicators,
+                                enriched_at_ms)
         except Exception as error:  # noqa: BLE001 - reported for Lambda to retry
             return Failed(entry.item.sequence_number, f"write failed: {type(error).__name__}: {error}"[:300])
-        return Enriched(entry.item, stored) if stored is not None else None
 
-    enriched: list[Enriched] = []
+    held: dict[str, StoredEnrichment | None] = {}
+    if not planned:
+        return held
+    result.puts += len(planned)
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(planned))) as pool:
+        for entry, outcome in zip(planned, pool.map(put, planned), strict=True):
+            if isinstance(outcome, Failed):
+                result.failed.append(outcome)
+                continue
+            held[entry.item.sequence_number] = outcome
+            if outcome is None:
+                result.deleted += 1
+                continue
+            if outcome.enriched_at == enriched_at_ms and outcome.corrected_at is None:
+                result.out_of_range += len(entry.out_of_range)
+            result.announcements.append(_first_announcement(entry.item, outcome))
+    return held
+
+
+def confirmed_corrections(plans: Mapping[str, SymbolPlan], held: Mapping[str, StoredEnrichment | None],
+                          settings: Settings, result: _Stored) -> list[Correction]:
+    """The corrections whose basis is stored: each was computed from the batch records before
+    it, so it is written only if every one of them now holds the values the walk continued
+    from. A record whose item turned out otherwise (enriched concurrently between the read and
+    the put, or its put failed) withholds the corrections after it, and is failed so that its
+    retry recomputes them from what is stored."""
+    names = set(settings.windows.names())
+    confirmed: list[Correction] = []
+    for symbol_plan in plans.values():
+        if not symbol_plan.corrections:
+            continue
+        cutoff: int | None = None
+        for entry in symbol_plan.planned:
+            sequence = entry.item.sequence_number
+            if sequence not in held:
+                mismatch = True  # its put failed: already reported
+            else:
+                outcome = held[sequence]
+                mismatch = outcome is not None and {k: v for k, v in outcome.indicators.items() if k in names} != \
+                    dict(entry.basis)
+                if mismatch:
+                    result.failed.append(Failed(sequence, "enriched concurrently: later items recomputed on retry"))
+            if mismatch and (cutoff is None or entry.item.timestamp < cutoff):
+                cutoff = entry.item.timestamp
+        confirmed += [c for c in symbol_plan.corrections if cutoff is None or c.timestamp < cutoff]
+    return confirmed
+
+
+def correct(dynamodb: Any, settings: Settings, corrections: Sequence[Correction], corrected_at_ms: int,
+            result: _Stored) -> None:
+    """Write the corrections (conditional on the enrichment read), concurrently; announce each
+    written one, and those a previous delivery wrote (`write` False) again."""
+    def write(entry: Correction) -> CorrectionOutcome | Failed:
+        try:
+            return put_correction(dynamodb, settings.table_name, entry.image, entry.indicators, corrected_at_ms,
+                                  entry.trigger.timestamp)
+        except Exception as error:  # noqa: BLE001 - the trigger record is reported for Lambda to retry
+            return Failed(entry.trigger.sequence_number, f"correction failed: {type(error).__name__}: {error}"[:300])
+
+    to_write = [entry for entry in corrections if entry.write]
+    outcomes: dict[int, CorrectionOutcome | Failed] = {}
+    if to_write:
+        result.correction_requests += len(to_write)
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(to_write))) as pool:
+            outcomes = dict(zip((id(entry) for entry in to_write), pool.map(write, to_write), strict=True))
+    for entry in corrections:
+        outcome = outcomes.get(id(entry))
+        if isinstance(outcome, Failed):
+            result.failed.append(outcome)
+            continue
+        if outcome is CorrectionOutcome.CHANGED:
+            result.failed.append(Failed(entry.trigger.sequence_number,
+                                        "correction refused: the item changed since it was read"))
+            continue
+        if outcome is CorrectionOutcome.DELETED:
+            continue
+        row = parse_row(entry.image)
+        plain = stored_values(row)
+        if outcome is CorrectionOutcome.WRITTEN:
+            result.corrections_written += 1
+            result.out_of_range += len(entry.out_of_range)
+            corrected_at = corrected_at_ms
+        else:
+            corrected_at = int(plain["corrected_at"]) if "corrected_at" in plain else corrected_at_ms
+        result.announcements.append(Announcement(
+            entry.trigger.sequence_number, entry.symbol, entry.timestamp, str(plain.get("price")),
+            plain.get("exchange"), entry.indicators, int(plain["enriched_at"]), corrected_at))
+
+
+@dataclass(frozen=True)
+class CandleResult:
+    failed: tuple[Failed, ...] = ()
+    read_requests: int = 0
+    write_requests: int = 0
+
+
+def maintain_candles(dynamodb: Any, settings: Settings, by_symbol: Mapping[str, Sequence[StreamItem]]
+                     ) -> CandleResult:
+    """Bring each symbol's candles up to date with the batch's ticks, after they are stored.
+
+    Every INSERT record that parsed counts, including one whose item was enriched before (a
+    retry): maintenance recomputes candles from stored ticks and skips a batch it has applied,
+    so it never counts a tick twice. A symbol whose maintenance fails has its records failed:
+    the retry maintains again. No candle table configured: nothing to do.
+    """
+    if not settings.candle_table_name or not by_symbol:
+        return CandleResult()
+
+    def run(symbol: str) -> candles.CandleWrites | Exception:
+        try:
+            return candles.maintain(dynamodb, settings.candle_table_name, settings.table_name, symbol,
+                                    [item.timestamp for item in by_symbol[symbol]])
+        except Exception as error:  # noqa: BLE001 - the symbol's records are reported and retried
+            return error
+
     failed: list[Failed] = []
-    deleted = 0
-    if planned:
-        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(planned))) as pool:
-            for outcome in pool.map(put, planned):
-                if isinstance(outcome, Enriched):
-                    enriched.append(outcome)
-                elif isinstance(outcome, Failed):
-                    failed.append(outcome)
-                else:
-                    deleted += 1
-    return enriched, failed, deleted
+    reads = writes = 0
+    with ThreadPoolExecutor(max_workers=min(CANDLE_THREADS, len(by_symbol))) as pool:
+        for symbol, outcome in zip(by_symbol, pool.map(run, by_symbol), strict=True):
+            if isinstance(outcome, Exception):
+                reason = f"candles failed: {type(outcome).__name__}: {outcome}"[:300]
+                failed += [Failed(item.sequence_number, reason) for item in by_symbol[symbol]]
+            else:
+                reads += outcome.read_requests
+                writes += outcome.write_requests
+    return CandleResult(tuple(failed), reads, writes)
 
 
-def notification(entry: Enriched) -> dict[str, Any]:
-    item = entry.item
-    body = {
-        "symbol": item.symbol, "timestamp": item.timestamp, "event_time_ms": event_ms(item.timestamp),
-        "price": str(item.image.get("price")), "exchange": item.image.get("exchange"),
-        "indicators": {name: str(value) for name, value in sorted(entry.stored.indicators.items())},
-        "enriched_at": entry.stored.enriched_at,
+def notification(entry: Announcement) -> dict[str, Any]:
+    """The SNS message: a correction carries `correction: true` and `corrected_at` (body and
+    message attribute), so subscribers can tell it from a first announcement and filter on it."""
+    body: dict[str, Any] = {
+        "symbol": entry.symbol, "timestamp": entry.timestamp, "event_time_ms": event_ms(entry.timestamp),
+        "price": entry.price, "exchange": entry.exchange,
+        "indicators": {name: str(value) for name, value in sorted(entry.indicators.items())},
+        "enriched_at": entry.enriched_at, "correction": entry.corrected_at is not None,
     }
+    if entry.corrected_at is not None:
+        body["corrected_at"] = entry.corrected_at
     return {"Message": json.dumps(body),
-            "MessageAttributes": {"symbol": {"DataType": "String", "StringValue": item.symbol}}}
+            "MessageAttributes": {
+                "symbol": {"DataType": "String", "StringValue": entry.symbol},
+                "correction": {"DataType": "String", "StringValue": "true" if entry.corrected_at else "false"}}}
 
 
-def publish(sns: Any, topic_arn: str, enriched: Sequence[Enriched]) -> list[Failed]:
-    """Announce each enriched update (PublishBatch, 10 a call); the records whose message was not accepted."""
+def publish(sns: Any, topic_arn: str, announcements: Sequence[Announcement]) -> list[Failed]:
+    """Announce each update (PublishBatch, 10 a call); the records whose message was not accepted."""
     failed: list[Failed] = []
-    for start in range(0, len(enriched), SNS_BATCH):
-        chunk = enriched[start:start + SNS_BATCH]
+    for start in range(0, len(announcements), SNS_BATCH):
+        chunk = announcements[start:start + SNS_BATCH]
         entries = [{"Id": str(i), **notification(entry)} for i, entry in enumerate(chunk)]
         try:
             result = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
-            failed += [Failed(chunk[int(entry["Id"])].item.sequence_number, "notification not accepted")
+            failed += [Failed(chunk[int(entry["Id"])].sequence_number, "notification not accepted")
                        for entry in result.get("Failed", [])]
-        except Exception:  # noqa: BLE001 - reported as failures so the records are retried
+        except Exception:
             logger.exception("publishing notifications failed", extra={"count": len(chunk)})
-            failed += [Failed(entry.item.sequence_number, "notification failed") for entry in chunk]
+            failed += [Failed(entry.sequence_number, "notification failed") for entry in chunk]
     return failed
 
 
@@ -143,23 +313,44 @@ def _sequence_order(sequence: str) -> tuple[int, str]:
 
 def process(event: Mapping[str, Any], settings: Settings, dynamodb: Any, sns: Any, now: float | None = None,
             metrics: MetricSink = no_metrics) -> dict[str, Any]:
-    """One stream batch: plan, store, announce; report what failed."""
+    """One stream batch: plan, store, correct, maintain candles, announce; report what failed."""
     records = event.get("Records", [])
-    history = _CountingHistory(dynamodb, settings)
-    planned, failed, _ = plan(records, history, settings)
-    enriched_at = int((time.time() if now is None else now) * 1000)
-    enriched, write_failures, deleted = store(dynamodb, settings, planned, enriched_at)
-    if deleted:
-        logger.warning("items deleted before enrichment", extra={"count": deleted})
-    announce_failures = publish(sns, settings.topic_arn, enriched) if enriched else []
-    failures = [*failed, *write_failures, *announce_failures]
+    now_ms = int((time.time() if now is None else now) * 1000)
+    reader = _CountingReader(dynamodb, settings)
+    by_symbol, failed, _ = group_records(records)
+    plans = plan(by_symbol, reader, settings)
+    failed += [entry for symbol_plan in plans.values() for entry in symbol_plan.failed]
+    planned = [entry for symbol_plan in plans.values() for entry in symbol_plan.planned]
+    result = _Stored()
+    held = store(dynamodb, settings, planned, now_ms, result)
+    first_announced = len(result.announcements)
+    correct(dynamodb, settings, confirmed_corrections(plans, held, settings, result), now_ms, result)
+    candle = maintain_candles(dynamodb, settings, by_symbol)
+    if result.deleted:
+        logger.warning("items deleted before enrichment", extra={"count": result.deleted})
+    announce_failures = publish(sns, settings.topic_arn, result.announcements) if result.announcements else []
+    failures = [*failed, *result.failed, *candle.failed, *announce_failures]
 
-    metrics("RecordsEnriched", len(enriched) - len(announce_failures))
+    first_sequences = {a.sequence_number for a in result.announcements[:first_announced]}
+    first_failed = {f.sequence_number for f in announce_failures} & first_sequences
+    reads = reader.requests + candle.read_requests
+    writes = result.puts + result.correction_requests + candle.write_requests
+    metrics("RecordsEnriched", first_announced - len(first_failed))
+    metrics("ItemsCorrected", result.corrections_written)
+    metrics("IndicatorsOutOfRange", result.out_of_range)
     metrics("RecordFailures", len({f.sequence_number for f in failures}))
-    metrics("DynamoDBRequests", history.requests + len(planned))
+    metrics("DynamoDBRequests", reads + writes)
+    for symbol, symbol_plan in plans.items():
+        if symbol_plan.corrections:
+            logger.info("late records corrected later items", extra={
+                "symbol": symbol, "corrections": sum(c.write for c in symbol_plan.corrections),
+                "announced_again": sum(not c.write for c in symbol_plan.corrections),
+                "compared_after_batch": symbol_plan.compared, "stop": symbol_plan.stop})
     if failures:
         reasons = sorted({f.reason.split(":")[0] for f in failures})
         logger.error("records failed enrichment", extra={"failed": len(failures), "reasons": reasons})
-    logger.info("batch enriched", extra={"records": len(records), "enriched": len(enriched),
-                                         "dynamodb_reads": history.requests, "dynamodb_writes": len(planned)})
+    logger.info("batch enriched", extra={
+        "records": len(records), "enriched": first_announced, "corrected": result.corrections_written,
+        "dynamodb_reads": reads, "dynamodb_writes": writes,
+        "candle_reads": candle.read_requests, "candle_writes": candle.write_requests})
     return batch_item_failures(failures)

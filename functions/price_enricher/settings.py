@@ -22,6 +22,11 @@ class Settings:
     table_name: str = env("TABLE_NAME")
     topic_arn: str = env("SUCCESS_TOPIC_ARN")
     windows: Windows = env("INDICATOR_WINDOWS", Windows(), parse=_windows, render=_windows_text)
+    # The candle table (`price-candles-<suffix>`) the enricher maintains as the stream flows.
+    # Optional: empty (the default) maintains no candles, so that callers without a candle table
+    # (benchmarks, tests of enrichment alone) need none; the pipeline stack sets it, and so must
+    # any caller of `process` whose batches should reach the candles (the enricher-DLQ drain).
+    candle_table_name: str = env("CANDLE_TABLE_NAME", "")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:

@@ -1,5 +1,5 @@
 """Tick items: their format, the webhook's conditional write (shared with the webhook DLQ
-re-drive), the enricher's history read and its conditional put.
+re-drive), the enricher's history read, its conditional put and its corrections of later items.
 
 Every stored item carries `stored_at`, the epoch milliseconds of the write that stored it (the
 webhook's, or the webhook-DLQ re-drive's, not the sender's receive time): the table stream's
@@ -14,11 +14,12 @@ a duplicate. A write never overwrites an item (it may carry enrichment already).
 
 from __future__ import annotations
 
+import itertools
 import time
-from decimal import Decimal
-from enum import Enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum, StrEnum
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -105,46 +106,104 @@ def store_update(client: Any, table_name: str, update: PriceUpdate) -> tuple[Sto
     raise KeySpaceExhausted(f"{MAX_PROBES} distinct updates for {update.symbol} in one millisecond")
 
 
-# ---- the enricher's history read and conditional put -------------------------------------------
+# ---- the enricher's reads, its conditional put and its corrections ------------------------------
 
-def history_pages(client: Any, table_name: str, symbol: str, newest: int, page_size: int,
-                  ema_windows: tuple[int, ...]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-    """A symbol's items at or before `newest`, newest first, page by page: (rows, last page?).
+INDICATOR_PREFIXES = ("sma_", "ema_", "volatility_")
+CHANGE_PCT = "change_pct"
+ENRICHED_AT = "enriched_at"
+CORRECTED_AT = "corrected_at"
+CORRECTED_BY = "corrected_by"
 
-    Consistent reads: the previous tick may have been written a moment ago. Only the key,
-    the price and the stored EMAs are projected, which the indicators continue from.
-    """
-    names = {"#s": "symbol", "#t": "timestamp", "#p": "price"}
-    projection = ["#s", "#t", "#p"]
-    for n in ema_windows:
-        names[f"#e{n}"] = f"ema_{n}"
-        projection.append(f"#e{n}")
-    arguments: dict[str, Any] = {
-        "TableName": table_name,
-        "KeyConditionExpression": "#s = :s AND #t <= :t",
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": {":s": {"S": symbol}, ":t": {"N": str(newest)}},
-        "ProjectionExpression": ", ".join(projection),
-        "ScanIndexForward": False,
-        "ConsistentRead": True,
-        "Limit": page_size,
-    }
+
+def is_indicator(name: str) -> bool:
+    """Whether an attribute is an indicator (`sma_<n>`, `ema_<n>`, `volatility_<n>`, `change_pct`):
+    a correction replaces exactly these, whatever windows stored them."""
+    if name == CHANGE_PCT:
+        return True
+    return any(name.startswith(prefix) and name[len(prefix):].isdigit() for prefix in INDICATOR_PREFIXES)
+
+
+def _query_pages(client: Any, arguments: dict[str, Any], limits: Iterator[int]
+                 ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
     while True:
+        limit = next(limits, None)
+        if limit is None:
+            return  # as many items as the caller allowed
+        arguments["Limit"] = limit
         page = client.query(**arguments)
         last_key = page.get("LastEvaluatedKey")
-        yield [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]], \
-            last_key is None
+        yield page["Items"], last_key is None
         if last_key is None:
             return
         arguments["ExclusiveStartKey"] = last_key
 
 
+def history_pages(client: Any, table_name: str, symbol: str, newest: int | None, page_size: int
+                  ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """A symbol's items newest first, page by page: (typed items, last page?).
+
+    From the top of the partition when `newest` is None, else at or before `newest`. The
+    enricher reads from the top so that the same Query that finds the history also shows
+    whether items newer than its batch are already enriched (a late record): in the stream's
+    normal flow there are none, and the read costs what it did. Consistent reads: the
+    previous tick may have been written a moment ago. Whole items: a correction rewrites the
+    item it read, and a projection would not lower the read units (DynamoDB bills the item).
+    """
+    condition = "#s = :s" if newest is None else "#s = :s AND #t <= :t"
+    values: dict[str, Any] = {":s": {"S": symbol}}
+    names = {"#s": PARTITION_KEY}
+    if newest is not None:
+        values[":t"] = {"N": str(newest)}
+        names["#t"] = SORT_KEY
+    arguments: dict[str, Any] = {
+        "TableName": table_name, "KeyConditionExpression": condition, "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values, "ScanIndexForward": False, "ConsistentRead": True,
+    }
+    return _query_pages(client, arguments, itertools.repeat(page_size))
+
+
+def pages_after(client: Any, table_name: str, symbol: str, after: int, page_sizes: Sequence[int], max_items: int
+                ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """A symbol's items after `after`, oldest first, page by page (typed items, last page?).
+
+    One Query, continued only while the caller consumes it: the pages grow (`page_sizes`,
+    the last size repeating) because the first item usually settles it (not yet enriched:
+    the stream is only behind), and at most `max_items` items are read in all.
+    """
+    def limits() -> Iterator[int]:
+        remaining = max_items
+        for size in itertools.chain(page_sizes, itertools.repeat(page_sizes[-1])):
+            if remaining <= 0:
+                return
+            yield min(size, remaining)
+            remaining -= size
+
+    arguments: dict[str, Any] = {
+        "TableName": table_name, "KeyConditionExpression": "#s = :s AND #t > :t",
+        "ExpressionAttributeNames": {"#s": PARTITION_KEY, "#t": SORT_KEY},
+        "ExpressionAttributeValues": {":s": {"S": symbol}, ":t": {"N": str(after)}},
+        "ScanIndexForward": True, "ConsistentRead": True,
+    }
+    return _query_pages(client, arguments, limits())
+
+
+def _stored_indicators(item: Mapping[str, Any]) -> dict[str, Decimal]:
+    return {name: Decimal(value["N"]) for name, value in item.items() if is_indicator(name) and "N" in value}
+
+
+def _number_of(item: Mapping[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    return int(value["N"]) if isinstance(value, Mapping) and "N" in value else None
+
+
 @dataclass(frozen=True)
 class StoredEnrichment:
-    """What the item holds after the put: this call's values, or those of an earlier enrichment."""
+    """What the item holds after the put: this call's values, or those of an earlier enrichment
+    (possibly corrected since: then `corrected_at` is set)."""
 
     indicators: Mapping[str, Decimal]
     enriched_at: int
+    corrected_at: int | None = None
 
 
 def put_enriched(client: Any, table_name: str, stored_image: Mapping[str, Any], indicators: Mapping[str, Decimal],
@@ -154,27 +213,80 @@ def put_enriched(client: Any, table_name: str, stored_image: Mapping[str, Any], 
     A conditional PutItem of the stream's full image plus the indicators, rather than an
     UpdateItem: the webhook never changes an item after inserting it, so the image is the
     item, and the write costs the same write units. The condition makes it happen once
-    (a retried record finds its item enriched and keeps the first values, which are
-    returned for its notification) and never resurrects a deleted item.
+    (a retried record finds its item enriched and keeps what is stored, which is returned
+    for its notification) and never resurrects a deleted item.
     """
-    item = {**stored_image, "enriched_at": {"N": str(enriched_at_ms)},
+    item = {**stored_image, ENRICHED_AT: {"N": str(enriched_at_ms)},
             **{name: {"N": str(value)} for name, value in indicators.items()}}
     try:
         client.put_item(
             TableName=table_name, Item=item,
             ConditionExpression="attribute_exists(#symbol) AND attribute_not_exists(#enriched)",
-            ExpressionAttributeNames={"#symbol": "symbol", "#enriched": "enriched_at"},
+            ExpressionAttributeNames={"#symbol": PARTITION_KEY, "#enriched": ENRICHED_AT},
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
         stored = error.response.get("Item")
-        if not stored:
+        if not isinstance(stored, Mapping) or not stored:
             return None
-        first = {name: Decimal(value["N"]) for name, value in stored.items() if name in indicators and "N" in value}
-        return StoredEnrichment(first, int(stored["enriched_at"]["N"]))
+        return StoredEnrichment(_stored_indicators(stored), int(stored[ENRICHED_AT]["N"]),
+                                _number_of(stored, CORRECTED_AT))
     return StoredEnrichment(dict(indicators), enriched_at_ms)
+
+
+class CorrectionOutcome(StrEnum):
+    WRITTEN = "written"
+    CHANGED = "changed"   # the item's enrichment changed since it was read: nothing written
+    DELETED = "deleted"   # the item is gone: nothing written, nothing resurrected
+
+
+def put_correction(client: Any, table_name: str, image: Mapping[str, Any], indicators: Mapping[str, Decimal],
+                   corrected_at_ms: int, corrected_by: int) -> CorrectionOutcome:
+    """Replace an enriched item's indicators with recomputed ones, only if its enrichment is
+    still exactly what was read.
+
+    `image` is the whole item as read (typed). The new item is that image with its indicator
+    attributes replaced by `indicators` (an indicator no longer defined is removed), `enriched_at`
+    kept, `corrected_at` set to this correction's time and `corrected_by` to the sort key of the
+    batch record whose arrival caused it. The condition compares `enriched_at`, `corrected_at`
+    and every indicator attribute with the image, so a concurrent first enrichment, a newer
+    correction or any other enrichment written since the read is never overwritten by this
+    older computation: the caller retries from a new read instead. A PutItem rather than an
+    UpdateItem: the rest of the item never changes after the webhook's insert, and the
+    function's role needs no new action.
+    """
+    names = {"#symbol": PARTITION_KEY, "#enriched": ENRICHED_AT, "#corrected": CORRECTED_AT}
+    values: dict[str, Any] = {":enriched": image[ENRICHED_AT]}
+    clauses = ["attribute_exists(#symbol)", "#enriched = :enriched"]
+    if CORRECTED_AT in image:
+        values[":corrected"] = image[CORRECTED_AT]
+        clauses.append("#corrected = :corrected")
+    else:
+        clauses.append("attribute_not_exists(#corrected)")
+    read = sorted(name for name in image if is_indicator(name))
+    for index, name in enumerate(sorted(set(read) | set(indicators))):
+        names[f"#i{index}"] = name
+        if name in image:
+            values[f":i{index}"] = image[name]
+            clauses.append(f"#i{index} = :i{index}")
+        else:
+            clauses.append(f"attribute_not_exists(#i{index})")
+    item = {name: value for name, value in image.items()
+            if not is_indicator(name) and name not in (CORRECTED_AT, CORRECTED_BY)}
+    item.update({name: {"N": str(value)} for name, value in indicators.items()})
+    item[CORRECTED_AT] = {"N": str(corrected_at_ms)}
+    item[CORRECTED_BY] = {"N": str(corrected_by)}
+    try:
+        client.put_item(TableName=table_name, Item=item, ConditionExpression=" AND ".join(clauses),
+                        ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return CorrectionOutcome.CHANGED if error.response.get("Item") else CorrectionOutcome.DELETED
+    return CorrectionOutcome.WRITTEN
 
 
 # ---- the enricher-DLQ drain: find a failed range's items, verify them ----------------------------

@@ -1,0 +1,485 @@
+"""The candle table: its items, the stream's maintenance step (`maintain`, called by the
+enricher) and the API's reads (`read_candles`, `list_symbols`).
+
+Table `price-candles-<suffix>`: hash key `series` (S), range key `sk` (S), on demand, no
+stream. A table of its own, so its writes never trigger the enricher and never show in
+the enricher's history Query of the prices table.
+
+- Candle: series = "<SYMBOL>#<interval>", sk = start as 15 zero-padded digits (string
+  order = time order), `start` (N, epoch ms), `open`/`high`/`low`/`close` (N, exact, the
+  ticks' own numbers), `count` (N). About 100 bytes: one write unit.
+- Registry, one per symbol: series = "#symbols", sk = "<SYMBOL>", `materialized_ms` (N,
+  the watermark W: every candle whose end <= W is stored; minute-aligned), `version` (N,
+  for compare-and-set), `prefix_<interval>` (M {o, h, l, c, n}) for each coarse interval
+  whose forming bucket [bucket_start(W), W) has ticks (see `functions.shared.candles`),
+  `batches` (S, digests of the last batches applied). Under 1 KB: one write unit.
+
+Maintenance, per symbol of a stream batch, after its ticks are stored: read the registry
+(consistent GetItem), plan (pure), recompute the planned 1m candles from the ticks (one
+consistent Query per run of minutes), the coarse candles and prefixes from those, the old
+prefix, or (around late ticks only) stored candles, write every candle, then advance the
+registry with a compare-and-set on `version`. In the stream's normal flow that is one
+GetItem per symbol and batch, and when a minute closes one tick Query, one PutItem per
+closed candle (1m, and 5m..1d when they close) and one registry PutItem.
+
+Concurrency (the live enricher and a DLQ drain, or a retried batch, on one symbol). Both
+compute from stored ticks, so neither counts a tick twice; what can go wrong is an older
+computation overwriting a newer one. Two guards:
+- Every candle write is conditioned on `count` not decreasing. The ticks of a bucket only
+  grow (no TTL inside the recomputable horizon), so a computation from fewer ticks never
+  replaces one from more.
+- Every step that writes ends with a compare-and-set of the registry on `version`, and a
+  step whose compare-and-set fails starts over (new read of the registry, the ticks and
+  the stored candles). All of a step's candle writes precede its compare-and-set, so the
+  redo sees everything the winner wrote, and its own writes are the last. What remains:
+  a step that crashes between its candle writes and its compare-and-set (Lambda timeout)
+  may have written a bucket computed from a view that missed a concurrent step's tick
+  with the same count; the stream retries that batch (or the DLQ re-drive repeats it),
+  and that redo rewrites the bucket from the current ticks.
+- A batch whose exact key set was applied recently (its digest is in `batches`) is
+  skipped: a retried or redelivered batch then costs one GetItem and writes nothing.
+
+Reads: the registry (eventually consistent: an older W only moves work from candles to
+ticks, never loses any), the stored candles before the forming bucket (strongly
+consistent: they must include what the W just read promises), and the ticks at or after W
+(eventually consistent: the contract's 5 s freshness allows it). Read units per request <
+returned bytes / 4 KB + forming ticks' bytes / 8 KB + 2 (0.5 + ceil + 0.5 x ceil).
+
+Queries return whole items: a ProjectionExpression would not lower the read units
+(DynamoDB bills the full item), and whole items let `reads.MeteredClient` price a call
+exactly (`evidence.capacity`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from functions.shared.candles import (
+    COARSE,
+    INTERVALS,
+    MINUTE_MS,
+    Candle,
+    aggregate,
+    bucket_ceil,
+    bucket_start,
+    combine,
+    materialize,
+    plan_maintenance,
+    stored_needed,
+)
+from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms, key_range
+
+__all__ = [
+    "INTERVALS", "MAX_CANDLES", "Candle", "CandleConflict", "CandleStore", "CandleWrites", "DynamoCandleStore",
+    "SymbolState", "candle_item", "list_symbols", "maintain", "maintain_store", "read_candles", "read_from_store",
+    "registry_item", "series_name", "table_definition",
+]
+
+SERIES = "series"
+SK = "sk"
+REGISTRY_SERIES = "#symbols"
+MAX_CANDLES = 5000
+MAX_ATTEMPTS = 5
+RECENT_BATCHES = 4
+WRITE_THREADS = 4  # per symbol; the enricher already works on several symbols at once
+_PREFIX_FIELDS = (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """CreateTable arguments (tests and benchmarks; the storage stack declares the same
+    keys): on demand, no stream."""
+    return {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": SERIES, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": SERIES, "AttributeType": "S"},
+                                 {"AttributeName": SK, "AttributeType": "S"}],
+    }
+
+
+def series_name(symbol: str, interval: str) -> str:
+    return f"{symbol}#{interval}"
+
+
+def sort_text(start: int) -> str:
+    """15 digits hold every epoch ms to year 9999, so string order is time order."""
+    if not 0 <= start < 10**15:
+        raise ValueError(f"candle start {start} is outside 0..10^15")
+    return f"{start:015d}"
+
+
+def _number(value: Decimal | int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
+    """A candle as a typed item; the prices are the ticks' own numbers, never floats."""
+    return {
+        SERIES: {"S": series_name(symbol, interval)}, SK: {"S": sort_text(candle.start)},
+        "start": _number(candle.start), "open": _number(candle.open), "high": _number(candle.high),
+        "low": _number(candle.low), "close": _number(candle.close), "count": _number(candle.count),
+    }
+
+
+def candle_from_item(item: Mapping[str, Any]) -> Candle:
+    return Candle(int(item["start"]["N"]), Decimal(item["open"]["N"]), Decimal(item["high"]["N"]),
+                  Decimal(item["low"]["N"]), Decimal(item["close"]["N"]), int(item["count"]["N"]))
+
+
+@dataclass(frozen=True)
+class SymbolState:
+    """A symbol's registry record: the watermark W, the forming buckets' prefixes, the
+    compare-and-set version and the digests of the last batches applied."""
+
+    watermark: int
+    version: int
+    prefixes: Mapping[str, Candle | None]
+    batches: tuple[str, ...] = ()
+
+
+def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        SERIES: {"S": REGISTRY_SERIES}, SK: {"S": symbol},
+        "materialized_ms": _number(state.watermark), "version": _number(state.version),
+    }
+    if state.batches:
+        item["batches"] = {"S": ",".join(state.batches)}
+    for name, prefix in state.prefixes.items():
+        if prefix is not None:
+            fields = {short: _number(getattr(prefix, full)) for short, full in _PREFIX_FIELDS}
+            item[f"prefix_{name}"] = {"M": {**fields, "n": _number(prefix.count)}}
+    return item
+
+
+def state_from_item(item: Mapping[str, Any]) -> SymbolState:
+    watermark = int(item["materialized_ms"]["N"])
+    prefixes: dict[str, Candle | None] = {}
+    for name in COARSE:
+        value = item.get(f"prefix_{name}", {}).get("M")
+        prefixes[name] = None if not value else Candle(
+            bucket_start(watermark, INTERVALS[name]), Decimal(value["o"]["N"]), Decimal(value["h"]["N"]),
+            Decimal(value["l"]["N"]), Decimal(value["c"]["N"]), int(value["n"]["N"]))
+    batches = tuple(item["batches"]["S"].split(",")) if "batches" in item else ()
+    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches)
+
+
+def tick_price(item: Mapping[str, Any]) -> Decimal | None:
+    """A stored item's price, or None for an item that is not a price (skipped, as the
+    enricher skips it): not a Number, not finite, or not positive."""
+    value = item.get("price")
+    if not isinstance(value, Mapping) or "N" not in value:
+        return None
+    try:
+        price = Decimal(value["N"])
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+class CandleStore(Protocol):
+    """The reads and writes `maintain_store` and `read_from_store` make; DynamoDB in
+    production (`DynamoCandleStore`), a dictionary in the property tests."""
+
+    def read_state(self, symbol: str, consistent: bool) -> SymbolState | None: ...
+
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]: ...
+
+    def read_candles(self, symbol: str, interval: str, first_start: int, last_start: int,
+                     limit: int | None = None) -> list[Candle]: ...
+
+    def put_candles(self, symbol: str, candles: Sequence[tuple[str, Candle]]) -> int: ...
+
+    def put_state(self, symbol: str, state: SymbolState, expected_version: int | None) -> bool: ...
+
+    def list_symbols(self) -> list[str]: ...
+
+
+class CandleConflict(Exception):
+    """The registry kept changing under a step (another writer of the symbol): retry the batch."""
+
+
+@dataclass
+class DynamoCandleStore:
+    """`CandleStore` on the candle table and the prices table, counting its requests."""
+
+    client: Any
+    candle_table: str
+    tick_table: str
+    read_requests: int = 0
+    write_requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _count(self, reads: int = 0, writes: int = 0) -> None:
+        with self._lock:
+            self.read_requests += reads
+            self.write_requests += writes
+
+    def read_state(self, symbol: str, consistent: bool) -> SymbolState | None:
+        self._count(reads=1)
+        item = self.client.get_item(TableName=self.candle_table, ConsistentRead=consistent,
+                                    Key={SERIES: {"S": REGISTRY_SERIES}, SK: {"S": symbol}}).get("Item")
+        return state_from_item(item) if item else None
+
+    def _query(self, **arguments: Any) -> Iterable[dict[str, Any]]:
+        """Every item of a Query, page by page (pages stop at 1 MB or `Limit`)."""
+        while True:
+            self._count(reads=1)
+            page = self.client.query(**arguments)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
+        low, high = key_range(start_ms, end_ms)
+        ticks = []
+        for item in self._query(
+                TableName=self.tick_table, ConsistentRead=consistent,
+                KeyConditionExpression="#s = :s AND #t BETWEEN :lo AND :hi",
+                ExpressionAttributeNames={"#s": PARTITION_KEY, "#t": SORT_KEY},
+                ExpressionAttributeValues={":s": {"S": symbol}, ":lo": {"N": str(low)}, ":hi": {"N": str(high)}}):
+            price = tick_price(item)
+            if price is not None:
+                ticks.append((int(item[SORT_KEY]["N"]), price))
+        return ticks
+
+    def read_candles(self, symbol: str, interval: str, first_start: int, last_start: int,
+                     limit: int | None = None) -> list[Candle]:
+        """Stored candles with first_start <= start <= last_start, oldest first, at most `limit`."""
+        if first_start > last_start:
+            return []
+        arguments: dict[str, Any] = {
+            "TableName": self.candle_table, "ConsistentRead": True,
+            "KeyConditionExpression": "#p = :p AND #k BETWEEN :lo AND :hi",
+            "ExpressionAttributeNames": {"#p": SERIES, "#k": SK},
+            "ExpressionAttributeValues": {":p": {"S": series_name(symbol, interval)},
+                                          ":lo": {"S": sort_text(first_start)}, ":hi": {"S": sort_text(last_start)}},
+        }
+        candles: list[Candle] = []
+        while True:
+            if limit is not None:
+                arguments["Limit"] = limit - len(candles)
+            self._count(reads=1)
+            page = self.client.query(**arguments)
+            candles += [candle_from_item(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page or (limit is not None and len(candles) >= limit):
+                return candles
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _put_candle(self, symbol: str, interval: str, candle: Candle) -> bool:
+        self._count(writes=1)
+        try:
+            self.client.put_item(TableName=self.candle_table, Item=candle_item(symbol, interval, candle),
+                                 ConditionExpression="attribute_not_exists(#n) OR #n <= :n",
+                                 ExpressionAttributeNames={"#n": "count"},
+                                 ExpressionAttributeValues={":n": _number(candle.count)})
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False  # a computation from more ticks is already stored
+
+    def put_candles(self, symbol: str, candles: Sequence[tuple[str, Candle]]) -> int:
+        """Write each candle (conditional on count); returns how many were refused as older."""
+        if len(candles) <= 2:
+            results = [self._put_candle(symbol, name, candle) for name, candle in candles]
+        else:
+            with ThreadPoolExecutor(min(WRITE_THREADS, len(candles))) as pool:
+                results = list(pool.map(lambda pair: self._put_candle(symbol, *pair), candles))
+        return results.count(False)
+
+    def put_state(self, symbol: str, state: SymbolState, expected_version: int | None) -> bool:
+        self._count(writes=1)
+        if expected_version is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#k)",
+                                         "ExpressionAttributeNames": {"#k": SK}}
+        else:
+            condition = {"ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "version"},
+                         "ExpressionAttributeValues": {":v": _number(expected_version)}}
+        try:
+            self.client.put_item(TableName=self.candle_table, Item=registry_item(symbol, state), **condition)
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+
+    def list_symbols(self) -> list[str]:
+        items = self._query(TableName=self.candle_table, KeyConditionExpression="#p = :p",
+                            ExpressionAttributeNames={"#p": SERIES},
+                            ExpressionAttributeValues={":p": {"S": REGISTRY_SERIES}})
+        return sorted(item[SK]["S"] for item in items)
+
+
+@dataclass(frozen=True)
+class CandleWrites:
+    """What one `maintain` call did and cost (requests to DynamoDB; each item < 1 KB, so
+    write requests = write units)."""
+
+    symbol: str
+    read_requests: int = 0
+    write_requests: int = 0
+    candles_written: int = 0        # candle PutItems (the registry write is not one)
+    stale_refused: int = 0          # candle writes refused: a computation from more ticks was stored
+    conflicts: int = 0              # registry compare-and-set failures, each followed by a redo
+    watermark: int | None = None    # W after the call
+    late_minutes: int = 0           # minutes < W recomputed from ticks
+    skipped_minutes: int = 0        # late minutes older than the retention horizon, left out
+    duplicate_batch: bool = False   # this exact batch was applied before: nothing done
+
+
+def batch_digest(keys: Sequence[int]) -> str:
+    """Identifies a batch's key set (16 hex digits), so a retried or redelivered batch is
+    recognised without recomputing anything."""
+    return hashlib.blake2b(",".join(map(str, keys)).encode(), digest_size=8).hexdigest()
+
+
+def _minute_candles(ticks: Iterable[tuple[int, Decimal]]) -> dict[int, Candle]:
+    by_minute: dict[int, list[tuple[int, Decimal]]] = {}
+    for key, price in ticks:
+        by_minute.setdefault(bucket_start(event_ms(key), MINUTE_MS), []).append((key, price))
+    return {minute: candle for minute, group in by_minute.items()
+            if (candle := aggregate(group, minute)) is not None}
+
+
+def _stored_candles(store: CandleStore, symbol: str,
+                    needed: Mapping[str, Sequence[int]]) -> dict[tuple[str, int], Candle]:
+    """The needed stored candles, one Query per level and cluster of nearby starts."""
+    found: dict[tuple[str, int], Candle] = {}
+    for name, starts in needed.items():
+        size = INTERVALS[name]
+        wanted = set(starts)
+        clusters: list[list[int]] = []
+        for start in starts:
+            if clusters and start - clusters[-1][-1] <= 8 * size:
+                clusters[-1].append(start)
+            else:
+                clusters.append([start])
+        for cluster in clusters:
+            for candle in store.read_candles(symbol, name, cluster[0], cluster[-1]):
+                if candle.start in wanted:
+                    found[(name, candle.start)] = candle
+    return found
+
+
+def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
+                   oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
+                   max_attempts: int = MAX_ATTEMPTS) -> CandleWrites:
+    """One symbol's maintenance step over any `CandleStore` (see `maintain`)."""
+    keys = sorted({int(key) for key in tick_keys})
+    digest = batch_digest(keys)
+    conflicts = refused = written = 0
+    for _ in range(max_attempts):
+        state = store.read_state(symbol, consistent=True)
+        if state is not None and digest in state.batches:
+            return CandleWrites(symbol, conflicts=conflicts, watermark=state.watermark, duplicate_batch=True,
+                                candles_written=written, stale_refused=refused)
+        plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms)
+        if not plan.has_work:
+            return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
+                                stale_refused=refused, skipped_minutes=len(plan.skipped_minutes))
+        minutes: dict[int, Candle] = {}
+        for start, end in plan.minute_ranges():
+            minutes.update(_minute_candles(store.read_ticks(symbol, start, end, consistent=True)))
+        stored = _stored_candles(store, symbol, stored_needed(plan))
+        result = materialize(plan, state.prefixes if state else {}, minutes, stored)
+        refused += store.put_candles(symbol, result.candles)
+        written += len(result.candles)
+        assert plan.watermark is not None
+        new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
+                                ((digest,) + (state.batches if state else ()))[:RECENT_BATCHES])
+        if store.put_state(symbol, new_state, state.version if state else None):
+            return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
+                                stale_refused=refused, late_minutes=len(plan.late_minutes),
+                                skipped_minutes=len(plan.skipped_minutes))
+        conflicts += 1
+    raise CandleConflict(f"{symbol}: the registry changed under {max_attempts} attempts")
+
+
+def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tick_keys: Sequence[int],
+             oldest_recomputable_ms: int | None = None, now_ms: int | None = None) -> CandleWrites:
+    """Bring a symbol's candles up to date with a batch of its ticks (their sort keys).
+
+    Call it for each symbol of a stream batch AFTER the batch's ticks are stored (the
+    enricher), and with the same keys from a DLQ re-drive. Idempotent: everything is
+    recomputed from stored ticks, so a retry, a redelivery or a re-drive never counts a
+    tick twice. `oldest_recomputable_ms`: the ticks' retention horizon if they get a TTL
+    (candles are kept); `now_ms`: the caller's clock, so a tick dated ahead closes nothing
+    early (the enricher passes it; see `plan_maintenance`). Raises `CandleConflict` if
+    another writer kept winning (retry the batch); DynamoDB errors propagate.
+    """
+    store = DynamoCandleStore(dynamodb, candle_table, tick_table)
+    writes = maintain_store(store, symbol, tick_keys, oldest_recomputable_ms, now_ms)
+    return replace(writes, read_requests=store.read_requests, write_requests=store.write_requests)
+
+
+def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: int, end_ms: int,
+                    limit: int) -> tuple[list[Candle], int | None]:
+    """`read_candles` over any `CandleStore`."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval {interval!r} is not one of {', '.join(INTERVALS)}")
+    if not 1 <= limit <= MAX_CANDLES:
+        raise ValueError(f"limit must be 1..{MAX_CANDLES}")
+    size = INTERVALS[interval]
+    first = bucket_ceil(max(start_ms, 0), size)
+    if first >= end_ms:
+        return [], None
+    state = store.read_state(symbol, consistent=False)
+    forming = bucket_start(state.watermark, size) if state else first
+    rows: list[Candle] = []
+    if state is not None and first < forming:
+        rows = store.read_candles(symbol, interval, first, min(bucket_start(end_ms - 1, size), forming - size),
+                                  limit=limit)
+        if len(rows) >= limit:
+            rows = rows[:limit]
+            following = rows[-1].start + size
+            return rows, following if following < end_ms else None
+    low = max(first, forming)
+    if low >= end_ms:
+        return rows, None
+    tick_start = max(low, state.watermark) if state else low
+    ticks = store.read_ticks(symbol, tick_start, bucket_start(end_ms - 1, size) + size, consistent=False)
+    groups: dict[int, list[tuple[int, Decimal]]] = {}
+    for key, price in ticks:
+        groups.setdefault(bucket_start(event_ms(key), size), []).append((key, price))
+    computed = {start: candle for start, group in groups.items() if (candle := aggregate(group, start)) is not None}
+    prefix = state.prefixes.get(interval) if state is not None and low == forming else None
+    if prefix is not None:
+        computed[forming] = combine([prefix] + ([computed[forming]] if forming in computed else []), forming)
+    ordered = [computed[start] for start in sorted(computed) if low <= start < end_ms]
+    room = limit - len(rows)
+    rows += ordered[:room]
+    if len(ordered) > room:
+        return rows, rows[-1].start + size
+    return rows, None
+
+
+def read_candles(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, interval: str, start_ms: int,
+                 end_ms: int, limit: int) -> tuple[list[Candle], int | None]:
+    """Candles of `interval` whose start is in [start_ms, end_ms), oldest first, at most
+    `limit` (<= 5,000), and the start to continue from when more may follow (else None).
+
+    Stored candles come from the interval's series; the forming bucket (and any later one,
+    if the stream lags) is its registry prefix plus the ticks at or after W. So the answer
+    includes every tick stored more than a moment before the call (eventually consistent
+    tick read; the contract allows 5 s), and costs three requests: registry GetItem,
+    candle Query (strongly consistent) and tick Query, each only when needed. A symbol
+    without a registry record (none, or its first batch not yet maintained) is computed
+    from its ticks in the range.
+    """
+    return read_from_store(DynamoCandleStore(dynamodb, candle_table, tick_table), symbol, interval, start_ms, end_ms,
+                           limit)
+
+
+def list_symbols(dynamodb: Any, candle_table: str) -> list[str]:
+    """Every symbol with candles, sorted: one Query of the registry partition (not a Scan)."""
+    return DynamoCandleStore(dynamodb, candle_table, "").list_symbols()
+
+
