@@ -200,7 +200,7 @@ def outputs(c, env=None, suffix=None):
 @task(name="drain-dlq", help={"env": ENV_HELP, "queue": "webhook or enricher (required)", "suffix": SUFFIX_HELP,
                               "dry_run": "show what is in the queue, change nothing", "max": "at most N messages"})
 @one_line_errors
-def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None):  # noqa: A002 - the option is --max
+def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None):
     """Re-drive a dead-letter queue: survey first, then re-process with a progress bar; exit 1 if anything is left."""
     from delivery.deployer import read_outputs
     from ops.drain import require_queue
@@ -245,7 +245,7 @@ def _current_secret(configuration: Any, source: str) -> str | None:
             "from_": "start (inclusive): epoch ms or ISO-8601", "to": "end (exclusive): epoch ms or ISO-8601",
             "format": "table, csv or json", "chart": "also write a candlestick PNG to this path"})
 @one_line_errors
-def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, format="table", chart=None,  # noqa: A002
+def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, format="table", chart=None,
            suffix=None):
     """Read candles through the environment's price API with the Python client: a table, CSV/JSON or a chart."""
     from delivery.deployer import read_outputs

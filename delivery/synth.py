@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from pathlib import Path
 
-from environments.config import EnvironmentConfig
 from delivery.build import LAMBDA_ARM64, load_manifest
 from delivery.paths import BUILD_DIR, ROOT
+from environments.config import EnvironmentConfig
 from stacks.artifacts import BuiltZip, SynthPaths
 
 # cdktf 0.21 prints an end-of-life notice for Node 20 on every import; Node 20 is what these machines

@@ -17,6 +17,7 @@ from typing import Any
 
 from emulator.loopback import HOP_HEADERS, LoopbackHandler, LoopbackServer
 
+
 @dataclass
 class FaultRule:
     """Fail calls to `operation` (e.g. "DynamoDB_20120810.PutItem") whose body contains `body_contains`
@@ -113,7 +114,7 @@ class FaultProxy:
         with self._lock:
             self.rules.clear()
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._server.start()
         return self
 

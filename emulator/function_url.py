@@ -85,7 +85,7 @@ class FunctionUrlServer:
         self.url = self.base_url + "/"
         self.port = int(self.base_url.rsplit(":", 1)[1])
 
-    def start(self) -> "FunctionUrlServer":
+    def start(self) -> FunctionUrlServer:
         self._server.start()
         return self
 

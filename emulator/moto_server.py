@@ -24,7 +24,6 @@ from typing import Any
 from emulator import moto_patches
 from emulator.children import stop_child
 
-
 # The folder that holds the `emulator` package: the child process imports it from there.
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +46,7 @@ class EmbeddedEmulator:
         self._server: Any = None  # moto's ThreadedMotoServer, when in-process
         self._process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "EmbeddedEmulator":
+    def start(self, timeout: float = 60.0) -> EmbeddedEmulator:
         if self.in_process:
             from moto.server import ThreadedMotoServer
 
@@ -87,7 +86,7 @@ class EmbeddedEmulator:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
 
-    def __enter__(self) -> "EmbeddedEmulator":
+    def __enter__(self) -> EmbeddedEmulator:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -96,7 +95,8 @@ class EmbeddedEmulator:
 
 
 def _child_environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def serve(port: int) -> None:

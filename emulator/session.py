@@ -13,7 +13,7 @@ import boto3
 from botocore.credentials import Credentials
 
 ACCESS_KEY_ID = "test"
-SECRET_ACCESS_KEY = "test"
+SECRET_ACCESS_KEY = "test"  # noqa: S105 - the emulator's dummy key, not a credential
 DEFAULT_REGION = "us-east-1"
 SERVICES = ("dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs", "secretsmanager")
 

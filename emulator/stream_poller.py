@@ -15,7 +15,7 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.events.models import EventPattern  # the EventBridge pattern syntax Lambda filters share
@@ -37,7 +37,7 @@ class MappingConfig:
     on_failure_destination: str | None
 
     @classmethod
-    def from_api(cls, mapping: dict[str, Any]) -> "MappingConfig":
+    def from_api(cls, mapping: dict[str, Any]) -> MappingConfig:
         filters = tuple(f["Pattern"] for f in (mapping.get("FilterCriteria") or {}).get("Filters", []))
         destination = ((mapping.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         return cls(
@@ -96,7 +96,7 @@ class StreamPoller:
         self.errors: list[str] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "StreamPoller":
+    def start(self) -> StreamPoller:
         self._thread.start()
         return self
 
@@ -209,7 +209,7 @@ class StreamPoller:
                                "condition": "RetryAttemptsExhausted", "approximateInvokeCount": invoke_count},
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "version": "1.0",
-            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "timestamp": datetime.now(UTC).isoformat(),
             "DDBStreamBatchInfo": {
                 "shardId": shard,
                 "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
@@ -226,5 +226,5 @@ class StreamPoller:
 
 
 def _iso(epoch: float | None) -> str:
-    moment = datetime.fromtimestamp(epoch, timezone.utc) if epoch else datetime.now(timezone.utc)
+    moment = datetime.fromtimestamp(epoch, UTC) if epoch else datetime.now(UTC)
     return moment.isoformat()

@@ -44,7 +44,7 @@ class TopicSubscriber:
         self.errors: list[str] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "TopicSubscriber":
+    def start(self) -> TopicSubscriber:
         self._thread.start()
         return self
 
@@ -55,7 +55,7 @@ class TopicSubscriber:
         self.sns.unsubscribe(SubscriptionArn=self.subscription_arn)
         self.sqs.delete_queue(QueueUrl=self.url)
 
-    def __enter__(self) -> "TopicSubscriber":
+    def __enter__(self) -> TopicSubscriber:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

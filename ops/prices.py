@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from price_client import Candle, PriceApiError, PriceClient
 from rich.console import Console
 from rich.table import Table
 
 from emulator import session as emulator_session
 from environments.config import EnvironmentConfig
 from errors import PipelineError
+from price_client import Candle, PriceApiError, PriceClient
 
 FORMATS = ("table", "csv", "json")
 COLUMNS = ("start", "open", "high", "low", "close", "count")
@@ -31,7 +31,8 @@ class PricesError(PipelineError):
     """The read could not be made (no API URL, a bad option, or the API's own 4xx message)."""
 
 
-def client_for(config: EnvironmentConfig, outputs: dict[str, Any] | None, running: dict[str, Any] | None) -> PriceClient:
+def client_for(config: EnvironmentConfig, outputs: dict[str, Any] | None,
+               running: dict[str, Any] | None) -> PriceClient:
     """The environment's read API, signed as the environment needs."""
     if config.is_emulated:
         url = (running or {}).get("price_api_url")

@@ -42,7 +42,8 @@ def pandas_indicators(prices: list[float], windows: Windows) -> pd.DataFrame:
 
 @pytest.mark.parametrize("symbol, limit, batch_size", [("BTC-USD", None, 7), ("EUR-USD", 300, 50)])
 def test_indicators_match_pandas_on_real_prices(pipeline, symbol, limit, batch_size):
-    """Real series: {source}.""".format(source=SOURCE_NOTE)
+    """Real series: demo.price_data.SOURCE_NOTE (the backtesting wheel's BTC/USD and EUR/USD)."""
+    assert SOURCE_NOTE
     bars = load_series(symbol, limit)
     records = [pipeline.record(pipeline.put(symbol, bar.event_ms, bar.close)) for bar in bars]
     for start in range(0, len(records), batch_size):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import itertools
-import zipfile
 import sys
 import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
-from hypothesis import given, settings
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator import moto_patches

@@ -29,11 +29,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from emulator.sigv4 import verify_sigv4
 from functions.price_api import service as api
 from functions.price_api.settings import Settings
 from functions.shared.price_table import candles
 from functions.shared.price_table.keys import table_definition
-from emulator.sigv4 import verify_sigv4
 from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, expected_candles, put_tick
 
 if importlib.util.find_spec("price_client") is None:  # not installed (pip install -e ./client): the source tree

@@ -8,10 +8,10 @@ import json
 from decimal import Decimal
 
 import pytest
-from price_client import Candle
 from rich.table import Table
 
 from ops.prices import PricesError, candlestick_chart, render
+from price_client import Candle
 
 CANDLES = [Candle("BTC-USD", "1h", 1_700_000_000_000 + i * 3_600_000, Decimal("100.10") + i, Decimal("101.5") + i,
                   Decimal("99.000000001") + i, Decimal("100.75") + i, 3 + i) for i in range(3)]

@@ -266,7 +266,7 @@ def test_a_secret_value_never_survives(template, data):
 def test_redact_keeps_one_line_per_line_and_bounded_growth(text):
     redacted = redact(text)
     assert len(redacted.splitlines()) == len(text.splitlines())
-    for before, after in zip(text.splitlines(), redacted.splitlines()):
+    for before, after in zip(text.splitlines(), redacted.splitlines(), strict=True):
         assert len(after) <= len(before) + MAX_GROWTH
 
 

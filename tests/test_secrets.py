@@ -267,7 +267,8 @@ def test_no_secret_resource_is_one_line(moto_endpoint):
 
 def test_local_seeding_and_the_relays_current_secret(client):
     version = ops.seed_local_secrets(CONFIG, client)
-    assert parse_secrets(client.get_secret_value(SecretId=NAME)["SecretString"]).keys() == {"local-demo", "local-tradingview"}
+    seeded = parse_secrets(client.get_secret_value(SecretId=NAME)["SecretString"])
+    assert seeded.keys() == {"local-demo", "local-tradingview"}
     assert client.describe_secret(SecretId=NAME)["VersionIdsToStages"][version] == ["AWSCURRENT"]
     assert ops.current_secret(CONFIG, "local-demo", client) == CONFIG.local_webhook_secrets["local-demo"][0]
     assert ops.current_secret(CONFIG, "unknown", client) is None

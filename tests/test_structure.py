@@ -51,7 +51,8 @@ def test_functions_import_neither_stacks_nor_environments():
 
 
 def test_the_emulator_imports_nothing_else_of_the_project():
-    project = ("functions", "stacks", "environments", "delivery", "ops", "evidence", "demo", "senders", "tasks", "errors")
+    project = ("functions", "stacks", "environments", "delivery", "ops", "evidence", "demo", "senders", "tasks",
+               "errors")
     assert _violations("emulator", project) == []
 
 

@@ -357,7 +357,8 @@ def test_a_symbols_writes_go_oldest_first_so_the_stream_is_chronological(aws):
     dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", record)
     batch = [{"symbol": s, "price": 1 + t, "exchange": "x", "timestamp": 1_700_000_000_000 + t * 1000}
              for t in (5, 1, 4, 2, 3, 0) for s in ("BTC", "ETH")]
-    assert body_of(call(aws, url_event(json.dumps(batch), timestamp=1_700_000_010), now=1_700_000_010))["accepted"] == 12
+    response = call(aws, url_event(json.dumps(batch), timestamp=1_700_000_010), now=1_700_000_010)
+    assert body_of(response)["accepted"] == 12
     for symbol in ("BTC-USD", "ETH-USD"):
         stamps = [ts for s, ts in order if s == symbol]
         assert stamps == sorted(stamps) and len(stamps) == 6

@@ -95,7 +95,7 @@ class SecretMask(logging.Filter):
         return True
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg, unused-ignore]
     """Writes to whatever sys.stderr is at emit time, so rich's live display can route
     log lines above the status line while it runs."""
 

@@ -9,11 +9,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from emulator.fault_proxy import FaultRule
+from emulator.subscriber import TopicSubscriber
 from functions.shared.price_table.keys import first_slot
 from ops.drain_cli import aws_clients, run_drain
-from emulator.fault_proxy import FaultRule
 from senders.webhook import signed_post
-from emulator.subscriber import TopicSubscriber
 
 # The count, run in CI: about 6 minutes on a 2-core machine, bound by moto's CPU (its
 # own process; see emulator/moto_server.py and moto_patches.py). LOAD_UPDATES=N for a shorter run.
@@ -155,7 +155,7 @@ def test_enricher_failures_mid_batch_are_retried_or_dead_lettered_the_rest_enric
                               body_contains=(str(permanent * 1000 + slot), "enriched_at")))
     dlq_before = _dlq_count(stack)
     body = json.dumps([{"symbol": "MID-USD", "exchange": "binance", "price": str(p), "timestamp": t}
-                       for p, t in zip(prices, ticks)]).encode()
+                       for p, t in zip(prices, ticks, strict=True)]).encode()
     assert signed_post(info.webhook_url, body, info.secret_source, info.secret)[1]["accepted"] == 30
     try:
         stack.settle()

@@ -52,7 +52,7 @@ def test_signed_batch_is_stored_enriched_and_announced(stack, inboxes):
     assert float(last["sma_5"]) == sum(prices[-5:]) / 5
     assert float(last["change_pct"]) == (prices[-1] - prices[-2]) / prices[-2] * 100
     assert "volatility_20" not in items[19] and "volatility_20" in items[20]
-    returns = [math.log(b / a) for a, b in zip(prices[-21:], prices[-20:])]
+    returns = [math.log(b / a) for a, b in zip(prices[-21:-1], prices[-20:], strict=True)]
     mean = sum(returns) / 20
     assert math.isclose(float(last["volatility_20"]), math.sqrt(sum((r - mean) ** 2 for r in returns) / 19),
                         rel_tol=1e-9)

@@ -51,7 +51,7 @@ class FaultInjector:
         code, status = decision
         return error_response(code, status)
 
-    def attach(self, client: Any, operation: str) -> "FaultInjector":
+    def attach(self, client: Any, operation: str) -> FaultInjector:
         # Use a client of moto's HTTP server, not the in-process mock_aws: botocore calls every
         # before-send handler, so mock_aws would still perform the call whose answer is replaced.
         client.meta.events.register(f"before-send.{client.meta.service_model.endpoint_prefix}.{operation}", self)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -36,7 +36,7 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-class StoreOutcome(str, Enum):
+class StoreOutcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
 
@@ -76,7 +76,8 @@ def update_from_item(item: dict[str, Any]) -> PriceUpdate:
 def _read_item(client: Any, table_name: str, symbol: str, timestamp: int) -> dict[str, Any] | None:
     """Fallback for endpoints that do not return the item with a failed condition."""
     key = {"symbol": {"S": symbol}, "timestamp": {"N": str(timestamp)}}
-    return client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
+    item: dict[str, Any] | None = client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
+    return item
 
 
 def store_update(client: Any, table_name: str, update: PriceUpdate) -> tuple[StoreOutcome, int]:
@@ -100,7 +101,8 @@ def store_update(client: Any, table_name: str, update: PriceUpdate) -> tuple[Sto
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            existing = error.response.get("Item") or _read_item(client, table_name, update.symbol, timestamp)
+            returned: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+            existing = returned or _read_item(client, table_name, update.symbol, timestamp)
             if existing and update_from_item(existing).identity() == update.identity():
                 return StoreOutcome.DUPLICATE, timestamp
     raise KeySpaceExhausted(f"{MAX_PROBES} distinct updates for {update.symbol} in one millisecond")
