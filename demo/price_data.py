@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,6 +39,6 @@ def load_series(symbol: str, limit: int | None = None) -> list[Bar]:
     bars = []
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            moment = datetime.fromisoformat(row[""]).replace(tzinfo=timezone.utc)
+            moment = datetime.fromisoformat(row[""]).replace(tzinfo=UTC)
             bars.append(Bar(int(moment.timestamp()) * 1000, Decimal(row["Close"]), Decimal(row["Volume"] or "0")))
     return bars[-limit:] if limit else bars
