@@ -158,5 +158,6 @@ def test_a_silent_stream_is_reconnected(stack, tmp_path):
                 return len(server.connections), relay.snapshot()
 
     connections, counters = run_async(scenario(), timeout=90)
-    assert connections == 2 and counters["reconnects"] >= 1
+    # At least the reconnect after the first silence (the second connection goes silent too, after its frames).
+    assert connections >= 2 and counters["reconnects"] >= 1
     _assert_exactly(stack, exchange, base, 25)
