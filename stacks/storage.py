@@ -3,6 +3,8 @@ dead-letter queues and the topics."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdktf import TerraformOutput
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
@@ -105,36 +107,16 @@ class StorageStack(EnvironmentStack):
         KmsAlias(self, "key-alias", name=f"alias/{config.resource_name('crypto-pipeline')}",
                  target_key_id=self.key.key_id)
 
-        self.table = DynamodbTable(
-            self, "prices",
-            name=config.resource_name("crypto-prices"),
-            billing_mode="PAY_PER_REQUEST",
-            hash_key=PARTITION_KEY,
-            range_key=SORT_KEY,
-            attribute=[DynamodbTableAttribute(name=PARTITION_KEY, type="S"),
-                       DynamodbTableAttribute(name=SORT_KEY, type="N")],
+        self.table = self._table(
+            "prices", "crypto-prices", (PARTITION_KEY, "S"), (SORT_KEY, "N"),
             stream_enabled=True,
             stream_view_type="NEW_AND_OLD_IMAGES",
-            point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
-            server_side_encryption=DynamodbTableServerSideEncryption(enabled=True, kms_key_arn=self.key.arn),
-            deletion_protection_enabled=False,
             # Only with a retention: without one, no TTL block at all, and every tick is kept.
             ttl=(DynamodbTableTtl(attribute_name=TICK_EXPIRY_ATTRIBUTE, enabled=True)
                  if config.tick_retention_days is not None else None),
         )
-        self.candles = DynamodbTable(
-            self, "candles",
-            name=config.resource_name("price-candles"),
-            billing_mode="PAY_PER_REQUEST",
-            hash_key=CANDLE_PARTITION_KEY,
-            range_key=CANDLE_SORT_KEY,
-            attribute=[DynamodbTableAttribute(name=CANDLE_PARTITION_KEY, type="S"),
-                       DynamodbTableAttribute(name=CANDLE_SORT_KEY, type="S")],
-            # No stream: candles are written by the enricher and read by the API; nothing reacts to them.
-            point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
-            server_side_encryption=DynamodbTableServerSideEncryption(enabled=True, kms_key_arn=self.key.arn),
-            deletion_protection_enabled=False,
-        )
+        # No stream: candles are written by the enricher and read by the API; nothing reacts to them.
+        self.candles = self._table("candles", "price-candles", (CANDLE_PARTITION_KEY, "S"), (CANDLE_SORT_KEY, "S"))
         self.webhook_secrets = SecretsmanagerSecret(
             self, "webhook-secrets",
             name=webhook_secrets_name(config),
@@ -172,6 +154,22 @@ class StorageStack(EnvironmentStack):
         }
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value)
+
+    def _table(self, resource_id: str, resource: str, hash_key: tuple[str, str], range_key: tuple[str, str],
+               **extra: Any) -> DynamodbTable:
+        """An on-demand table encrypted with the pipeline key, with point-in-time recovery."""
+        return DynamodbTable(
+            self, resource_id,
+            name=self.config.resource_name(resource),
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=hash_key[0],
+            range_key=range_key[0],
+            attribute=[DynamodbTableAttribute(name=name, type=kind) for name, kind in (hash_key, range_key)],
+            point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
+            server_side_encryption=DynamodbTableServerSideEncryption(enabled=True, kms_key_arn=self.key.arn),
+            deletion_protection_enabled=False,
+            **extra,
+        )
 
     def _dead_letter_queue(self, resource: str) -> SqsQueue:
         queue = SqsQueue(
