@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from demo.price_data import SOURCE_NOTE, load_series
+from evidence.bench import RequestCounter
 from evidence.candle_overhead import Tick, measure_overhead, tick_item
 from evidence.capacity import item_size, read_units
 from functions.shared.candles import INTERVALS, MINUTE_MS, Candle, bucket_start
@@ -39,18 +40,6 @@ CANDLES = "price-candles-test"
 TICKS = "crypto-prices-candles-test"
 EVERYTHING = (0, 10**15 - 1)
 _tables = itertools.count()
-
-
-class RequestCount:
-    """Every DynamoDB request the client really sends, by operation (botocore's event)."""
-
-    def __init__(self, client: Any) -> None:
-        self.calls: dict[str, int] = {}
-        client.meta.events.register("before-send.dynamodb", self._count)
-
-    def _count(self, request: Any, **_: Any) -> None:
-        operation = request.headers.get("X-Amz-Target", b"").decode().split(".")[-1]
-        self.calls[operation] = self.calls.get(operation, 0) + 1
 
 
 class Tables:
@@ -207,7 +196,7 @@ def test_items_that_are_not_prices_are_left_out(tables):
 
 
 def test_counts_are_the_requests_really_sent_and_a_redelivery_writes_nothing(tables):
-    counter = RequestCount(tables.client)
+    counter = RequestCounter(tables.client)
     keys = [sort_key(MIDNIGHT - 30_000, 0), sort_key(MIDNIGHT + 1_000, 0)]
     tables.store_prices("XRP-USD", {key: Decimal("0.5") for key in keys})
     counter.calls.clear()
