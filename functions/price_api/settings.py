@@ -7,13 +7,13 @@ handler reads it back at cold start (`from_environment`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from functions.shared.settings import env, from_environment, to_environment
+from functions.shared.settings import Contract, env, from_environment, to_environment
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Contract):
+    """The price API's settings (a `Contract`: frozen, compared and printed like a dataclass)."""
+
     table_name: str = env("TABLE_NAME")                # the ticks (crypto-prices-<suffix>)
     candle_table_name: str = env("CANDLE_TABLE_NAME")  # the candles and the symbol registry
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from functions.price_enricher.indicators import Windows
-from functions.shared.settings import env, from_environment, json_text, json_value, to_environment
+from functions.shared.settings import Contract, env, from_environment, json_text, json_value, to_environment
 
 
 def _windows(text: str) -> Windows:
@@ -17,8 +16,9 @@ def _windows_text(windows: Windows) -> str:
     return json_text(windows.as_mapping())
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Contract):
+    """The price enricher's settings (a `Contract`: frozen, compared and printed like a dataclass)."""
+
     table_name: str = env("TABLE_NAME")
     topic_arn: str = env("SUCCESS_TOPIC_ARN")
     windows: Windows = env("INDICATOR_WINDOWS", Windows(), parse=_windows, render=_windows_text)

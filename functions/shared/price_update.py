@@ -6,25 +6,34 @@ reaches DynamoDB exactly as the sender wrote it, without float rounding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from functions.shared.records import Record
 
 MESSAGE_VERSION = 1
 OPTIONAL_NUMBERS = ("volume", "bid", "ask")
 
 
-@dataclass(frozen=True)
-class PriceUpdate:
+class PriceUpdate(Record):
+    """One update: immutable, compared and hashed by value (a `Record`, not a frozen dataclass,
+    for the cold start: see `functions.shared.records`)."""
+
+    __slots__ = ("symbol", "event_ms", "price", "exchange", "source", "received_at_ms", "volume", "bid", "ask")
+
     symbol: str          # BASE-QUOTE, upper case
     event_ms: int        # the update's own time, epoch milliseconds
     price: Decimal
     exchange: str        # lower case
     source: str          # the authenticated sender (X-Source)
     received_at_ms: int
-    volume: Decimal | None = None
-    bid: Decimal | None = None
-    ask: Decimal | None = None
+    volume: Decimal | None
+    bid: Decimal | None
+    ask: Decimal | None
+
+    def __init__(self, symbol: str, event_ms: int, price: Decimal, exchange: str, source: str, received_at_ms: int,
+                 volume: Decimal | None = None, bid: Decimal | None = None, ask: Decimal | None = None) -> None:
+        self._init(symbol, event_ms, price, exchange, source, received_at_ms, volume, bid, ask)
 
     def identity(self) -> tuple[object, ...]:
         """What makes two updates the same update: a redelivery matches on all of it.
@@ -47,7 +56,7 @@ class PriceUpdate:
         return message
 
     @classmethod
-    def from_message(cls, message: dict[str, Any]) -> "PriceUpdate":
+    def from_message(cls, message: dict[str, Any]) -> PriceUpdate:
         return cls(
             symbol=str(message["symbol"]), event_ms=int(message["event_ms"]), price=Decimal(message["price"]),
             exchange=str(message["exchange"]), source=str(message["source"]),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -19,6 +18,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from botocore.config import Config
 
 from functions.shared.observability import metric_sink, pipeline_logger, pipeline_metrics
+from functions.shared.records import Record
 from functions.shared.secret_store import CachedSecret
 from functions.webhook_processor.service import CLIENT_CONFIG, process
 from functions.webhook_processor.settings import Settings
@@ -34,14 +34,19 @@ logger = pipeline_logger("webhook-processor", "webhook_processor")
 metrics = pipeline_metrics("webhook-processor")
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What a cold start builds once: settings, clients and the secrets cache."""
+class Runtime(Record):
+    """What a cold start builds once: settings, clients and the secrets cache (a `Record`, not a
+    frozen dataclass: see functions.shared.records)."""
+
+    __slots__ = ("settings", "secrets", "dynamodb", "sqs")
 
     settings: Settings
     secrets: CachedSecret[Any]
     dynamodb: Any
     sqs: Any
+
+    def __init__(self, settings: Settings, secrets: CachedSecret[Any], dynamodb: Any, sqs: Any) -> None:
+        self._init(settings, secrets, dynamodb, sqs)
 
     def current_settings(self) -> Settings:
         """The settings with the secrets document as of now (cached for SECRETS_TTL_SECONDS)."""

@@ -3,20 +3,24 @@
 A body is one update, a JSON array of updates, or {"updates": [...]}. Each element is
 the generic format or an exchange-native ticker (Binance, Coinbase, Kraken), recognized
 by its shape or forced with `?format=`. Exchange adapters only map fields onto the
-generic shape and check the types of the envelope they walk; one pydantic model validates
-every update. Errors name the field as the sender wrote it (`lastPrice`, `data[1].last`),
-never its value.
+generic shape and check the types of the envelope they walk; one set of checks
+(`validate_generic`) validates every update. Errors name the field as the sender wrote it
+(`lastPrice`, `data[1].last`), never its value.
+
+The checks are written out rather than a pydantic model: importing pydantic and building the
+model cost ~135 ms of CPU at every cold start (Python 3.12, with the zip's bytecode), over three
+times the webhook's whole 40 ms import budget, for seven fields. They keep pydantic's rules
+and its messages (`String should match pattern ...`), which senders already see in 400s;
+tests/test_webhook_validation.py checks them against the pydantic model they replace.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor.normalize import event_time_ms, exact_decimal, normalize_symbol
@@ -34,35 +38,6 @@ class EnvelopeError(Exception):
         self.too_large = too_large
 
 
-class GenericUpdate(BaseModel):
-    """The generic webhook format; extra keys (TradingView adds its own) are ignored."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, hide_input_in_errors=True)
-
-    symbol: str = Field(min_length=1, max_length=40)
-    price: Any
-    exchange: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    timestamp: Any = None
-    volume: Any = None
-    bid: Any = None
-    ask: Any = None
-
-    @field_validator("price")
-    @classmethod
-    def _price(cls, value: Any) -> Decimal:
-        return exact_decimal(value, positive=True)
-
-    @field_validator("bid", "ask")
-    @classmethod
-    def _positive(cls, value: Any) -> Decimal | None:
-        return None if value is None else exact_decimal(value, positive=True)
-
-    @field_validator("volume")
-    @classmethod
-    def _not_negative(cls, value: Any) -> Decimal | None:
-        return None if value is None else exact_decimal(value, positive=False)
-
-
 class UpdateError(ValueError):
     """One update's problem: the generic field at fault (or None for the update as a whole) and why."""
 
@@ -72,15 +47,22 @@ class UpdateError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
 class Row:
     """One update mapped onto the generic shape, with where it sits in the sender's envelope:
     `names` maps a generic field to the sender's own path for error messages. A row whose part
-    of the envelope has the wrong type carries `error` instead (rejected; the other rows go on)."""
+    of the envelope has the wrong type carries `error` instead (rejected; the other rows go on).
 
-    fields: dict[str, Any]
-    names: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
+    A plain class with __slots__ rather than a dataclass: a dataclass generates its methods with
+    exec() at import, which bytecode cannot cache (~1 ms of cold start each); a row is built,
+    read once and dropped, and never compared.
+    """
+
+    __slots__ = ("fields", "names", "error")
+
+    def __init__(self, fields: dict[str, Any], names: dict[str, str] | None = None, error: str | None = None) -> None:
+        self.fields = fields
+        self.names = {} if names is None else names
+        self.error = error
 
     def where(self, field_name: str | None) -> str:
         return self.names.get(field_name, field_name) if field_name else self.names.get("", "update")
@@ -220,15 +202,6 @@ def split_envelope(data: Any) -> tuple[list[Any], bool]:
     return elements, batch
 
 
-def _pydantic_error(error: ValidationError) -> UpdateError:
-    first = error.errors(include_input=False)[0]
-    field_name = ".".join(str(p) for p in first["loc"]) or None
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        message = "is required"
-    return UpdateError(field_name, message)
-
-
 def parse_updates(data: Any, *, format_hint: str | None, source: str, received_at_ms: int,
                   default_event_ms: int | None, default_quote: str,
                   ) -> tuple[list[tuple[int, PriceUpdate]], list[dict[str, Any]], bool]:
@@ -269,20 +242,87 @@ def parse_updates(data: Any, *, format_hint: str | None, source: str, received_a
     return accepted, rejected, batch
 
 
+# ---- the generic update's checks ----------------------------------------------------------------
+# Written out instead of a pydantic model (cold start: see the module docstring). Each rule and
+# message below is what the model `GenericUpdate` did, in its field order, and only the first
+# failure is reported, as before:
+#   symbol: str, 1-40 characters;  price: required, > 0;  exchange: str, 1-32 characters,
+#   ^[A-Za-z0-9][A-Za-z0-9_.-]*$;  timestamp: anything (event_time_ms reads it);
+#   volume: >= 0 or null;  bid, ask: > 0 or null;  other keys ignored.
+# Strings are stripped first (str_strip_whitespace) of what pydantic-core (Rust's
+# char::is_whitespace) strips: Unicode White_Space. Python's str.strip() would also strip
+# U+001C..U+001F, which pydantic kept (and the symbol's checks then refuse).
+_WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+               "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+# Matched with fullmatch: Rust's `^...$` (pydantic's engine), unlike Python's $, never ends before a "\n".
+_EXCHANGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SYMBOL_MAX_LENGTH, EXCHANGE_MAX_LENGTH = 40, 32
+# pydantic's texts, kept: senders have been reading them in 400 responses.
+_NOT_A_STRING = "Input should be a valid string"
+_NOT_UNICODE = "Input should be a valid string, unable to parse raw data as a unicode string"
+_REQUIRED = "is required"
+
+
+def _text(raw: dict[str, Any], name: str, max_length: int, pattern: re.Pattern[str] | None = None) -> str:
+    """A required string field, stripped, 1..max_length characters, matching `pattern` in full."""
+    if name not in raw:
+        raise UpdateError(name, _REQUIRED)
+    value = raw[name]
+    if not isinstance(value, str):
+        raise UpdateError(name, _NOT_A_STRING)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON) is no text
+            raise UpdateError(name, _NOT_UNICODE) from None
+    value = value.strip(_WHITESPACE)
+    if not value:
+        raise UpdateError(name, "String should have at least 1 character")
+    if len(value) > max_length:
+        raise UpdateError(name, f"String should have at most {max_length} characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise UpdateError(name, f"String should match pattern '^{pattern.pattern}$'")
+    return value
+
+
+def _number(value: Any, name: str, *, positive: bool) -> Decimal:
+    try:
+        return exact_decimal(value, positive=positive)
+    except ValueError as error:
+        raise UpdateError(name, str(error)) from None
+
+
+def _optional_number(raw: dict[str, Any], name: str, *, positive: bool) -> Decimal | None:
+    """Absent or null is None (pydantic's default, and its validator's answer to null)."""
+    value = raw.get(name)
+    return None if value is None else _number(value, name, positive=positive)
+
+
+def validate_generic(raw: dict[str, Any]) -> dict[str, Any]:
+    """The generic update's fields as the model had them: symbol and exchange stripped, the numbers
+    exact Decimals or None, timestamp as sent (event_time_ms reads it). UpdateError names the first
+    field at fault, in the model's field order."""
+    symbol = _text(raw, "symbol", SYMBOL_MAX_LENGTH)
+    if "price" not in raw:
+        raise UpdateError("price", _REQUIRED)
+    price = _number(raw["price"], "price", positive=True)
+    exchange = _text(raw, "exchange", EXCHANGE_MAX_LENGTH, _EXCHANGE)
+    return {"symbol": symbol, "price": price, "exchange": exchange, "timestamp": raw.get("timestamp"),
+            "volume": _optional_number(raw, "volume", positive=False),
+            "bid": _optional_number(raw, "bid", positive=True), "ask": _optional_number(raw, "ask", positive=True)}
+
+
 def _validated(raw: dict[str, Any], source: str, received_at_ms: int, default_event_ms: int | None,
                default_quote: str) -> PriceUpdate:
+    fields = validate_generic(raw)
     try:
-        model = GenericUpdate.model_validate(raw)
-    except ValidationError as error:
-        raise _pydantic_error(error) from None
-    try:
-        symbol = normalize_symbol(model.symbol, default_quote)
+        symbol = normalize_symbol(fields["symbol"], default_quote)
     except ValueError as error:
         raise UpdateError("symbol", str(error)) from None
     try:
-        event_ms = event_time_ms(model.timestamp, default_event_ms, received_at_ms)
+        event_ms = event_time_ms(fields["timestamp"], default_event_ms, received_at_ms)
     except ValueError as error:
         raise UpdateError("timestamp", str(error)) from None
-    return PriceUpdate(symbol=symbol, event_ms=event_ms, price=model.price, exchange=model.exchange.lower(),
-                       source=source, received_at_ms=received_at_ms, volume=model.volume, bid=model.bid,
-                       ask=model.ask)
+    return PriceUpdate(symbol=symbol, event_ms=event_ms, price=fields["price"], exchange=fields["exchange"].lower(),
+                       source=source, received_at_ms=received_at_ms, volume=fields["volume"], bid=fields["bid"],
+                       ask=fields["ask"])

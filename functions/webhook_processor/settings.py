@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from functions.shared.settings import env, from_environment, to_environment
+from functions.shared.settings import Contract, env, from_environment, replace, to_environment
 
 if TYPE_CHECKING:
     from functions.webhook_processor.signature import SourceAuth
@@ -32,8 +31,9 @@ SECRETS_ARN_VARIABLE = "WEBHOOK_SECRETS_ARN"
 TICK_RETENTION_VARIABLE = "TICK_RETENTION_DAYS"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Contract):
+    """The webhook processor's settings (a `Contract`: frozen, compared and printed like a dataclass)."""
+
     table_name: str = env("TABLE_NAME")
     dlq_url: str = env("DLQ_URL")
     # The parsed secrets document (source id -> its authentication). Not an environment
@@ -64,4 +64,4 @@ class Settings:
         """These settings with the current secrets document (the handler calls it per invocation)."""
         if secrets is self.secrets:
             return self
-        return dataclasses.replace(self, secrets=secrets)
+        return replace(self, secrets=secrets)
