@@ -277,3 +277,30 @@ def test_status_line_on_a_terminal(tmp_path: Path, subprocess_env: dict[str, str
     assert code == 0
     assert b"binance:up" in output and b"received 3" in output
     assert SECRET.encode() not in output
+
+
+def test_the_compose_service_runs_this_cli_with_the_secret_from_the_environment() -> None:
+    """docker-compose.yml's relay service cannot run here (no Docker engine): its command is
+    parsed by this CLI instead, and its secret must come from the environment."""
+    import shlex
+
+    import yaml
+
+    from price_relay.cli import build_parser, config_from_args
+
+    root = Path(__file__).resolve().parents[2]
+    service = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["relay"]
+    shell, flag, script = shlex.split(service["command"])
+    assert (shell, flag) == ("sh", "-c")
+    command = shlex.split(script.split("&&", 1)[1])
+    assert command[:4] == ["exec", "python", "-m", "price_relay"]
+    assert not any("secret" in part.lower() for part in command)
+    assert any(item.startswith("RELAY_SECRET=${RELAY_SECRET:?") for item in service["environment"])
+    config = Path(root / "build" / "compose-relay.json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('{"exchanges": [{"exchange": "binance", "symbols": ["BTCUSDT"]}], '
+                      '"webhook_url": "http://127.0.0.1:9/", "source": "relay"}')
+    arguments = [config.as_posix() if part == "/config/relay.json" else part for part in command[4:]]
+    arguments = ["/tmp/compose-spool.sqlite" if part == "/spool/relay.sqlite" else part for part in arguments]
+    relay_config = config_from_args(build_parser().parse_args(arguments), {"RELAY_SECRET": "compose-secret"})
+    assert relay_config.exchanges[0].exchange == "binance" and relay_config.source == "relay"
