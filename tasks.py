@@ -286,11 +286,18 @@ def bench(c, quick=False):
     bench_report(quick=quick)
 
 
-@task(name="cost", help={"updates_per_day": "price updates per day", "batch_size": "updates per webhook request",
-                         "symbols": "distinct symbols per request"})
+@task(name="cost", help={"updates_per_day": "price updates per day",
+                         "batch_size": "updates per webhook request (default: the sender's)",
+                         "symbols": "distinct symbols per request (default: the sender's)",
+                         "sender": "default (batches of 100 over 20 symbols), tradingview (one update per request) "
+                                   "or relay (batches of 100 over 20 symbols, plus the relay's Fargate task)",
+                         "month": "which month's storage to price (ticks grow without a retention)",
+                         "tick_retention_days": "days a tick is kept (TTL); default: kept forever"})
 @one_line_errors
-def cost(c, updates_per_day=1_000_000, batch_size=100, symbols=20):
+def cost(c, updates_per_day=1_000_000, batch_size=None, symbols=None, sender="default", month=1,
+         tick_retention_days=None):
     """Monthly AWS cost estimate (us-east-1) from the measured figures in results/bench.json."""
     from evidence.reports import cost_report
 
-    cost_report(int(updates_per_day), int(batch_size), int(symbols))
+    cost_report(int(updates_per_day), int(batch_size) if batch_size else None, int(symbols) if symbols else None,
+                sender, int(month), int(tick_retention_days) if tick_retention_days else None)

@@ -1,5 +1,15 @@
 """`invoke bench`: how much work each update takes, measured against moto's server and on the
-embedded stack. Benchmarks, not tests: they report medians and spread, never pass/fail.
+embedded stack. Benchmarks, not tests: they report medians and spread, never pass/fail; a
+target is shown next to the figure it judges (evidence/reports.py), not asserted.
+
+Sections of results/bench.json, in the order they run:
+- webhook, enricher: handler time and DynamoDB requests per update against moto's server;
+- late_record: one late record's writes and reads (issue 12 item 8);
+- api, candles: the read API per request kind and candle writes per stored update
+  (issue 13; evidence/bench_api.py);
+- cold_start: each handler's import net of boto3, with and without bytecode (issue 11);
+- relay (loopback), then on the embedded stack: latency, token requests cold and warm, the
+  relay through the stack's webhook (issue 14; evidence/bench_senders.py).
 """
 
 from __future__ import annotations
@@ -10,21 +20,22 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from errors import PipelineError
 from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform, runtime_python
-from evidence.capacity import item_size, read_units, write_units
+from delivery.paths import BUILD_DIR, RESULTS_DIR
 from emulator.moto_server import EmbeddedEmulator
 from emulator.runtime import provided_libraries, unpack
 from emulator.session import client as emulator_client
+from errors import PipelineError
+from evidence.capacity import item_size, read_units, write_units
 from functions.shared.price_table.keys import table_definition
 from functions.webhook_processor.settings import Settings as WebhookSettings
-from delivery.paths import BUILD_DIR, RESULTS_DIR
 
 HANDLER_MODULES = {name: f"functions.{name}.handler" for name in FUNCTION_NAMES}
 
@@ -41,12 +52,14 @@ class Spread:
     runs: int
 
     @classmethod
-    def of(cls, values: list[float]) -> "Spread":
+    def of(cls, values: list[float]) -> Spread:
         return cls(statistics.median(values), min(values), max(values), len(values))
 
 
 @dataclass
 class BenchResults:
+    """What `invoke bench` writes to results/bench.json (one key per section, sorted)."""
+
     date: str
     machine: str
     quick: bool
@@ -54,6 +67,14 @@ class BenchResults:
     enricher: list[dict[str, Any]] = field(default_factory=list)
     cold_start: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, Any] = field(default_factory=dict)
+    # Issue 12 item 8: one late record's writes and reads (tests/support/enricher_support.py).
+    late_record: dict[str, Any] = field(default_factory=dict)
+    # Issue 13: the read API per request kind, and candle maintenance per stored update.
+    api: dict[str, Any] = field(default_factory=dict)
+    candles: dict[str, Any] = field(default_factory=dict)
+    # Issue 14: token (TradingView) requests cold and warm; the relay's throughput.
+    token: dict[str, Any] = field(default_factory=dict)
+    relay: dict[str, Any] = field(default_factory=dict)
 
 
 class RequestCounter:
@@ -87,9 +108,9 @@ def _table(dynamodb: Any, name: str) -> None:
 # ---- webhook --------------------------------------------------------------------------------
 
 def bench_webhook(endpoint: str, batch_sizes: tuple[int, ...], repeats: int, symbols: int = 20) -> list[dict]:
+    from emulator.function_url import url_event
     from functions.webhook_processor import service as webhook
     from functions.webhook_processor.signature import parse_secrets, signature_header
-    from emulator.function_url import url_event
 
     dynamodb = emulator_client("dynamodb", endpoint, config=webhook.CLIENT_CONFIG)
     sqs = emulator_client("sqs", endpoint)
@@ -136,12 +157,13 @@ def _record(item: dict, sequence: int) -> dict:
 
 def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: tuple[int, ...],
                    repeats: int) -> list[dict]:
+    from decimal import Decimal
+
     from functions.price_enricher import service as enricher
     from functions.price_enricher.indicators import Windows
     from functions.shared.price_table.keys import sort_key
     from functions.shared.price_table.ticks import to_item
     from functions.shared.price_update import PriceUpdate
-    from decimal import Decimal
 
     dynamodb = emulator_client("dynamodb", endpoint)
     sns = emulator_client("sns", endpoint)
@@ -186,6 +208,46 @@ def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: t
                          "read_units_per_record": statistics.median(read_bytes),
                          "write_units_per_record": write_units(sample)})
     return rows
+
+
+# ---- a late record (issue 12 item 8) -----------------------------------------------------------
+
+@contextmanager
+def _emulator_credentials() -> Iterator[None]:
+    """The emulator's dummy credentials in the environment for code that builds plain boto3
+    clients (the enricher's test support), and the shell's own settings back afterwards."""
+    from emulator.session import environment
+
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION",
+             "AWS_REGION", "AWS_ACCOUNT_ID_ENDPOINT_MODE")
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            os.environ.pop(name, None)
+        os.environ.update({name: value for name, value in environment("http://unused").items()
+                           if name in names})
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def bench_late_record(endpoint: str) -> dict[str, Any]:
+    """Writes and reads of one late record in issue 12 item 8's scenario (ticks 0-59 of BTC/USD;
+    tick 10 arrives after 11-24 were enriched), run by the enricher helper's
+    `corrections_for_late_tick` against moto's server: the request counts, not timings."""
+    import importlib
+
+    # Imported by name: the scenario lives with the enricher's tests, which mypy leaves out
+    # (pyproject's exclude), and a static import would make it check them through here.
+    support = importlib.import_module("tests.support.enricher_support")
+    with _emulator_credentials():
+        figures: dict[str, float] = support.corrections_for_late_tick(endpoint)
+    return {"scenario": "ticks 0-59 (BTC/USD monthly closes); tick 10 arrives after 11-24 were enriched",
+            **figures}
 
 
 # ---- cold start proxy -----------------------------------------------------------------------
@@ -287,8 +349,8 @@ def bench_cold_start(runs: int) -> list[dict[str, Any]]:
 # ---- end-to-end latency on the embedded stack -------------------------------------------------
 
 def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, Any]:
-    from senders.webhook import signed_post
     from emulator.subscriber import TopicSubscriber
+    from senders.webhook import signed_post
 
     info = stack.info
     accepted: dict[tuple[str, int], float] = {}
@@ -301,7 +363,7 @@ def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, 
             status, _ = signed_post(info.webhook_url, body, info.secret_source, info.secret)
             now = time.monotonic()
             if status == 200:
-                accepted.update({key: now for key in chunk})
+                accepted.update(dict.fromkeys(chunk, now))
 
         def arrivals(received: list) -> dict[tuple[str, int], float]:
             return {(body["symbol"], body["event_time_ms"]): m.received_at
@@ -316,25 +378,73 @@ def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, 
 
 # ---- all of it ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class BenchPlan:
+    """The sizes of one `invoke bench` run: `full` for the README, `quick` proves it still runs."""
+
+    webhook_batches: tuple[int, ...]
+    enricher_batches: tuple[int, ...]
+    repeats: int
+    cold_start_runs: int
+    latency_updates: int
+    candle_minutes: float
+    token_cold_runs: int
+    token_warm_requests: int
+    token_warm_per_worker: int
+    relay_loopback_ticks: int
+    relay_stack_ticks: int
+
+
+FULL = BenchPlan((1, 10, 100, 1000), (1, 10, 100), 5, COLD_START_RUNS, 1000, 20, 10, 200, 20, 10_000, 2000)
+QUICK = BenchPlan((1, 10, 100), (1, 10), 1, 1, 50, 2, 2, 20, 5, 1000, 200)
+
+
+def _on_stack(stack: Any, results: BenchResults, plan: BenchPlan, echo: Callable[[str], None]) -> None:
+    """The figures that need the embedded stack, in an order where each leaves the next a quiet stack:
+    latency first (its own stream traffic), then the token requests, the relay's burst last."""
+    from evidence.bench_senders import bench_relay_through_stack, bench_token_requests
+
+    results.latency = bench_latency(stack, plan.latency_updates)
+    stack.settle(120)
+    echo("token (TradingView) requests on the embedded stack: warm through the URL, cold in fresh workers …")
+    results.token = bench_token_requests(stack, plan.token_cold_runs, plan.token_warm_requests,
+                                         plan.token_warm_per_worker)
+    stack.settle(120)
+    echo(f"relay through the embedded stack's webhook ({plan.relay_stack_ticks:,} ticks) …")
+    results.relay["through_stack"] = bench_relay_through_stack(stack, plan.relay_stack_ticks)
+
+
 def run_benchmarks(quick: bool = False, stack: Any | None = None,
                    echo: Callable[[str], None] = print) -> BenchResults:
-    results = BenchResults(datetime.now(timezone.utc).strftime("%Y-%m-%d"), _machine(), quick)
-    repeats = 1 if quick else 5
+    """Every section of `invoke bench`; `stack` (a started LocalDeployment) is reused when given."""
+    from evidence.bench_api import FULL_SIZES, QUICK_SIZES, bench_api, bench_candle_writes
+    from evidence.bench_senders import bench_relay_loopback
+
+    plan = QUICK if quick else FULL
+    results = BenchResults(datetime.now(UTC).strftime("%Y-%m-%d"), _machine(), quick)
     with EmbeddedEmulator() as emulator:
         echo("webhook processor (moto server) …")
-        results.webhook = bench_webhook(emulator.endpoint, (1, 10, 100) if quick else (1, 10, 100, 1000), repeats)
+        results.webhook = bench_webhook(emulator.endpoint, plan.webhook_batches, plan.repeats)
         echo("price enricher (moto server) …")
-        results.enricher = bench_enricher(emulator.endpoint, (1, 10) if quick else (1, 10, 100), (1, 20), repeats)
+        results.enricher = bench_enricher(emulator.endpoint, plan.enricher_batches, (1, 20), plan.repeats)
+        echo("a late record's corrections (moto server) …")
+        results.late_record = bench_late_record(emulator.endpoint)
+        echo("price API per request kind (moto server, then its answers replayed) …")
+        results.api = bench_api(emulator.endpoint, QUICK_SIZES if quick else FULL_SIZES, echo)
+        echo(f"candle maintenance per stored update ({plan.candle_minutes:g} simulated minutes, moto server) …")
+        results.candles = bench_candle_writes(emulator.endpoint, plan.candle_minutes)
     echo("cold start proxy (imports in a fresh interpreter) …")
-    results.cold_start = bench_cold_start(1 if quick else COLD_START_RUNS)
+    results.cold_start = bench_cold_start(plan.cold_start_runs)
+    echo(f"relay on loopback ({plan.relay_loopback_ticks:,} ticks) …")
+    results.relay = {"loopback": bench_relay_loopback(plan.relay_loopback_ticks)}
     echo("end-to-end latency on the embedded stack …")
     if stack is not None:
-        results.latency = bench_latency(stack, 50 if quick else 1000)
+        _on_stack(stack, results, plan, echo)
     else:
         from delivery.local import LocalDeployment
 
         with LocalDeployment(echo=lambda line: None) as running:
-            results.latency = bench_latency(running, 50 if quick else 1000)
+            _on_stack(running, results, plan, echo)
     return results
 
 

@@ -1,4 +1,8 @@
-"""Rich tables for `invoke bench` and `invoke cost`."""
+"""Rich tables for `invoke bench` and `invoke cost`.
+
+Targets are shown next to the figure they judge ("yes"/"MISSED"), never asserted: the
+benchmarks report, the reader decides (README "Evidence: cost and work per update").
+"""
 
 from __future__ import annotations
 
@@ -7,46 +11,190 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evidence.cost import PRICES, Line, estimate, summary
+from evidence.cost import (
+    DAYS_PER_MONTH,
+    PRICE_DATE,
+    PRICES,
+    SENDERS,
+    CostInputError,
+    Line,
+    api_costs,
+    estimate,
+    relay_batch,
+    storage_table_rows,
+    summary,
+)
+
+COLD_START_TARGET_MS = 40.0  # issue 11: a handler's own import, net of boto3
+
+
+def spread(value: dict[str, float], digits: int = 1) -> str:
+    """median (min–max)"""
+    return f"{value['median']:.{digits}f} ({value['low']:.{digits}f}–{value['high']:.{digits}f})"
+
+
+def verdict(value: float, target: float | None) -> str:
+    if target is None:
+        return "–"
+    return f"yes (≤ {target:g})" if value <= target else f"MISSED (> {target:g})"
+
+
+def _table(title: str, columns: tuple[str, ...], left: int = 1) -> Table:
+    table = Table(title=title)
+    for index, name in enumerate(columns):
+        table.add_column(name, justify="left" if index < left else "right")
+    return table
 
 
 def bench_table(results: dict[str, Any]) -> list[Table]:
-    def spread(value: dict[str, float], digits: int = 1) -> str:
-        return f"{value['median']:.{digits}f} ({value['low']:.{digits}f}–{value['high']:.{digits}f})"
-
-    webhook = Table(title=f"webhook processor — handler time against moto's server ({results['date']}, {results['machine']})")
-    for name in ("batch", "updates/s median (min–max)", "handler ms", "DynamoDB requests/update", "WRU/update",
-                 "item bytes"):
-        webhook.add_column(name, justify="right")
+    """One table per section of results/bench.json, in the order `invoke bench` runs them."""
+    webhook = _table(f"webhook processor — handler time against moto's server ({results['date']}, "
+                     f"{results['machine']})",
+                     ("batch", "updates/s median (min–max)", "handler ms", "DynamoDB requests/update", "WRU/update",
+                      "item bytes"))
     for row in results["webhook"]:
         webhook.add_row(str(row["batch"]), spread(row["updates_per_second"]), spread(row["handler_ms"]),
                         f"{row['dynamodb_requests_per_update']:.2f}", str(row["write_units_per_update"]),
                         str(row["item_bytes"]))
-    enricher = Table(title="price enricher — handler time against moto's server")
-    for name in ("batch", "symbols", "ms/record median (min–max)", "requests/record", "reads/record",
-                 "writes/record", "RRU/record"):
-        enricher.add_column(name, justify="right")
+    enricher = _table("price enricher — handler time against moto's server",
+                      ("batch", "symbols", "ms/record median (min–max)", "requests/record", "reads/record",
+                       "writes/record", "RRU/record"))
     for row in results["enricher"]:
         enricher.add_row(str(row["batch"]), str(row["symbols"]), spread(row["ms_per_record"]),
                          f"{row['dynamodb_requests_per_record']:.2f}", f"{row['reads_per_record']:.2f}",
                          f"{row['writes_per_record']:.2f}", f"{row['read_units_per_record']:.2f}")
-    cold = Table(title="cold start proxy — import of the handler from its unpacked zip, fresh interpreter")
-    for name in ("function", "import ms median (min–max)", "zip bytes (arm64)"):
-        cold.add_column(name, justify="right")
-    for row in results["cold_start"]:
-        cold.add_row(row["function"], spread(row["import_ms"], 0), f"{row['zip_bytes_arm64']:,}")
-    latency = Table(title="end to end on the embedded stack — webhook accepted → SNS notification received")
-    for name in ("updates", "received", "p50 ms", "p95 ms", "max ms"):
-        latency.add_column(name, justify="right")
+    tables = [webhook, enricher]
+    if results.get("late_record"):
+        tables.append(late_record_table(results["late_record"]))
+    tables.append(cold_start_table(results["cold_start"]))
+    latency = _table("end to end on the embedded stack — webhook accepted → SNS notification received",
+                     ("updates", "received", "p50 ms", "p95 ms", "max ms"))
     lat = results.get("latency") or {}
     if lat:
         latency.add_row(str(lat["updates"]), str(lat["received"]), f"{lat['p50_ms']:.0f}", f"{lat['p95_ms']:.0f}",
                         f"{lat['max_ms']:.0f}")
-    return [webhook, enricher, cold, latency]
+    tables.append(latency)
+    if results.get("api"):
+        tables.append(api_table(results["api"]))
+    if results.get("candles"):
+        tables.append(candle_table(results["candles"]))
+    if results.get("token"):
+        tables.append(token_table(results["token"]))
+    if results.get("relay"):
+        tables.append(relay_table(results["relay"]))
+    return tables
 
 
-def cost_table(lines: list[Line], totals: dict[str, float], updates_per_day: int) -> Table:
-    table = Table(title=f"Monthly cost estimate, us-east-1, {updates_per_day:,} updates/day (30 days)")
+def late_record_table(late: dict[str, Any]) -> Table:
+    table = _table(f"a late record (issue 12 item 8) against moto's server — {late['scenario']}",
+                   ("writes per late record", "reads per late record", "items corrected", "later items enriched"),
+                   left=0)
+    table.add_row(f"{late['writes_per_late_record']:.0f}", f"{late['reads_per_late_record']:.0f}",
+                  f"{late['items_corrected']:.0f}", f"{late['later_items_enriched']:.0f}")
+    table.caption = "writes = its own conditional put + one conditional put per later item whose indicators it changes"
+    return table
+
+
+def cold_start_table(rows: list[dict[str, Any]]) -> Table:
+    """Issue 11: each handler's import net of boto3, with the zip's bytecode and without."""
+    table = _table("cold start proxy — handler import from its unpacked zip in a fresh interpreter "
+                   f"(ms, median (min–max); target: net of boto3 ≤ {COLD_START_TARGET_MS:g} ms)",
+                   ("function", "python", "import incl. boto3", "boto3 alone", "net of boto3",
+                    "net, no bytecode", "after boto3 (wall)", "after boto3 (CPU)", "target (net)",
+                    "zip bytes (arm64)"))
+    for row in rows:
+        if "net_import_ms" not in row:  # results written before issue 11's figures existed
+            table.add_row(row["function"], "", spread(row["import_ms"], 0), "", "", "", "", "", "",
+                          f"{row['zip_bytes_arm64']:,}")
+            continue
+        table.add_row(row["function"], row.get("python", ""), spread(row["import_ms"], 0), spread(row["boto3_ms"], 0),
+                      spread(row["net_import_ms"], 0), spread(row["net_import_ms_no_bytecode"], 0),
+                      spread(row["net_after_boto3_ms"], 0), spread(row["net_after_boto3_cpu_ms"], 0),
+                      verdict(row["net_import_ms"]["median"], COLD_START_TARGET_MS), f"{row['zip_bytes_arm64']:,}")
+    table.caption = ("net of boto3: the handler's interpreter minus a boto3-only one, round by round; after boto3: "
+                     "the handler's import timed inside one interpreter once boto3 is loaded (wall and CPU)")
+    return table
+
+
+def api_table(api: dict[str, Any]) -> Table:
+    """Issue 13: the read API per request kind."""
+    table = _table("price API — `service.process` against moto's server, then with moto's answers replayed "
+                   "(ms, median (min–max))",
+                   ("request", "items", "response bytes", "handler ms (moto)", "p90", "target (median)",
+                    "handler ms (replayed)", "CPU ms", "DynamoDB requests", "RCU/request"))
+    for row in api["requests"]:
+        table.add_row(row["kind"], f"{row['items_returned']:,}", f"{row['response_bytes']:,}",
+                      spread(row["handler_ms"]), f"{row['handler_p90_ms']:.1f}",
+                      verdict(row["handler_ms"]["median"], row["target_median_ms"]),
+                      spread(row["handler_ms_replayed"]), spread(row["cpu_ms_replayed"]),
+                      str(row["dynamodb_requests"]), f"{row['read_units']:g}")
+    table.caption = (f"data: {api['records_loaded']:,} ticks stored and enriched (candles maintained by the enricher); "
+                     f"enriched tick {api['tick_item_bytes']} bytes. Replayed: the same requests answered from a "
+                     "recording of moto's answers (evidence/replay_server.py): the handler's own time, botocore "
+                     "included; moto spends ~2–5 ms of CPU per returned item serializing its answers.")
+    return table
+
+
+def candle_table(candles: dict[str, Any]) -> Table:
+    table = _table(f"candle maintenance per stored update — {candles['updates_per_day']:,} updates/day, "
+                   f"{candles['symbols']} symbols, enricher batches of {candles['batch']} "
+                   f"({candles['simulated_minutes']:g} simulated minutes, moto's server)",
+                   ("WRU/update", "budget", "requests read/update", "RRU/update", "updates", "candles written",
+                    "largest item bytes", "mean candle bytes"), left=0)
+    table.add_row(f"{candles['write_units_per_update']:.4f}",
+                  verdict(candles["write_units_per_update"], candles["budget_write_units_per_update"]),
+                  f"{candles['reads_per_update']:.4f}", f"{candles['read_units_per_update']:.4f}",
+                  f"{candles['updates']:,}", f"{candles['candles_written']:,}", str(candles["largest_item_bytes"]),
+                  f"{candles.get('mean_candle_bytes', 0):.0f}")
+    table.caption = ("the window closes a candle of every interval at a UTC midnight: more coarse closes than an "
+                     "average minute")
+    return table
+
+
+def _quantiles(value: dict[str, float]) -> str:
+    return f"{value['p50_ms']:.0f} / {value['p99_ms']:.0f} / {value['max_ms']:.0f} (n={value['n']})"
+
+
+def token_table(token: dict[str, Any]) -> Table:
+    """Issue 14 (a): one-update token requests (TradingView's shape)."""
+    table = _table(f"token requests (TradingView-shaped, one update each) on the embedded stack — ms p50 / p99 / max; "
+                   f"{token['via']}", ("phase", "p50 / p99 / max (n)"))
+    names = {"cold_init_ms": "cold: worker init (unpack, Python 3.12 start, handler import)",
+             "cold_unpack_ms": "  of which unpacking the zip (timed alone)",
+             "cold_first_request_ms": "cold: first request (clients, secrets read, the write)",
+             "cold_total_ms": "cold: init + first request",
+             "warm_handler_ms": "warm: handler (a warm worker of the local runtime)",
+             "warm_url_round_trip_ms": "warm: round trip through the webhook URL"}
+    for key, label in names.items():
+        if key in token:
+            table.add_row(label, _quantiles(token[key]))
+    return table
+
+
+def relay_table(relay: dict[str, Any]) -> Table:
+    """Issue 14 (b): ticks forwarded per second and webhook requests per tick."""
+    table = _table("exchange relay — Binance tickers from a loopback websocket, batches of up to 100",
+                   ("webhook", "ticks", "seconds", "ticks/s", "webhook invocations/tick"))
+    loop = relay.get("loopback")
+    if loop:
+        table.add_row("loopback stand-in (signature check only)", f"{loop['ticks']:,}", f"{loop['seconds']:.1f}",
+                      f"{loop['ticks_per_second']:,.0f}", f"{loop['webhook_requests_per_tick']:.4f}")
+    stack = relay.get("through_stack")
+    if stack:
+        table.add_row("embedded stack's webhook URL", f"{stack['ticks']:,}", f"{stack['seconds']:.1f}",
+                      f"{stack['ticks_per_second']:,.0f}", f"{stack['webhook_invocations_per_tick']:.4f}")
+    return table
+
+
+# ---- cost ----------------------------------------------------------------------------------------
+
+def _sources() -> str:
+    return "; ".join(sorted({p.source for p in PRICES.values()}))
+
+
+def cost_table(lines: list[Line], totals: dict[str, float], updates_per_day: int, title: str = "") -> Table:
+    table = Table(title=title or f"Monthly cost estimate, us-east-1, {updates_per_day:,} updates/day "
+                                 f"({DAYS_PER_MONTH} days)")
     for name in ("service", "item", "quantity", "unit price", "USD/month"):
         table.add_column(name, justify="right" if name in ("quantity", "unit price", "USD/month") else "left")
     for line in lines:
@@ -56,15 +204,40 @@ def cost_table(lines: list[Line], totals: dict[str, float], updates_per_day: int
     table.caption = (f"per million updates: ${totals['per_million_updates_usd']:.2f} "
                      f"(variable part ${totals['variable_per_million_usd']:.2f}); floor set by DynamoDB writes alone "
                      f"(2 WRU per update): ${totals['floor_per_million_usd']:.2f} per million → "
-                     f"{totals['ratio_to_floor']:.2f}× the floor. Prices: "
-                     + "; ".join(sorted({p.source for p in PRICES.values()})) + " (list prices as known on 2026-11-22, not "
-                     "fetched live).")
+                     f"{totals['ratio_to_floor']:.2f}× the floor ({totals['variable_ratio_to_floor']:.2f}× for the "
+                     f"variable part). Prices: {_sources()} (list prices as known on {PRICE_DATE}, not fetched live).")
+    return table
+
+
+def storage_table(bench: dict[str, Any], updates_per_day: int, symbols: int, retention_days: int = 30) -> Table:
+    table = _table(f"DynamoDB storage + PITR, {updates_per_day:,} updates/day over {symbols} symbols "
+                   "(month's average; items + 100 bytes each)", ("what", "month", "GB", "USD/month"))
+    for row in storage_table_rows(bench, updates_per_day, symbols, retention_days):
+        table.add_row(row["what"], str(row["month"]), f"{row['gb']:,.2f}", f"{row['usd_month']:,.2f}")
+    table.caption = ("without a retention the ticks' storage grows every month (month 12 shown); with one it is "
+                     "bounded from the month the retention is reached. Candles are kept in both cases.")
+    return table
+
+
+def api_cost_table(bench: dict[str, Any]) -> Table:
+    rows = api_costs(bench)
+    memory = rows[0]["memory_mb"] if rows else 0
+    table = _table(f"price API — USD per million requests of each kind ({memory} MB, us-east-1)",
+                   ("request", "items", "RCU/request", "Lambda ms (modelled)", "Lambda", "DynamoDB",
+                    "data transfer", "CloudWatch + X-Ray", "total per million"))
+    for row in rows:
+        spent = row["by_service"]
+        table.add_row(row["kind"], f"{row['items']:,}", f"{row['read_units']:g}", f"{row['duration_ms']:.0f}",
+                      f"{spent['Lambda']:.2f}", f"{spent['DynamoDB']:.2f}", f"{spent['Data transfer']:.2f}",
+                      f"{spent['CloudWatch'] + spent['X-Ray']:.2f}", f"{row['per_million_usd']:.2f}")
+    table.caption = ("Lambda ms: the handler's CPU on this machine (answers replayed) × 1,769 MB / memory (Lambda's "
+                     "CPU share), plus 5 ms per sequential DynamoDB request; function URLs cost nothing extra")
     return table
 
 
 def _console() -> Console:
     # A wide table even when the output is a pipe (CI logs), where rich would assume 80 columns.
-    return Console(width=None if Console().is_terminal else 160)
+    return Console(width=None if Console().is_terminal else 200)
 
 
 def bench_report(quick: bool = False) -> None:
@@ -81,9 +254,39 @@ def bench_report(quick: bool = False) -> None:
     console.print(f"written to {path}")
 
 
-def cost_report(updates_per_day: int, batch_size: int, symbols: int) -> None:
-    """`invoke cost`: price the measured figures of results/bench.json."""
+def cost_report(updates_per_day: int, batch_size: int | None = None, symbols: int | None = None,
+                sender: str = "default", month: int = 1, tick_retention_days: int | None = None) -> None:
+    """`invoke cost`: price the measured figures of results/bench.json for one sender."""
     from evidence.bench import load
 
-    lines = estimate(load(), updates_per_day, batch_size, symbols)
-    _console().print(cost_table(lines, summary(lines, updates_per_day), updates_per_day))
+    if sender not in SENDERS:
+        raise CostInputError(f"sender: one of {', '.join(SENDERS)}, got {sender!r}")
+    chosen = SENDERS[sender]
+    batch = batch_size or chosen.batch_size
+    symbol_count = symbols or chosen.symbols
+    bench = load()
+    console = _console()
+    lines = estimate(bench, updates_per_day, batch, symbol_count, month=month,
+                     tick_retention_days=tick_retention_days, sender=sender)
+    title = (f"Monthly cost estimate, us-east-1, {updates_per_day:,} updates/day — sender {sender}: {chosen.note} "
+             f"(batches of {batch}, {symbol_count} symbols)")
+    console.print(cost_table(lines, summary(lines, updates_per_day), updates_per_day, title))
+    if sender == "relay" and batch_size is None:
+        window = relay_batch(updates_per_day, chosen.batch_size)
+        if window < chosen.batch_size:
+            slower = summary(estimate(bench, updates_per_day, window, symbol_count, month=month,
+                                      tick_retention_days=tick_retention_days, sender=sender), updates_per_day)
+            console.print(f"Note: at {updates_per_day / 86_400:.1f} updates/s the relay's 1 s batch window sends "
+                          f"~{window} ticks per request, not {chosen.batch_size}: "
+                          f"${slower['per_million_updates_usd']:.2f} per million "
+                          f"({slower['ratio_to_floor']:.2f}× the floor).")
+    console.print(storage_table(bench, updates_per_day, symbol_count))
+    for retention in (None, 30):
+        late = summary(estimate(bench, updates_per_day, batch, symbol_count, month=12, tick_retention_days=retention,
+                                sender=sender), updates_per_day)
+        label = "no tick retention" if retention is None else f"tick_retention_days={retention}"
+        console.print(f"In month 12 with {label}: ${late['monthly_usd']:,.2f} per month, "
+                      f"${late['per_million_updates_usd']:.2f} per million updates "
+                      f"({late['ratio_to_floor']:.2f}× the floor).")
+    if bench.get("api"):
+        console.print(api_cost_table(bench))
