@@ -149,42 +149,12 @@ def bench_relay_loopback(ticks: int) -> dict[str, Any]:
 
 
 async def _relay_to(url: str, source: str, secret: str, ticks: int, timeout: float) -> dict[str, Any]:
-    from websockets.asyncio.server import ServerConnection, serve
-
-    from price_relay.bench import binance_ticker
-    from price_relay.config import ExchangeConfig, RelayConfig, Secret
-    from price_relay.relay import Relay
+    from price_relay.bench import binance_ticker, forward
 
     symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
     base = int(time.time() * 1000) - ticks - 60_000
     frames = [binance_ticker(i, symbols[i % len(symbols)], base + i) for i in range(ticks)]
-    started: dict[str, float] = {}
-
-    async def emit(connection: ServerConnection) -> None:
-        started.setdefault("t", time.perf_counter())
-        for frame in frames:
-            await connection.send(frame)
-        await connection.wait_closed()
-
-    async with serve(emit, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        with tempfile.TemporaryDirectory(prefix="relay-stack-bench-") as directory:
-            config = RelayConfig(
-                exchanges=(ExchangeConfig("binance", symbols, ws_url=f"ws://127.0.0.1:{port}/stream"),),
-                webhook_url=url, source=source, secret=Secret(secret), spool_path=Path(directory) / "spool.db",
-                batch_size=100, batch_seconds=0.2, silence_seconds=60, drain_seconds=0, stats_seconds=3600)
-            relay = Relay(config)
-            await relay.start()
-            try:
-                deadline = time.monotonic() + timeout
-                while relay.counters.sent < ticks:
-                    if time.monotonic() > deadline or relay.failed is not None:
-                        raise TimeoutError(f"only {relay.counters.sent} of {ticks} ticks forwarded in {timeout} s")
-                    await asyncio.sleep(0.01)
-                elapsed = time.perf_counter() - started["t"]
-                snapshot = relay.snapshot()
-            finally:
-                await relay.stop(drain_seconds=0)
+    elapsed, snapshot, _ = await forward(frames, symbols, url, source, secret, timeout=timeout)
     return {"seconds": elapsed, "counters": snapshot}
 
 

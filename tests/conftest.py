@@ -68,3 +68,11 @@ def moto_server():
 def moto_endpoint(moto_server):
     moto_server.reset()
     return moto_server.endpoint
+
+
+@pytest.fixture
+def service_log(caplog):
+    """The webhook service's log records (the reason of a 401 is only there)."""
+    from tests.webhook_support import capture_service_log
+
+    yield from capture_service_log(caplog)

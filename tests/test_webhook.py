@@ -16,7 +16,7 @@ from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from tests.support.faults import FaultInjector
-from tests.webhook_support import ROTATED, SECRET, SOURCE, body_of, capture_service_log, url_event
+from tests.webhook_support import ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
 
 
 class LambdaContext:
@@ -47,11 +47,6 @@ def aws(moto_endpoint):
         yield dynamodb, sqs, settings
 
 
-@pytest.fixture
-def service_log(caplog):
-    yield from capture_service_log(caplog)
-
-
 def call(aws, event, now=None):
     dynamodb, sqs, settings = aws
     return webhook.process(event, settings, dynamodb, sqs, time.time() if now is None else now)
@@ -63,13 +58,7 @@ def items(aws):
 
 
 def dlq_messages(aws):
-    sqs, url = aws[1], aws[2].dlq_url
-    found = []
-    while True:
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
-        if not batch:
-            return found
-        found += [json.loads(m["Body"]) for m in batch]
+    return drain_queue(aws[1], aws[2].dlq_url)
 
 
 SEED = '{"symbol": "BTC", "price": 50000.0, "exchange": "binance"}'

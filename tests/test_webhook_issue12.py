@@ -18,7 +18,6 @@ from tests.webhook_support import (
     SECRET,
     SOURCE,
     body_of,
-    capture_service_log,
     create_table,
     drain_queue,
     logged_text,
@@ -37,11 +36,6 @@ def aws(moto_endpoint):
                                 secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),
                                 default_quote="USD", max_skew_seconds=300)
     return dynamodb, sqs, settings
-
-
-@pytest.fixture
-def service_log(caplog):
-    yield from capture_service_log(caplog)
 
 
 def call(aws, event, now: float = NOW):

@@ -24,7 +24,6 @@ from tests.webhook_support import (
     TOKEN_SOURCE,
     TRADINGVIEW_IPS,
     body_of,
-    capture_service_log,
     create_table,
     drain_queue,
     logged_text,
@@ -53,11 +52,6 @@ def aws(moto_endpoint):
     settings = webhook.Settings(table_name=TABLE, dlq_url=queue, secrets=parse_secrets(json.dumps(SECRETS)),
                                 default_quote="USD", max_skew_seconds=300)
     return dynamodb, sqs, settings
-
-
-@pytest.fixture
-def service_log(caplog):
-    yield from capture_service_log(caplog)
 
 
 def call(aws, event, now: float = NOW):

@@ -69,6 +69,41 @@ class _Webhook(BaseHTTPRequestHandler):
         pass
 
 
+async def forward(frames: list[str], symbols: tuple[str, ...], webhook_url: str, source: str, secret: str, *,
+                  batch_size: int = 100, timeout: float = 120.0) -> tuple[float, dict[str, int], RelayConfig]:
+    """Send `frames` (Binance tickers) from a loopback websocket through a real relay to
+    `webhook_url`: (seconds from the first frame to the last tick sent, counters, config).
+    Shared by `measure` and the project's benchmark against its embedded stack."""
+    started: dict[str, float] = {}
+
+    async def emit(connection: ServerConnection) -> None:
+        started.setdefault("t", time.perf_counter())
+        for frame in frames:
+            await connection.send(frame)
+        await connection.wait_closed()
+
+    async with serve(emit, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with tempfile.TemporaryDirectory(prefix="relay-bench-") as directory:
+            config = RelayConfig(
+                exchanges=(ExchangeConfig("binance", symbols, ws_url=f"ws://127.0.0.1:{port}/stream"),),
+                webhook_url=webhook_url, source=source, secret=Secret(secret),
+                spool_path=Path(directory) / "spool.db", batch_size=batch_size, batch_seconds=0.2,
+                silence_seconds=60, drain_seconds=0, stats_seconds=3600)
+            relay = Relay(config)
+            await relay.start()
+            try:
+                deadline = time.monotonic() + timeout
+                while relay.counters.sent < len(frames):
+                    if time.monotonic() > deadline or relay.failed is not None:
+                        raise TimeoutError(f"only {relay.counters.sent} of {len(frames)} ticks forwarded "
+                                           f"in {timeout} s")
+                    await asyncio.sleep(0.005)
+                return time.perf_counter() - started["t"], relay.snapshot(), config
+            finally:
+                await relay.stop(drain_seconds=0)
+
+
 async def ameasure(ticks: int = 10_000, *, batch_size: int = 100, timeout: float = 120.0) -> dict[str, Any]:
     """See `measure`; for callers already in an event loop."""
     if ticks < 1:
@@ -78,36 +113,10 @@ async def ameasure(ticks: int = 10_000, *, batch_size: int = 100, timeout: float
     webhook = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=webhook.serve_forever, args=(0.05,), name="bench-webhook", daemon=True)
     thread.start()
-    started: dict[str, float] = {}
     frames = [binance_ticker(i, _SYMBOLS[i % len(_SYMBOLS)], 1_700_000_000_000 + i) for i in range(ticks)]
-
-    async def emit(connection: ServerConnection) -> None:
-        started.setdefault("t", time.perf_counter())
-        for frame in frames:
-            await connection.send(frame)
-        await connection.wait_closed()
-
     try:
-        async with serve(emit, "127.0.0.1", 0) as server:
-            port = server.sockets[0].getsockname()[1]
-            with tempfile.TemporaryDirectory(prefix="relay-bench-") as directory:
-                config = RelayConfig(
-                    exchanges=(ExchangeConfig("binance", _SYMBOLS, ws_url=f"ws://127.0.0.1:{port}/stream"),),
-                    webhook_url=f"http://127.0.0.1:{webhook.server_address[1]}/", source="bench",
-                    secret=Secret(_SECRET), spool_path=Path(directory) / "spool.db", batch_size=batch_size,
-                    batch_seconds=0.2, silence_seconds=60, drain_seconds=0, stats_seconds=3600)
-                relay = Relay(config)
-                await relay.start()
-                try:
-                    deadline = time.monotonic() + timeout
-                    while relay.counters.sent < ticks:
-                        if time.monotonic() > deadline or relay.failed is not None:
-                            raise TimeoutError(f"only {relay.counters.sent} of {ticks} ticks forwarded in {timeout} s")
-                        await asyncio.sleep(0.005)
-                    elapsed = time.perf_counter() - started["t"]
-                    snapshot = relay.snapshot()
-                finally:
-                    await relay.stop(drain_seconds=0)
+        elapsed, snapshot, config = await forward(frames, _SYMBOLS, f"http://127.0.0.1:{webhook.server_address[1]}/",
+                                                  "bench", _SECRET, batch_size=batch_size, timeout=timeout)
     finally:
         webhook.shutdown()
         webhook.server_close()
