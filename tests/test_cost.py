@@ -14,6 +14,8 @@ from evidence.cost import (
     api_costs,
     api_duration_ms,
     api_lines,
+    candle_units_per_update,
+    distinct_symbols,
     estimate,
     function_memory_mb,
     relay_batch,
@@ -32,7 +34,8 @@ BENCH = {
 API_ROW = {"kind": "candles_1m_1_day", "items_returned": 1440, "read_units": 37.0, "response_bytes": 150_000,
            "sequential_reads": 3, "cpu_ms": {"median": 40.0}, "cpu_ms_replayed": {"median": 20.0}}
 MEASURED = {**BENCH, "candles": {"write_units_per_update": 0.07, "read_units_per_update": 0.25,
-                                 "mean_candle_bytes": 90.0},
+                                 "mean_candle_bytes": 90.0, "symbols": 20, "updates_per_day": 1_000_000,
+                                 "batch": 100},
             "api": {"tick_item_bytes": 230, "requests": [API_ROW]}}
 
 
@@ -61,10 +64,27 @@ def test_bigger_webhook_batches_cost_less_per_update():
 
 
 def test_candle_maintenance_is_priced_from_its_measured_units_per_update():
-    lines = estimate(MEASURED, 1_000_000)
+    lines = estimate(MEASURED, 1_000_000, enricher_batch=100)  # the measured scenario: as measured
     assert line(lines, "write request units (candles").quantity == pytest.approx(30_000_000 * 0.07)
     assert line(lines, "read request units (candle").quantity == pytest.approx(30_000_000 * 0.25)
     assert not any("candles:" in entry.item for entry in estimate(BENCH, 1_000_000))  # not measured: no line
+
+
+def test_candle_units_scale_with_symbols_per_update_and_per_batch():
+    candles = MEASURED["candles"]
+    assert candle_units_per_update(candles, 1_000_000, 20, 100) == pytest.approx((0.07, 0.25))
+    writes, reads = candle_units_per_update(candles, 1_000_000, 1, 12)  # one symbol, batches of 12
+    assert writes == pytest.approx(0.07 / 20)
+    assert reads == pytest.approx(0.25 * (1 / 12) / (distinct_symbols(20, 100) / 100))
+    smaller_batches = candle_units_per_update(candles, 1_000_000, 20, 12)  # more symbols per record
+    assert smaller_batches[0] == pytest.approx(0.07) and smaller_batches[1] > 0.25 * 3
+    assert candle_units_per_update(candles, 10, 20, 1)[0] == 7.0  # capped: one candle per interval + registry
+
+
+def test_distinct_symbols_in_a_batch():
+    assert distinct_symbols(1, 12) == 1
+    assert distinct_symbols(20, 1) == pytest.approx(1)
+    assert 19.8 < distinct_symbols(20, 100) < 20 and 9 < distinct_symbols(20, 12) < 9.5
 
 
 def test_tradingview_pays_one_webhook_invocation_per_update_and_the_relay_pays_for_its_task():
