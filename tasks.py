@@ -115,8 +115,8 @@ def test(c, thorough=False, k=None, quick=False):
     build_all(host_platform())
     profile = "thorough" if thorough else ("quick" if quick else "ci")
     selection = f" -k '{k}'" if k else ""
-    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --hypothesis-profile={profile}{selection} "
-                   "--ignore=tests/e2e tests", warn=True, pty=False)
+    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --durations=10 "
+                   f"--hypothesis-profile={profile}{selection} --ignore=tests/e2e tests", warn=True, pty=False)
     if result.exited:
         raise Exit(code=result.exited)
     if not k:
@@ -149,7 +149,7 @@ def e2e(c, target="embedded"):
     from delivery.local import require_target
 
     require_target(target)
-    result = c.run(f"{sys.executable} -m pytest -q -s -p no:cacheprovider tests/e2e",
+    result = c.run(f"{sys.executable} -m pytest -q -s -p no:cacheprovider --durations=0 tests/e2e",
                    env={"E2E_TARGET": target}, warn=True, pty=False)
     if result.exited:
         raise Exit(code=result.exited)
