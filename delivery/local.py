@@ -76,7 +76,10 @@ class LocalDeployment:
     """Start with `with LocalDeployment() as local:`; everything it started is stopped on exit."""
 
     def __init__(self, target: str = "embedded", echo: Callable[[str], None] = print,
-                 stream_terraform: bool = False, concurrency: int = 2, echo_function_logs: bool = False) -> None:
+                 stream_terraform: bool = False, concurrency: int = 2, echo_function_logs: bool = False,
+                 config: EnvironmentConfig | None = None) -> None:
+        """`config`: the local environment by default; the end-to-end tests pass it with optional
+        sections switched on (the relay stack), so that those are applied into the emulator too."""
         if target not in TARGETS:
             require_target(target)
         self.target, self.echo, self.stream_terraform = target, echo, stream_terraform
@@ -87,11 +90,12 @@ class LocalDeployment:
         self.app: SynthesizedApp | None = None
         self.aws: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
+        self.config = config
 
     # ---- start -----------------------------------------------------------------------------
     def start(self) -> StackInfo:
         os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"  # moto's Streams with botocore >= 1.44.4
-        config = load_config("local")
+        config = self.config or load_config("local")
         started = time.monotonic()
         endpoint = self._start_emulator()
         self.timings["emulator"] = time.monotonic() - started

@@ -25,6 +25,11 @@
    history reads paid the same per item. An attribute value already is its wire form
    (`{"S": ...}`, `{"N": "..."}`, nested M/L, binaries as base64): this writes it as is
    and leaves the rest of every answer to moto's serializer.
+5. ECS services keep their capacity provider strategy. moto's CreateService drops the
+   `capacityProviderStrategy` it is given (it keeps one for task sets only), and with it
+   `enableECSManagedTags` and `availabilityZoneRebalancing`, so a service on Fargate Spot
+   (the relay stack's) read back without them, and terraform planned to replace the
+   service on every plan. This keeps what was sent and answers it back.
 
 Hand-written because no moto setting covers any of them; the emulator installs them, and
 tests/test_moto_patches.py checks the answers are moto's, the writes atomic and the
@@ -44,6 +49,7 @@ from moto.awslambda.models import LambdaBackend
 from moto.core.serialize import JSONSerializer
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.ecs.responses import EC2ContainerServiceResponse
 
 # ---- 1. atomic writes ---------------------------------------------------------------------------
 WRITE_METHODS = ("put_item", "update_item", "delete_item", "transact_write_items", "execute_statement",
@@ -124,16 +130,37 @@ def _serialize_attribute_values(self: JSONSerializer, serialized: Any, value: An
     _original_serialize_structure(self, serialized, value, shape, key)
 
 
+# ---- 5. ECS services keep their capacity provider strategy ---------------------------------------
+_original_create_service = EC2ContainerServiceResponse.create_service
+
+
+# CreateService members moto drops, and the attribute its serializer answers each from.
+KEPT_SERVICE_MEMBERS = {"capacityProviderStrategy": "capacity_provider_strategy",
+                        "enableECSManagedTags": "enable_ecs_managed_tags",
+                        "availabilityZoneRebalancing": "availability_zone_rebalancing"}
+
+
+def _create_service_keeping_strategy(self: EC2ContainerServiceResponse) -> Any:
+    result = _original_create_service(self)
+    answer: Any = result.result
+    for member, attribute in KEPT_SERVICE_MEMBERS.items():
+        value = self._get_param(member)
+        if value is not None:
+            setattr(answer["service"], attribute, value)
+    return result
+
+
 # ---- switch -------------------------------------------------------------------------------------
 def install() -> None:
-    """Idempotent: writes become atomic, queries partition-sized, stream records stay, and
-    attribute values are written as they are."""
+    """Idempotent: writes become atomic, queries partition-sized, stream records stay,
+    attribute values are written as they are, and ECS services keep their strategy."""
     for name, method in _original_writes.items():
         setattr(DynamoDBBackend, name, _serialized(method))
     Table.query = _query  # type: ignore[method-assign]
     Table.all_items = _all_items  # type: ignore[method-assign]
     LambdaBackend.send_dynamodb_items = _leave_records_in_the_stream  # type: ignore[method-assign]
-    JSONSerializer._serialize_type_structure = _serialize_attribute_values  # type: ignore[method-assign]
+    JSONSerializer._serialize_type_structure = _serialize_attribute_values  # type: ignore[method-assign, assignment]
+    EC2ContainerServiceResponse.create_service = _create_service_keeping_strategy  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -143,3 +170,4 @@ def uninstall() -> None:
     Table.all_items = _original_all_items  # type: ignore[method-assign]
     LambdaBackend.send_dynamodb_items = _original_send_dynamodb_items  # type: ignore[method-assign]
     JSONSerializer._serialize_type_structure = _original_serialize_structure  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.create_service = _original_create_service  # type: ignore[method-assign]

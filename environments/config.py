@@ -122,22 +122,34 @@ class RelaySettings(_Strict):
 
     The image is built from relay/ elsewhere and named here (a digest pins it best). The
     relay signs as `source`, whose newest secret it reads from the environment's webhook
-    secrets at task start. The network is the account's: public subnets with
-    `assign_public_ip` (no NAT to pay for; the security group allows egress only), or
-    private subnets with a NAT and `assign_public_ip: false`.
+    secrets at task start. The network is the account's: its default VPC (no ids given), public
+    subnets with `assign_public_ip` (no NAT to pay for; the security group allows egress
+    only), or private subnets with a NAT and `assign_public_ip: false`.
     """
 
     image: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[0-9a-f]{64})$")
     source: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
     exchanges: list[RelayExchange] = Field(min_length=1, max_length=3)
-    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
-    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(min_length=1, max_length=6)
+    # Both or neither: without them the task runs in the account's default VPC, on its
+    # default (public) subnets, which every account and the emulator have.
+    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] | None = Field(
+        default=None, min_length=1, max_length=6)
     assign_public_ip: bool = True
     # Fargate Spot by default: the relay is one small, restartable task, and an interruption
     # (two minutes' notice, SIGTERM) costs a reconnect, which it already handles.
     spot: bool = True
     cpu: Literal[256, 512, 1024] = 256
     memory_mb: int = Field(default=512, ge=512, le=8192)
+
+    @model_validator(mode="after")
+    def _network(self) -> RelaySettings:
+        if (self.vpc_id is None) != (self.subnet_ids is None):
+            raise ValueError("vpc_id and subnet_ids go together (or leave both out for the default VPC)")
+        if self.vpc_id is None and not self.assign_public_ip:
+            raise ValueError("the default VPC's subnets are public: keep assign_public_ip true there, or name "
+                             "private subnets (with a NAT) in vpc_id and subnet_ids")
+        return self
 
     @model_validator(mode="after")
     def _fargate_size(self) -> RelaySettings:

@@ -28,6 +28,8 @@ from cdktf import TerraformOutput
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_subscription_filter import CloudwatchLogSubscriptionFilter
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktf_cdktf_provider_aws.data_aws_subnets import DataAwsSubnets, DataAwsSubnetsFilter
+from cdktf_cdktf_provider_aws.data_aws_vpc import DataAwsVpc
 from cdktf_cdktf_provider_aws.ecs_cluster import EcsCluster, EcsClusterSetting
 from cdktf_cdktf_provider_aws.ecs_cluster_capacity_providers import (
     EcsClusterCapacityProviders,
@@ -176,7 +178,16 @@ class RelayStack(EnvironmentStack):
             depends_on=[execution_policy],
         )
 
-        group = SecurityGroup(self, "relay-egress", name=name, vpc_id=settings.vpc_id,
+        if settings.vpc_id is None or settings.subnet_ids is None:
+            # The account's default VPC and its default subnets (one public subnet per zone).
+            default_vpc = DataAwsVpc(self, "default-vpc", default=True)
+            default_subnets = DataAwsSubnets(self, "default-subnets", filter=[
+                DataAwsSubnetsFilter(name="vpc-id", values=[default_vpc.id]),
+                DataAwsSubnetsFilter(name="default-for-az", values=["true"])])
+            vpc_id, subnet_ids = default_vpc.id, default_subnets.ids
+        else:
+            vpc_id, subnet_ids = settings.vpc_id, list(settings.subnet_ids)
+        group = SecurityGroup(self, "relay-egress", name=name, vpc_id=vpc_id,
                               description="The relay: outbound HTTPS and Binance websockets only, nothing inbound")
         for port, reason in EGRESS_PORTS.items():
             VpcSecurityGroupEgressRule(self, f"relay-egress-{port}", security_group_id=group.id,
@@ -196,7 +207,7 @@ class RelayStack(EnvironmentStack):
             deployment_circuit_breaker=EcsServiceDeploymentCircuitBreaker(enable=True, rollback=True),
             capacity_provider_strategy=[EcsServiceCapacityProviderStrategy(capacity_provider=provider, weight=1)],
             platform_version="LATEST",
-            network_configuration=EcsServiceNetworkConfiguration(subnets=list(settings.subnet_ids),
+            network_configuration=EcsServiceNetworkConfiguration(subnets=subnet_ids,
                                                                  security_groups=[group.id],
                                                                  assign_public_ip=settings.assign_public_ip),
             propagate_tags="SERVICE",

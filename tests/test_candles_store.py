@@ -23,6 +23,7 @@ from functions.shared.candles import INTERVALS, MINUTE_MS, Candle, bucket_start
 from functions.shared.price_table.candles import (
     DynamoCandleStore,
     SymbolState,
+    candle_from_item,
     candle_item,
     list_symbols,
     maintain,
@@ -138,8 +139,11 @@ def test_item_formats_key_schema_and_sizes():
                     Decimal("1E-7"), 1234)
     item = candle_item("BTC-USD", "4h", candle)
     assert item["series"] == {"S": "BTC-USD#4h"} and item["sk"] == {"S": "001700006400000"}
-    assert item["start"] == {"N": str(MIDNIGHT)} and item["close"] == {"N": "1E-7"}
-    assert item["count"] == {"N": "1234"} and item_size(item) < 1024
+    assert item["ohlc"] == {"S": "37000.123456789 37100 36900.5 1E-7"} and item["count"] == {"N": "1234"}
+    assert set(item) == {"series", "sk", "ohlc", "count"} and candle_from_item(item) == candle  # exact round trip
+    widest = Candle(MIDNIGHT, Decimal("1" * 38), Decimal("9" * 38), Decimal("0." + "1" * 37), Decimal("-1E-130"), 10**9)
+    assert candle_from_item(candle_item("BTC-USDT", "15m", widest)) == widest
+    assert item_size(candle_item("BTC-USDT", "15m", widest)) < 1024  # one write unit
     full = {name: Candle(MIDNIGHT, Decimal("1" * 38), Decimal("9" * 38), Decimal("0." + "1" * 37),
                          Decimal("123456789.123456789"), 10**9) for name in ("5m", "15m", "1h", "4h", "1d")}
     registry = registry_item("BTC-USDT", SymbolState(MIDNIGHT, 7, full, ("0123456789abcdef",) * 4))

@@ -79,6 +79,9 @@ RELAY = ("relay:\n  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/price-re
     (RELAY.replace("price-relay:0.1.0", "price-relay"), "relay.image: String should match pattern"),
     (RELAY.replace("subnet-0123456789abcdef0", "my-subnet"), "relay.subnet_ids.0: String should match pattern"),
     (RELAY.replace("  source: binance-relay\n", ""), "relay.source: Field required"),
+    (RELAY.replace("  subnet_ids: [subnet-0123456789abcdef0]\n", ""), "relay: Value error, vpc_id and subnet_ids go"),
+    (RELAY.replace("  vpc_id: vpc-0123456789abcdef0\n  subnet_ids: [subnet-0123456789abcdef0]\n",
+                   "  assign_public_ip: false\n"), "relay: Value error, the default VPC's subnets are public"),
 ])
 def test_bad_values_give_one_line_naming_file_and_key(tmp_path, extra, expected):
     directory = _write(tmp_path, "dev", BASE + extra)

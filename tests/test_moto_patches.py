@@ -280,3 +280,29 @@ def test_with_the_patch_no_attribute_value_goes_through_moto_shape_walk(dynamodb
     monkeypatch.setattr(moto_patches.JSONSerializer, "_serialize_type_structure", counting)
     dynamodb.get_item(TableName="walked", Key={"symbol": {"S": "X"}, "timestamp": {"N": "0"}})
     assert "AttributeValue" in walked
+
+
+# ---- 5. ECS services keep their capacity provider strategy ----------------------------------------
+def _service_strategy(endpoint: str) -> list:
+    ecs = boto3.client("ecs", endpoint_url=endpoint, region_name="us-east-1")
+    ecs.create_cluster(clusterName="relay", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    ecs.register_task_definition(family="relay", containerDefinitions=[{"name": "relay", "image": "relay:1"}],
+                                 requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512")
+    strategy = [{"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}]
+    sent = {"capacityProviderStrategy": strategy, "enableECSManagedTags": True,
+            "availabilityZoneRebalancing": "DISABLED"}
+    created = ecs.create_service(cluster="relay", serviceName="relay", taskDefinition="relay", desiredCount=1,
+                                 **sent)["service"]
+    described = ecs.describe_services(cluster="relay", services=["relay"])["services"][0]
+    return [{member: answer.get(member) for member in sent} for answer in (created, described)] + [sent]
+
+
+def test_an_ecs_service_answers_the_capacity_provider_strategy_it_was_created_with(endpoint):
+    created, described, sent = _service_strategy(endpoint)
+    assert created == described == sent
+
+
+def test_unpatched_moto_drops_the_capacity_provider_strategy(endpoint):
+    moto_patches.uninstall()
+    created, described, _ = _service_strategy(endpoint)
+    assert created["capacityProviderStrategy"] is None and described["capacityProviderStrategy"] is None

@@ -16,7 +16,7 @@ from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from tests.support.faults import FaultInjector
-from tests.webhook_support import ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
+from tests.webhook_support import KRAKEN_REST, ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
 
 
 class LambdaContext:
@@ -160,12 +160,6 @@ KRAKEN_WS = {"channel": "ticker", "type": "update", "data": [
     {"symbol": "BTC/USD", "bid": 36999.9, "bid_qty": 0.5, "ask": 37000.1, "ask_qty": 1.2, "last": 37000.0,
      "volume": 1234.56789, "vwap": 36800.2, "low": 36000.0, "high": 37500.0, "change": 120.5, "change_pct": 0.33,
      "timestamp": "2023-11-14T22:13:20.789Z"}]}
-KRAKEN_REST = {"error": [], "result": {
-    "XXBTZUSD": {"a": ["37000.10000", "1", "1.000"], "b": ["36999.90000", "2", "2.000"],
-                 "c": ["37000.00000", "0.00067643"], "v": ["1000.1", "2000.2"], "p": ["36900.1", "36850.2"],
-                 "t": [100, 200], "l": ["36000.0", "35900.0"], "h": ["37500.0", "37600.0"], "o": "36800.0"},
-    "XETHZEUR": {"a": ["1900.1", "1", "1.000"], "b": ["1899.9", "1", "1.000"], "c": ["1900.0", "0.5"],
-                 "v": ["10", "20"], "p": ["1", "1"], "t": [1, 1], "l": ["1", "1"], "h": ["1", "1"], "o": "1"}}}
 
 
 @pytest.mark.parametrize("payload, expected", [

@@ -14,6 +14,7 @@ from functions.shared.price_table.ticks import update_from_item
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets, sign
 from tests.webhook_support import (
+    KRAKEN_REST,
     ROTATED,
     SECRET,
     SOURCE,
@@ -54,12 +55,6 @@ def queued(aws) -> list:
 # ---- item 2: a retried or replayed request without timestamps is stored again ----------------
 
 NO_TIMESTAMP = json.dumps({"symbol": "BTC-USD", "price": "37000.5", "exchange": "binance"})
-KRAKEN_REST = {"error": [], "result": {
-    "XXBTZUSD": {"a": ["37000.10000", "1", "1.000"], "b": ["36999.90000", "2", "2.000"],
-                 "c": ["37000.00000", "0.00067643"], "v": ["1000.1", "2000.2"], "p": ["36900.1", "36850.2"],
-                 "t": [100, 200], "l": ["36000.0", "35900.0"], "h": ["37500.0", "37600.0"], "o": "36800.0"},
-    "XETHZEUR": {"a": ["1900.1", "1", "1.000"], "b": ["1899.9", "1", "1.000"], "c": ["1900.0", "0.5"],
-                 "v": ["10", "20"], "p": ["1", "1"], "t": [1, 1], "l": ["1", "1"], "h": ["1", "1"], "o": "1"}}}
 
 
 def test_item2_same_signed_request_without_timestamp_twice_is_stored_once(aws):

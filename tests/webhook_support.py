@@ -100,3 +100,12 @@ def capture_service_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.Log
 def logged_text(caplog: pytest.LogCaptureFixture) -> str:
     """Every captured record with its structured extras, as one string to search for leaks."""
     return " ".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+
+
+# Kraken's REST Ticker answer (two pairs), shared by the parsing and the retry tests.
+KRAKEN_REST = {"error": [], "result": {
+    "XXBTZUSD": {"a": ["37000.10000", "1", "1.000"], "b": ["36999.90000", "2", "2.000"],
+                 "c": ["37000.00000", "0.00067643"], "v": ["1000.1", "2000.2"], "p": ["36900.1", "36850.2"],
+                 "t": [100, 200], "l": ["36000.0", "35900.0"], "h": ["37500.0", "37600.0"], "o": "36800.0"},
+    "XETHZEUR": {"a": ["1900.1", "1", "1.000"], "b": ["1899.9", "1", "1.000"], "c": ["1900.0", "0.5"],
+                 "v": ["10", "20"], "p": ["1", "1"], "t": [1, 1], "l": ["1", "1"], "h": ["1", "1"], "o": "1"}}}

@@ -10,6 +10,7 @@ import pytest
 
 from delivery.local import LocalDeployment
 from emulator.subscriber import TopicSubscriber
+from tests.support.variant import e2e_config
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 90.0, interval: float = 0.5):
@@ -25,7 +26,8 @@ def wait_until(condition: Callable[[], object], timeout: float = 90.0, interval:
 @pytest.fixture(scope="session")
 def stack():
     target = os.environ.get("E2E_TARGET", "embedded")
-    with LocalDeployment(target=target, stream_terraform=True) as running:
+    # The relay stack is applied too (tests/e2e/test_relay_stack.py runs its task).
+    with LocalDeployment(target=target, stream_terraform=True, config=e2e_config()) as running:
         yield running
 
 

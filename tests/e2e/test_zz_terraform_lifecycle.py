@@ -6,6 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from delivery.deployer import destroy, make_deployer
+from emulator import session
 
 
 def test_applied_stacks_re_plan_clean(stack):
@@ -16,11 +17,15 @@ def test_applied_stacks_re_plan_clean(stack):
         assert result.returncode == 0, result.last_lines()  # 2 would mean drift
 
 
-def test_destroy_removes_pipeline_then_storage(stack):
+def test_destroy_removes_relay_then_pipeline_then_storage(stack):
     printed: list[str] = []
     destroy(stack.info.config, stack.app, {"AWS_ENDPOINT_URL": stack.info.endpoint}, echo=printed.append)
     order = [line for line in printed if line.startswith("==>") and "destroy" in line]
-    assert order == ["==> pipeline-local: terraform destroy", "==> storage-local: terraform destroy"]
+    assert order == ["==> relay-local: terraform destroy", "==> pipeline-local: terraform destroy",
+                     "==> storage-local: terraform destroy"]
     with pytest.raises(ClientError):
         stack.aws["dynamodb"].describe_table(TableName=stack.info.outputs["table_name"])
     assert stack.aws["lambda"].list_functions()["Functions"] == []
+    ecs = session.client("ecs", stack.info.endpoint, stack.info.config.region)
+    relay = ecs.describe_clusters(clusters=[stack.info.outputs["relay_cluster_name"]])["clusters"]
+    assert [cluster["status"] for cluster in relay] in ([], ["INACTIVE"])  # ECS keeps a deleted cluster a while

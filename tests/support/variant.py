@@ -40,6 +40,22 @@ OPTIONAL_SECTIONS: dict[str, Any] = {
 }
 
 
+# The relay as the end-to-end session deploys it into the emulator: the default-VPC shape (no
+# network ids, which moto makes up at run time) and one exchange, whose frames the test serves.
+E2E_RELAY_SYMBOL = "ECSUSDT"
+
+
+def e2e_config() -> EnvironmentConfig:
+    """local.yaml plus a relay section, so that `relay-local` is applied into the emulator too."""
+    data = load_config("local").model_dump(mode="json", exclude_none=True)
+    config = EnvironmentConfig.model_validate(data)
+    source = config.local_source("hmac")
+    assert source is not None, "local.yaml has an hmac source"
+    data["relay"] = {"image": RELAY_IMAGE, "source": source[0],
+                     "exchanges": [{"exchange": "binance", "symbols": [E2E_RELAY_SYMBOL]}]}
+    return EnvironmentConfig.model_validate(data)
+
+
 def synthesized_variant(base: Path, artifacts: Any) -> Any:
     """The variant's synthesized app, synthesized once per test session."""
     if "app" not in _CACHE:

@@ -5,9 +5,13 @@ Table `price-candles-<suffix>`: hash key `series` (S), range key `sk` (S), on de
 stream. A table of its own, so its writes never trigger the enricher and never show in
 the enricher's history Query of the prices table.
 
-- Candle: series = "<SYMBOL>#<interval>", sk = start as 15 zero-padded digits (string
-  order = time order), `start` (N, epoch ms), `open`/`high`/`low`/`close` (N, exact, the
-  ticks' own numbers), `count` (N). About 100 bytes: one write unit.
+- Candle: series = "<SYMBOL>#<interval>", sk = start (epoch ms) as 15 zero-padded digits
+  (string order = time order), `ohlc` (S: open, high, low and close, the ticks' own
+  numbers as exact decimal text, space-separated), `count` (N, a number because writes are
+  conditioned on it). About 80 bytes: one write unit. Four attributes rather than eight (a
+  Number each for start/open/high/low/close): a day of 1m candles is 1,440 items, and every
+  attribute value costs a reader's SDK a parse step (botocore walks each one through the
+  model), so the read API's handler time follows the attribute count.
 - Registry, one per symbol: series = "#symbols", sk = "<SYMBOL>", `materialized_ms` (N,
   the watermark W: every candle whose end <= W is stored; minute-aligned), `version` (N,
   for compare-and-set), `prefix_<interval>` (M {o, h, l, c, n}) for each coarse interval
@@ -123,14 +127,14 @@ def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
     """A candle as a typed item; the prices are the ticks' own numbers, never floats."""
     return {
         SERIES: {"S": series_name(symbol, interval)}, SK: {"S": sort_text(candle.start)},
-        "start": _number(candle.start), "open": _number(candle.open), "high": _number(candle.high),
-        "low": _number(candle.low), "close": _number(candle.close), "count": _number(candle.count),
+        "ohlc": {"S": f"{candle.open} {candle.high} {candle.low} {candle.close}"}, "count": _number(candle.count),
     }
 
 
 def candle_from_item(item: Mapping[str, Any]) -> Candle:
-    return Candle(int(item["start"]["N"]), Decimal(item["open"]["N"]), Decimal(item["high"]["N"]),
-                  Decimal(item["low"]["N"]), Decimal(item["close"]["N"]), int(item["count"]["N"]))
+    open_, high, low, close = item["ohlc"]["S"].split(" ")
+    return Candle(int(item[SK]["S"]), Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
+                  int(item["count"]["N"]))
 
 
 @dataclass(frozen=True)
