@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 import pytest
 
 from functions.price_enricher.settings import Settings
-from functions.shared.price_table.candles import series_name, sort_text
+from functions.shared.price_table.candles import Candle, candle_from_item, series_name, sort_text
 from tests.support.enricher_support import CANDLE_TABLE, Counter, MetricsRecorder, Pipeline
 from tests.support.faults import FaultInjector
 
@@ -50,8 +51,7 @@ def test_issue13_a_batch_flowing_through_process_maintains_its_1m_candle(pipelin
     assert line.dynamodb_reads + line.dynamodb_writes == requests
     item = candle(pipeline, "BTC-USD", "1m", MINUTE)
     assert item is not None
-    assert {k: item[k]["N"] for k in ("start", "open", "high", "low", "close", "count")} == {
-        "start": str(MINUTE), "open": "100", "high": "105", "low": "98", "close": "101", "count": "4"}
+    assert candle_from_item(item) == Candle(MINUTE, Decimal(100), Decimal(105), Decimal(98), Decimal(101), 4)
     assert candle(pipeline, "BTC-USD", "1m", MINUTE + 60_000) is None  # still forming
 
 

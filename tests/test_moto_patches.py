@@ -306,3 +306,30 @@ def test_unpatched_moto_drops_the_capacity_provider_strategy(endpoint):
     moto_patches.uninstall()
     created, described, _ = _service_strategy(endpoint)
     assert created["capacityProviderStrategy"] is None and described["capacityProviderStrategy"] is None
+
+
+# ---- 6. moto's module list, listed once ------------------------------------------------------------
+def _listings_during_requests(dynamodb, monkeypatch) -> int:
+    """How many times moto's server listed its package directory while answering 5 requests."""
+    import os
+
+    import moto
+
+    package, listed, original = os.path.dirname(moto.__file__), [], os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": (listed.append(path) if path == package else None)
+                        or original(path))
+    for _ in range(5):
+        dynamodb.list_tables()
+    monkeypatch.setattr(os, "listdir", original)
+    return len(listed)
+
+
+def test_the_server_lists_moto_modules_once_not_per_request(dynamodb, monkeypatch):
+    moto_patches.install()
+    dynamodb.list_tables()  # the one listing, if not taken yet
+    assert _listings_during_requests(dynamodb, monkeypatch) == 0
+
+
+def test_unpatched_moto_lists_its_modules_on_every_request(dynamodb, monkeypatch):
+    moto_patches.uninstall()
+    assert _listings_during_requests(dynamodb, monkeypatch) >= 5

@@ -88,7 +88,7 @@ def test_load_from_concurrent_senders_loses_nothing_and_stores_nothing_twice(sta
                     totals[key] += result[key]
 
     started = time.monotonic()
-    with TopicSubscriber(stack.aws, info.outputs["success_topic_arn"], "load-subscriber") as inbox:
+    with TopicSubscriber(stack.aws, info.outputs["success_topic_arn"], "load-subscriber", raw=True) as inbox:
         with ThreadPoolExecutor(SENDERS) as pool:
             list(pool.map(send, requests))
         assert totals == {"accepted": len(expected), "duplicates": LOAD_UPDATES - len(expected), "queued": 0}
