@@ -24,7 +24,9 @@
    of 1m candles spent ~2 s in moto, and the stream's GetRecords and the enricher's
    history reads paid the same per item. An attribute value already is its wire form
    (`{"S": ...}`, `{"N": "..."}`, nested M/L, binaries as base64): this writes it as is
-   and leaves the rest of every answer to moto's serializer.
+   and leaves the rest of every answer to moto's serializer. One difference, on purpose:
+   where moto holds a binary already as base64 text (stream records' Keys), its serializer
+   encoded it a second time; written as is, a client reads the bytes that were stored.
 5. ECS services keep their capacity provider strategy. moto's CreateService drops the
    `capacityProviderStrategy` it is given (it keeps one for task sets only), and with it
    `enableECSManagedTags` and `availabilityZoneRebalancing`, so a service on Fargate Spot
@@ -115,7 +117,8 @@ def _leave_records_in_the_stream(self: LambdaBackend, function_arn: str, items: 
 
 # ---- 4. attribute values as they are -----------------------------------------------------------
 _original_serialize_structure = JSONSerializer._serialize_type_structure
-ATTRIBUTE_VALUE_SHAPES = ("AttributeValue",)  # DynamoDB's and DynamoDB Streams' shape name
+ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
+ATTRIBUTE_VALUE_SERVICES = ("dynamodb", "dynamodbstreams")  # the shape name alone is not unique
 
 
 def _wire(value: Any) -> Any:
@@ -131,7 +134,8 @@ def _wire(value: Any) -> Any:
 
 
 def _serialize_attribute_values(self: JSONSerializer, serialized: Any, value: Any, shape: Any, key: str) -> None:
-    if key and shape.name in ATTRIBUTE_VALUE_SHAPES and isinstance(value, dict):
+    if (key and shape.name == ATTRIBUTE_VALUE_SHAPE and isinstance(value, dict)
+            and self.operation_model.service_model.service_name in ATTRIBUTE_VALUE_SERVICES):
         serialized[key] = _wire(value)
         return
     _original_serialize_structure(self, serialized, value, shape, key)

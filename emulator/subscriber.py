@@ -110,7 +110,8 @@ class TopicSubscriber:
         now = time.monotonic()
         parsed = []
         for message in messages:
-            if self.raw:  # attributes in the envelope's shape, so readers need not care
+            if self.raw:  # attributes in the envelope's shape (the pipeline's are all String; moto
+                # cannot deliver a Binary one raw: it hashes the value as text)
                 attributes = {name: {"Type": value["DataType"], "Value": value.get("StringValue")}
                               for name, value in message.get("MessageAttributes", {}).items()}
                 parsed.append(Notification(message["Body"], None, attributes, now))

@@ -131,7 +131,7 @@ class RelaySettings(_Strict):
     source: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
     exchanges: list[RelayExchange] = Field(min_length=1, max_length=3)
     # Both or neither: without them the task runs in the account's default VPC, on its
-    # default (public) subnets, which every account and the emulator have.
+    # default (public) subnets (an account that deleted its default VPC must name one).
     vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
     subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] | None = Field(
         default=None, min_length=1, max_length=6)

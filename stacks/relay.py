@@ -180,6 +180,8 @@ class RelayStack(EnvironmentStack):
 
         if settings.vpc_id is None or settings.subnet_ids is None:
             # The account's default VPC and its default subnets (one public subnet per zone).
+            # An account whose default VPC was deleted fails here at plan time: name a VPC and
+            # subnets in the environment file instead.
             default_vpc = DataAwsVpc(self, "default-vpc", default=True)
             default_subnets = DataAwsSubnets(self, "default-subnets", filter=[
                 DataAwsSubnetsFilter(name="vpc-id", values=[default_vpc.id]),

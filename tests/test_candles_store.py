@@ -144,6 +144,10 @@ def test_item_formats_key_schema_and_sizes():
     widest = Candle(MIDNIGHT, Decimal("1" * 38), Decimal("9" * 38), Decimal("0." + "1" * 37), Decimal("-1E-130"), 10**9)
     assert candle_from_item(candle_item("BTC-USDT", "15m", widest)) == widest
     assert item_size(candle_item("BTC-USDT", "15m", widest)) < 1024  # one write unit
+    first_format = {"series": item["series"], "sk": item["sk"], "start": {"N": str(MIDNIGHT)},
+                    "open": {"N": "37000.123456789"}, "high": {"N": "37100"}, "low": {"N": "36900.5"},
+                    "close": {"N": "1E-7"}, "count": {"N": "1234"}}
+    assert candle_from_item(first_format) == candle  # items written before the format change still read
     full = {name: Candle(MIDNIGHT, Decimal("1" * 38), Decimal("9" * 38), Decimal("0." + "1" * 37),
                          Decimal("123456789.123456789"), 10**9) for name in ("5m", "15m", "1h", "4h", "1d")}
     registry = registry_item("BTC-USDT", SymbolState(MIDNIGHT, 7, full, ("0123456789abcdef",) * 4))

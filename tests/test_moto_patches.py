@@ -333,3 +333,15 @@ def test_the_server_lists_moto_modules_once_not_per_request(dynamodb, monkeypatc
 def test_unpatched_moto_lists_its_modules_on_every_request(dynamodb, monkeypatch):
     moto_patches.uninstall()
     assert _listings_during_requests(dynamodb, monkeypatch) >= 5
+
+
+def test_a_binary_key_in_a_stream_record_reads_as_stored_where_moto_encoded_it_twice(dynamodb):
+    dynamodb.create_table(TableName="binary-keys", BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "B"}],
+                          StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    dynamodb.put_item(TableName="binary-keys", Item={"k": {"B": b"key"}})
+    moto_patches.install()
+    assert [r["dynamodb"]["Keys"] for r in _stream_records(dynamodb, "binary-keys")] == [{"k": {"B": b"key"}}]
+    moto_patches.uninstall()
+    assert [r["dynamodb"]["Keys"] for r in _stream_records(dynamodb, "binary-keys")] == [{"k": {"B": b"a2V5"}}]

@@ -132,6 +132,11 @@ def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
 
 
 def candle_from_item(item: Mapping[str, Any]) -> Candle:
+    """A stored candle; items written in the first format (a Number each for start, open,
+    high, low and close) still read, so a table written before the change needs no migration."""
+    if "ohlc" not in item:
+        return Candle(int(item["start"]["N"]), Decimal(item["open"]["N"]), Decimal(item["high"]["N"]),
+                      Decimal(item["low"]["N"]), Decimal(item["close"]["N"]), int(item["count"]["N"]))
     open_, high, low, close = item["ohlc"]["S"].split(" ")
     return Candle(int(item[SK]["S"]), Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
                   int(item["count"]["N"]))
