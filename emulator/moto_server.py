@@ -5,21 +5,30 @@ server, fault proxy, stream poller, subscribers) then do not contend with moto f
 interpreter's GIL, which under load cost more than the work itself (py-spy: the GIL was
 held 40 % of the time while the process burnt a whole core). In-process on request, for
 tests that switch the patches on and off around requests.
+
+Served by cheroot, not by moto's own `ThreadedMotoServer` (werkzeug's development server).
+Werkzeug closes the connection after every response ("Always close the connection. This
+disables HTTP/1.1 keep-alive connections", werkzeug/serving.py) and starts a thread per
+connection, so every AWS call paid a TCP connect, a thread start and the teardown: measured
+with py-spy, most of moto's time under load went to werkzeug, not to moto. cheroot keeps
+connections alive, as AWS endpoints do, and serves them from a thread pool (idle
+connections wait in a selector, not on a thread). The WSGI application is moto's own.
+Measured on the 2-core machine: 183 -> 302 sequential Queries/s, and 20 concurrent Queries
+in 73 -> 46 ms.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from emulator import moto_patches
 from emulator.children import stop_child
@@ -38,21 +47,43 @@ class EmulatorStartError(RuntimeError):
     """moto's server did not answer in time."""
 
 
+SERVER_THREADS = 16  # requests served at once; the local stack's clients keep ~10-30 connections open
+
+
+class MotoServer:
+    """moto's WSGI application under cheroot on 127.0.0.1 (see the module docstring), in a thread."""
+
+    def __init__(self, port: int) -> None:
+        from cheroot import wsgi
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self._server = wsgi.Server(("127.0.0.1", port), DomainDispatcherApplication(create_backend_app),
+                                   numthreads=SERVER_THREADS, request_queue_size=128)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._server.prepare()  # binds the port before start() returns
+        self._thread = threading.Thread(target=self._server.serve, name="moto-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
 class EmbeddedEmulator:
     def __init__(self, port: int | None = None, in_process: bool = False) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.in_process = in_process
-        self._server: Any = None  # moto's ThreadedMotoServer, when in-process
+        self._server: MotoServer | None = None  # when in-process
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> EmbeddedEmulator:
         if self.in_process:
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
             moto_patches.install()
-            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server = MotoServer(self.port)
             self._server.start()
             return self
         # stdin is the child's lifeline: it exits when this process closes it or dies.
@@ -101,11 +132,8 @@ def _child_environment() -> dict[str, str]:
 
 def serve(port: int) -> None:
     """The child process: moto with the patches, until stdin closes."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto_patches.install()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = MotoServer(port)
     server.start()
     try:
         sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
