@@ -395,7 +395,7 @@ class BenchPlan:
     relay_stack_ticks: int
 
 
-FULL = BenchPlan((1, 10, 100, 1000), (1, 10, 100), 5, COLD_START_RUNS, 1000, 20, 10, 200, 20, 10_000, 2000)
+FULL = BenchPlan((1, 10, 100, 1000), (1, 10, 100), 5, COLD_START_RUNS, 1000, 62, 10, 200, 20, 10_000, 2000)
 QUICK = BenchPlan((1, 10, 100), (1, 10), 1, 1, 50, 2, 2, 20, 5, 1000, 200)
 
 

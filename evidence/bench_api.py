@@ -209,7 +209,7 @@ def bench_api(endpoint: str, sizes: ApiSizes = FULL_SIZES,
     from functions.price_api import service as api
     from functions.price_api.settings import Settings
 
-    dynamodb = emulator_client("dynamodb", endpoint, config=api.CLIENT_CONFIG)
+    dynamodb = api.prepare_client(emulator_client("dynamodb", endpoint, config=api.CLIENT_CONFIG))
     sns = emulator_client("sns", endpoint)
     now_ms = int(time.time() * 1000)
     ticks, paths = _scenario(sizes, now_ms)
@@ -222,7 +222,7 @@ def bench_api(endpoint: str, sizes: ApiSizes = FULL_SIZES,
     now = time.time()
     rows = []
     with ReplayServer(endpoint) as replay:
-        replayed = emulator_client("dynamodb", replay.endpoint, config=api.CLIENT_CONFIG)
+        replayed = api.prepare_client(emulator_client("dynamodb", replay.endpoint, config=api.CLIENT_CONFIG))
         for kind in KINDS:
             event = url_event("GET", paths[kind], {}, b"", "127.0.0.1")
             walls, cpus, log, body = _timed(api.process, event, settings, dynamodb, now, sizes.runs)
@@ -252,9 +252,10 @@ def bench_candle_writes(endpoint: str, minutes: float) -> dict[str, Any]:
     scenario (1,000,000 updates/day over 20 symbols, enricher batches of 100), measured with
     `evidence.candle_overhead.measure_overhead` on a fresh pair of tables.
 
-    The window starts 4 minutes before a UTC midnight (the module's default), so it closes a
-    candle of every interval once: more coarse closes per minute than an average minute of
-    a day, so the figure errs high.
+    The window starts 61 minutes before a UTC midnight (the module's default): with 62
+    minutes it packs one full hour per symbol (~3 write units each) and closes a candle of
+    every interval at midnight, more 4h and 1d closes than an average hour, so the figure
+    errs high.
     """
     from emulator.session import client as emulator_client
     from evidence.candle_overhead import measure_overhead
@@ -262,8 +263,5 @@ def bench_candle_writes(endpoint: str, minutes: float) -> dict[str, Any]:
     dynamodb = emulator_client("dynamodb", endpoint)
     report, _ = measure_overhead(dynamodb, minutes=minutes, candle_table="bench-candle-overhead",
                                  tick_table="bench-candle-overhead-ticks")
-    # Every candle and registry item is under 1 KB in practice (one write unit per request);
-    # should one ever grow past it, each request is priced as the largest item's units.
-    units_per_write = max(1, math.ceil(report.largest_item_bytes / 1024))
-    return {**report.summary(), "write_units_per_update": round(report.writes_per_update * units_per_write, 4),
-            "budget_write_units_per_update": 0.1}
+    # Each write priced by its own item (candles and the registry: 1 unit; an hour pack ~3).
+    return {**report.summary(), "budget_write_units_per_update": 0.1}

@@ -30,17 +30,18 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from evidence.capacity import item_size, read_units
+from evidence.capacity import item_size, read_units, write_units
 from functions.shared.candles import INTERVALS, MINUTE_MS
-from functions.shared.price_table.candles import SERIES, maintain
+from functions.shared.price_table.candles import PACK_SUFFIX, SERIES, maintain
 from functions.shared.price_table.candles import table_definition as candle_table_definition
 from functions.shared.price_table.keys import SORT_KEY, event_ms, sort_key, table_definition
 from functions.shared.price_table.reads import MeteredClient, ReadLog
 
 DAY_MS = 86_400_000
-# 2023-11-15T00:00:00Z minus 4 minutes (1 of warm-up): a run of 3+ minutes closes a candle of
-# every interval at midnight.
-DEFAULT_START_MS = 1_700_006_400_000 - 4 * MINUTE_MS
+# 2023-11-15T00:00:00Z minus 61 minutes (1 of warm-up): a run of 61+ minutes fills the hour
+# 23:00-24:00 (so its pack is a full hour's, ~3 write units) and closes a candle of every
+# interval at midnight.
+DEFAULT_START_MS = 1_700_006_400_000 - 61 * MINUTE_MS
 CANDLE_TABLE = "price-candles-overhead"
 TICK_TABLE = "crypto-prices-overhead"
 
@@ -61,17 +62,23 @@ class OverheadReport:
     updates: int = 0
     batches: int = 0
     maintain_calls: int = 0
-    write_requests: int = 0         # PutItems of candles and registry records, each < 1 KB: = write units
+    write_requests: int = 0         # PutItems of candles, hour packs and registry records
+    write_units: int = 0            # their write units: ceil(item bytes / 1 KB) each (a pack is ~3)
+    packs_written: int = 0
     read_requests: int = 0
     read_units: float = 0.0
     candles_written: int = 0
     candles_stored: dict[str, int] = field(default_factory=dict)
-    largest_item_bytes: int = 0     # over the candle table after the run: < 1024 means 1 WRU per write
+    largest_item_bytes: int = 0     # over the candle table after the run (a full hour pack: ~2.5 KB)
     mean_candle_bytes: float = 0.0  # candle items only (not the registry): what storage grows by
 
     @property
     def writes_per_update(self) -> float:
         return self.write_requests / self.updates
+
+    @property
+    def write_units_per_update(self) -> float:
+        return self.write_units / self.updates
 
     @property
     def reads_per_update(self) -> float:
@@ -83,6 +90,7 @@ class OverheadReport:
 
     def summary(self) -> dict[str, Any]:
         return {**asdict(self), "writes_per_update": round(self.writes_per_update, 4),
+                "write_units_per_update": round(self.write_units_per_update, 4),
                 "reads_per_update": round(self.reads_per_update, 4),
                 "read_units_per_update": round(self.read_units_per_update, 4)}
 
@@ -137,8 +145,8 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
     report = OverheadReport(symbols, updates_per_day, batch, minutes)
     dynamodb.create_table(**candle_table_definition(candle_table))
     dynamodb.create_table(**table_definition(tick_table))
-    log = ReadLog()
-    metered = MeteredClient(dynamodb, log)
+    log, written = ReadLog(), list[dict[str, Any]]()
+    metered = MeteredClient(dynamodb, log, written)
     stored: dict[str, list[int]] = {}
     watermarks: dict[str, int] = {}
     for number, first in enumerate(range(0, len(stream), batch)):
@@ -149,7 +157,7 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
         for tick in records:
             by_symbol.setdefault(tick.symbol, []).append(tick.key)
             stored.setdefault(tick.symbol, []).append(tick.key)
-        pages_before = len(log.pages)
+        pages_before, writes_before = len(log.pages), len(written)
         with ThreadPoolExecutor(threads) as pool:  # the enricher, too, works on a batch's symbols concurrently
             results = list(pool.map(lambda pair: maintain(metered, candle_table, tick_table, *pair), by_symbol.items()))
         for symbol, writes in zip(by_symbol, results, strict=True):
@@ -160,7 +168,9 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
                 report.write_requests += writes.write_requests
                 report.read_requests += writes.read_requests
                 report.candles_written += writes.candles_written
+                report.packs_written += writes.packs_written
         if counted:
+            report.write_units += sum(write_units(item) for item in written[writes_before:])
             report.updates += len(records)
             report.batches += 1
             report.read_units += sum(read_units(sum(item_size(item) for item in page.items), page.consistent)
@@ -180,7 +190,7 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
             size = item_size(item)
             largest = max(largest, size)
             series = item[SERIES]["S"]
-            if not series.startswith("#"):
+            if not series.startswith("#") and not series.endswith(PACK_SUFFIX):
                 counts[series.rsplit("#", 1)[1]] += 1
                 candle_bytes += size
     report.candles_stored = {name: counts[name] for name in INTERVALS}

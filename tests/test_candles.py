@@ -222,7 +222,8 @@ def test_candles_equal_pandas_under_late_duplicate_retried_and_redriven_batches(
 @given(tick_sets(max_ticks=80), st.integers(1, 30))
 def test_in_order_stream_reads_no_stored_candles_and_is_always_fresh(ticks, batch_size):
     """The stream's normal flow: one GetItem per step, a tick Query when minutes close, no
-    Query of stored candles (the old prefixes cover the buckets that close)."""
+    Query of stored candles (the old prefixes cover the buckets that close) but the closed
+    hours' 1m candles for their packs: at most one Query per hour packed."""
     store = MemoryStore()
     ordered = sorted(ticks)
     previous: int | None = None
@@ -230,11 +231,13 @@ def test_in_order_stream_reads_no_stored_candles_and_is_always_fresh(ticks, batc
         batch = ordered[start:start + batch_size]
         for tick_key in batch:
             store.store_tick(SYMBOL, tick_key, ticks[tick_key])
-        reads = store.reads
+        reads, candle_reads = store.reads, len(store.candle_reads)
         writes = maintain_store(store, SYMBOL, batch)
         plan = plan_maintenance(previous, batch)
         assert stored_needed(plan) == {} and plan.late_minutes == ()
-        assert store.reads - reads == 1 + len(plan.minute_ranges()) <= 2
+        pack_reads = store.candle_reads[candle_reads:]
+        assert set(pack_reads) <= {"1m"} and len(pack_reads) <= writes.packs_written
+        assert store.reads - reads - len(pack_reads) == 1 + len(plan.minute_ranges()) <= 2
         previous = writes.watermark
         assert_fresh(store)
 

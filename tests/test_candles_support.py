@@ -84,6 +84,8 @@ class MemoryStore:
         self.ticks: dict[str, dict[int, Decimal | None]] = {}
         self.candles: dict[tuple[str, str], dict[int, Candle]] = {}
         self.states: dict[str, SymbolState] = {}
+        self.packs: dict[str, dict[int, tuple[Candle, ...]]] = {}
+        self.candle_reads: list[str] = []  # the interval of every read_candles call
         self.reads = self.writes = 0
         self.before_put_state: Callable[[str], None] | None = None
         self.fail_after_writes: int | None = None
@@ -107,6 +109,7 @@ class MemoryStore:
     def read_candles(self, symbol: str, interval: str, first_start: int, last_start: int,
                      limit: int | None = None) -> list[Candle]:
         self.reads += 1
+        self.candle_reads.append(interval)
         series = self.candles.get((symbol, interval), {})
         found = [series[start] for start in sorted(series) if first_start <= start <= last_start]
         return found[:limit] if limit is not None else found
@@ -128,6 +131,24 @@ class MemoryStore:
                 refused += 1
             else:
                 series[candle.start] = candle
+        return refused
+
+    def read_packs(self, symbol: str, first_hour: int, last_hour: int,
+                   limit: int | None = None) -> list[tuple[int, list[Candle]]]:
+        self.reads += 1
+        series = self.packs.get(symbol, {})
+        found = [(hour, list(series[hour])) for hour in sorted(series) if first_hour <= hour <= last_hour]
+        return found[:limit] if limit is not None else found
+
+    def put_packs(self, symbol: str, packs: Sequence[tuple[int, Sequence[Candle]]]) -> int:
+        refused = 0
+        for hour, minutes in packs:
+            self._write()
+            series = self.packs.setdefault(symbol, {})
+            if hour in series and sum(c.count for c in series[hour]) > sum(c.count for c in minutes):
+                refused += 1
+            else:
+                series[hour] = tuple(minutes)
         return refused
 
     def put_state(self, symbol: str, state: SymbolState, expected_version: int | None) -> bool:

@@ -64,7 +64,8 @@ def put_tick(dynamodb: Any, symbol: str, ms: int, price: str, exchange: str = "b
 
 @pytest.fixture
 def dynamodb(moto_endpoint):
-    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint, config=api.CLIENT_CONFIG)
+    client = api.prepare_client(boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint,
+                                             config=api.CLIENT_CONFIG))
     client.create_table(**table_definition(TICKS))
     client.create_table(**candles.table_definition(CANDLES))
     return client

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import correlation_paths
 
-from functions.price_api.service import CLIENT_CONFIG, process
+from functions.price_api.service import CLIENT_CONFIG, prepare_client, process
 from functions.price_api.settings import Settings
 from functions.shared.observability import metric_sink, pipeline_logger, pipeline_metrics
 
@@ -25,7 +25,7 @@ metrics = pipeline_metrics("price-api")
 @functools.cache
 def _runtime() -> tuple[Settings, Any]:
     """Settings and the DynamoDB client, once per cold start."""
-    return Settings.from_environment(os.environ), boto3.client("dynamodb", config=CLIENT_CONFIG)
+    return Settings.from_environment(os.environ), prepare_client(boto3.client("dynamodb", config=CLIENT_CONFIG))
 
 
 @metrics.log_metrics

@@ -39,7 +39,8 @@ from functions.price_api.routes import (
 )
 from functions.price_api.settings import Settings
 from functions.shared.observability import MetricSink, no_metrics
-from functions.shared.price_table.candles import INTERVALS, MAX_CANDLES, list_symbols, read_candles
+from functions.shared.price_table.candles import INTERVALS, MAX_CANDLES, Candle, list_symbols, read_candles
+from functions.shared.price_table.raw_items import lift_items
 from functions.shared.price_table.reads import (
     MeteredClient,
     ReadLog,
@@ -63,6 +64,12 @@ THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "
               "LimitExceededException"}
 
 logger = logging.getLogger("price_api")
+
+
+def prepare_client(client: Any) -> Any:
+    """The DynamoDB client as the API reads with it: items taken straight from the JSON
+    (`raw_items`: botocore's per-attribute-value parse was most of the API's CPU)."""
+    return lift_items(client)
 
 
 def respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -108,6 +115,12 @@ def ticks_route(route: Route, query: dict[str, str], settings: Settings, client:
     return body
 
 
+def candle_json(candle: Candle) -> dict[str, Any]:
+    """A candle as the API answers it: start in epoch ms, prices as exact decimal strings."""
+    return {"start": candle.start, "open": decimal_text(candle.open), "high": decimal_text(candle.high),
+            "low": decimal_text(candle.low), "close": decimal_text(candle.close), "count": candle.count}
+
+
 def candles_route(route: Route, query: dict[str, str], settings: Settings, client: Any,
                   now_ms: int) -> dict[str, Any]:
     """Up to `limit` (≤ 5,000) candles whose start is in [from, to), oldest first, and a cursor beyond.
@@ -129,10 +142,7 @@ def candles_route(route: Route, query: dict[str, str], settings: Settings, clien
         return {"candles": []}
     rows, following = read_candles(client, settings.candle_table_name, settings.table_name, str(route.symbol),
                                    interval, first, last, limit)
-    body: dict[str, Any] = {"candles": [
-        {"start": row.start, "open": decimal_text(row.open), "high": decimal_text(row.high),
-         "low": decimal_text(row.low), "close": decimal_text(row.close), "count": row.count}
-        for row in rows]}
+    body: dict[str, Any] = {"candles": [candle_json(row) for row in rows]}
     if following is not None and following < last:
         body["next"] = encode_cursor(bound, following)
     return body

@@ -12,11 +12,24 @@ the enricher's history Query of the prices table.
   Number each for start/open/high/low/close): a day of 1m candles is 1,440 items, and every
   attribute value costs a reader's SDK a parse step (botocore walks each one through the
   model), so the read API's handler time follows the attribute count.
+- Hour pack of 1m candles, one per symbol and closed hour with ticks: series =
+  "<SYMBOL>#1m/1h", sk = the hour's start (15 digits), `m` (S: each non-empty minute as
+  "<minute of the hour> <open> <high> <low> <close> <count>", ";"-separated, in time order),
+  `count` (N: the hour's ticks, the same guard as a candle's). Written, besides the 1m
+  candles themselves, whenever the hour's 1h candle is (when the hour closes, and again
+  after a late tick in it), from the hour's stored 1m candles. Why: a day of 1m candles is
+  1,440 items, and a reader's time follows the item count (moto's and botocore's per-item
+  work; DynamoDB bills by bytes, which do not change), so `read_candles` takes a closed
+  hour's 1m candles from its pack: 24 items a day instead of 1,440. Up to 60 x ~40 bytes:
+  ~3 write units, once per symbol and hour (0.0014 per update at the default scenario).
 - Registry, one per symbol: series = "#symbols", sk = "<SYMBOL>", `materialized_ms` (N,
   the watermark W: every candle whose end <= W is stored; minute-aligned), `version` (N,
   for compare-and-set), `prefix_<interval>` (M {o, h, l, c, n}) for each coarse interval
   whose forming bucket [bucket_start(W), W) has ticks (see `functions.shared.candles`),
-  `batches` (S, digests of the last batches applied). Under 1 KB: one write unit.
+  `batches` (S, digests of the last batches applied), `packs_from` (N: the hour from which
+  every closed hour with ticks has its pack: 0 for a symbol first seen with packs; a
+  registry written before packs existed reads as the hour of its watermark, and earlier
+  hours are read from their 1m items). Under 1 KB: one write unit.
 
 Maintenance, per symbol of a stream batch, after its ticks are stored: read the registry
 (consistent GetItem), plan (pure), recompute the planned 1m candles from the ticks (one
@@ -24,7 +37,8 @@ consistent Query per run of minutes), the coarse candles and prefixes from those
 prefix, or (around late ticks only) stored candles, write every candle, then advance the
 registry with a compare-and-set on `version`. In the stream's normal flow that is one
 GetItem per symbol and batch, and when a minute closes one tick Query, one PutItem per
-closed candle (1m, and 5m..1d when they close) and one registry PutItem.
+closed candle (1m, and 5m..1d when they close) and one registry PutItem; when an hour
+closes, also one Query of its 1m candles and its pack's PutItem.
 
 Concurrency (the live enricher and a DLQ drain, or a retried batch, on one symbol). Both
 compute from stored ticks, so neither counts a tick twice; what can go wrong is an older
@@ -44,7 +58,8 @@ computation overwriting a newer one. Two guards:
   skipped: a retried or redelivered batch then costs one GetItem and writes nothing.
 
 Reads: the registry (eventually consistent: an older W only moves work from candles to
-ticks, never loses any), the stored candles before the forming bucket (strongly
+ticks, never loses any), the stored candles before the forming bucket (1m: the packs of
+the closed hours, then the 1m items of the hour in progress; strongly
 consistent: they must include what the W just read promises), and the ticks at or after W
 (eventually consistent: the contract's 5 s freshness allows it). Read units per request <
 returned bytes / 4 KB + forming ticks' bytes / 8 KB + 2 (0.5 + ceil + 0.5 x ceil).
@@ -84,12 +99,14 @@ from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms,
 __all__ = [
     "INTERVALS", "MAX_CANDLES", "Candle", "CandleConflict", "CandleStore", "CandleWrites", "DynamoCandleStore",
     "SymbolState", "candle_item", "list_symbols", "maintain", "maintain_store", "read_candles", "read_from_store",
-    "registry_item", "series_name", "table_definition",
+    "pack_from_item", "pack_item", "registry_item", "series_name", "table_definition",
 ]
 
 SERIES = "series"
 SK = "sk"
 REGISTRY_SERIES = "#symbols"
+PACK_SUFFIX = "#1m/1h"
+HOUR_MS = INTERVALS["1h"]
 MAX_CANDLES = 5000
 MAX_ATTEMPTS = 5
 RECENT_BATCHES = 4
@@ -142,15 +159,40 @@ def candle_from_item(item: Mapping[str, Any]) -> Candle:
                   int(item["count"]["N"]))
 
 
+def pack_series(symbol: str) -> str:
+    return symbol + PACK_SUFFIX
+
+
+def pack_item(symbol: str, hour: int, minutes: Sequence[Candle]) -> dict[str, Any]:
+    """An hour's 1m candles (non-empty, all inside the hour) as one item."""
+    text = ";".join(f"{(c.start - hour) // MINUTE_MS} {c.open} {c.high} {c.low} {c.close} {c.count}"
+                    for c in sorted(minutes, key=lambda candle: candle.start))
+    return {SERIES: {"S": pack_series(symbol)}, SK: {"S": sort_text(hour)}, "m": {"S": text},
+            "count": _number(sum(candle.count for candle in minutes))}
+
+
+def pack_from_item(item: Mapping[str, Any]) -> list[Candle]:
+    """A pack's 1m candles, oldest first."""
+    hour, text = int(item[SK]["S"]), item["m"]["S"]
+    candles = []
+    for entry in text.split(";") if text else ():
+        minute, open_, high, low, close, count = entry.split(" ")
+        candles.append(Candle(hour + int(minute) * MINUTE_MS, Decimal(open_), Decimal(high), Decimal(low),
+                              Decimal(close), int(count)))
+    return candles
+
+
 @dataclass(frozen=True)
 class SymbolState:
     """A symbol's registry record: the watermark W, the forming buckets' prefixes, the
-    compare-and-set version and the digests of the last batches applied."""
+    compare-and-set version, the digests of the last batches applied, and the hour from
+    which closed hours have packs (None: a new symbol's first step sets it)."""
 
     watermark: int
     version: int
     prefixes: Mapping[str, Candle | None]
     batches: tuple[str, ...] = ()
+    packs_from: int | None = None
 
 
 def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
@@ -160,6 +202,8 @@ def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
     }
     if state.batches:
         item["batches"] = {"S": ",".join(state.batches)}
+    if state.packs_from is not None:
+        item["packs_from"] = _number(state.packs_from)
     for name, prefix in state.prefixes.items():
         if prefix is not None:
             fields = {short: _number(getattr(prefix, full)) for short, full in _PREFIX_FIELDS}
@@ -176,7 +220,10 @@ def state_from_item(item: Mapping[str, Any]) -> SymbolState:
             bucket_start(watermark, INTERVALS[name]), Decimal(value["o"]["N"]), Decimal(value["h"]["N"]),
             Decimal(value["l"]["N"]), Decimal(value["c"]["N"]), int(value["n"]["N"]))
     batches = tuple(item["batches"]["S"].split(",")) if "batches" in item else ()
-    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches)
+    # Written before packs existed: the hour in progress gets its pack when it closes (from
+    # its stored 1m candles), the hours before it have none.
+    packs_from = int(item["packs_from"]["N"]) if "packs_from" in item else bucket_start(watermark, HOUR_MS)
+    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, packs_from)
 
 
 def tick_price(item: Mapping[str, Any]) -> Decimal | None:
@@ -204,6 +251,11 @@ class CandleStore(Protocol):
                      limit: int | None = None) -> list[Candle]: ...
 
     def put_candles(self, symbol: str, candles: Sequence[tuple[str, Candle]]) -> int: ...
+
+    def read_packs(self, symbol: str, first_hour: int, last_hour: int,
+                   limit: int | None = None) -> list[tuple[int, list[Candle]]]: ...
+
+    def put_packs(self, symbol: str, packs: Sequence[tuple[int, Sequence[Candle]]]) -> int: ...
 
     def put_state(self, symbol: str, state: SymbolState, expected_version: int | None) -> bool: ...
 
@@ -282,27 +334,58 @@ class DynamoCandleStore:
                 return candles
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _put_candle(self, symbol: str, interval: str, candle: Candle) -> bool:
+    def _put_counted(self, item: dict[str, Any]) -> bool:
+        """PutItem unless a stored item of the key counts more ticks (candles and packs)."""
         self._count(writes=1)
         try:
-            self.client.put_item(TableName=self.candle_table, Item=candle_item(symbol, interval, candle),
+            self.client.put_item(TableName=self.candle_table, Item=item,
                                  ConditionExpression="attribute_not_exists(#n) OR #n <= :n",
                                  ExpressionAttributeNames={"#n": "count"},
-                                 ExpressionAttributeValues={":n": _number(candle.count)})
+                                 ExpressionAttributeValues={":n": item["count"]})
             return True
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return False  # a computation from more ticks is already stored
 
+    def _put_all(self, items: Sequence[dict[str, Any]]) -> int:
+        if len(items) <= 2:
+            results = [self._put_counted(item) for item in items]
+        else:
+            with ThreadPoolExecutor(min(WRITE_THREADS, len(items))) as pool:
+                results = list(pool.map(self._put_counted, items))
+        return results.count(False)
+
     def put_candles(self, symbol: str, candles: Sequence[tuple[str, Candle]]) -> int:
         """Write each candle (conditional on count); returns how many were refused as older."""
-        if len(candles) <= 2:
-            results = [self._put_candle(symbol, name, candle) for name, candle in candles]
-        else:
-            with ThreadPoolExecutor(min(WRITE_THREADS, len(candles))) as pool:
-                results = list(pool.map(lambda pair: self._put_candle(symbol, *pair), candles))
-        return results.count(False)
+        return self._put_all([candle_item(symbol, name, candle) for name, candle in candles])
+
+    def read_packs(self, symbol: str, first_hour: int, last_hour: int,
+                   limit: int | None = None) -> list[tuple[int, list[Candle]]]:
+        """Stored packs with first_hour <= hour <= last_hour, oldest first, at most `limit`."""
+        if first_hour > last_hour:
+            return []
+        arguments: dict[str, Any] = {
+            "TableName": self.candle_table, "ConsistentRead": True,
+            "KeyConditionExpression": "#p = :p AND #k BETWEEN :lo AND :hi",
+            "ExpressionAttributeNames": {"#p": SERIES, "#k": SK},
+            "ExpressionAttributeValues": {":p": {"S": pack_series(symbol)},
+                                          ":lo": {"S": sort_text(first_hour)}, ":hi": {"S": sort_text(last_hour)}},
+        }
+        packs: list[tuple[int, list[Candle]]] = []
+        while True:
+            if limit is not None:
+                arguments["Limit"] = limit - len(packs)
+            self._count(reads=1)
+            page = self.client.query(**arguments)
+            packs += [(int(item[SK]["S"]), pack_from_item(item)) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page or (limit is not None and len(packs) >= limit):
+                return packs
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def put_packs(self, symbol: str, packs: Sequence[tuple[int, Sequence[Candle]]]) -> int:
+        """Write each hour's pack (conditional on its tick count); returns how many were refused."""
+        return self._put_all([pack_item(symbol, hour, minutes) for hour, minutes in packs])
 
     def put_state(self, symbol: str, state: SymbolState, expected_version: int | None) -> bool:
         self._count(writes=1)
@@ -336,6 +419,7 @@ class CandleWrites:
     read_requests: int = 0
     write_requests: int = 0
     candles_written: int = 0        # candle PutItems (the registry write is not one)
+    packs_written: int = 0          # hour pack PutItems (~3 write units each)
     stale_refused: int = 0          # candle writes refused: a computation from more ticks was stored
     conflicts: int = 0              # registry compare-and-set failures, each followed by a redo
     watermark: int | None = None    # W after the call
@@ -378,22 +462,48 @@ def _stored_candles(store: CandleStore, symbol: str,
     return found
 
 
+def _write_packs(store: CandleStore, symbol: str, candles: Sequence[tuple[str, Candle]]) -> int:
+    """Re-pack every hour whose 1h candle this step wrote, from its stored 1m candles (read
+    after this step's own 1m writes, strongly consistent); returns the packs written.
+
+    Built from what is stored rather than from this step's values: in the normal flow the
+    step knows only the minutes that closed now, and a 1m write refused as older means the
+    stored minute is the better one. The pack's count guard keeps a pack from fewer ticks
+    from replacing one from more, as for candles.
+    """
+    hours = sorted({candle.start for name, candle in candles if name == "1h"})
+    clusters: list[list[int]] = []  # nearby hours share one Query (a re-drive can close many)
+    for hour in hours:
+        if clusters and hour - clusters[-1][-1] <= 8 * HOUR_MS:
+            clusters[-1].append(hour)
+        else:
+            clusters.append([hour])
+    by_hour: dict[int, list[Candle]] = {}
+    for cluster in clusters:
+        for minute in store.read_candles(symbol, "1m", cluster[0], cluster[-1] + HOUR_MS - MINUTE_MS):
+            by_hour.setdefault(bucket_start(minute.start, HOUR_MS), []).append(minute)
+    packs = [(hour, by_hour[hour]) for hour in hours if hour in by_hour]
+    store.put_packs(symbol, packs)
+    return len(packs)
+
+
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                    oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
                    max_attempts: int = MAX_ATTEMPTS) -> CandleWrites:
     """One symbol's maintenance step over any `CandleStore` (see `maintain`)."""
     keys = sorted({int(key) for key in tick_keys})
     digest = batch_digest(keys)
-    conflicts = refused = written = 0
+    conflicts = refused = written = packed = 0
     for _ in range(max_attempts):
         state = store.read_state(symbol, consistent=True)
         if state is not None and digest in state.batches:
             return CandleWrites(symbol, conflicts=conflicts, watermark=state.watermark, duplicate_batch=True,
-                                candles_written=written, stale_refused=refused)
+                                candles_written=written, packs_written=packed, stale_refused=refused)
         plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms)
         if not plan.has_work:
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
-                                stale_refused=refused, skipped_minutes=len(plan.skipped_minutes))
+                                packs_written=packed, stale_refused=refused,
+                                skipped_minutes=len(plan.skipped_minutes))
         minutes: dict[int, Candle] = {}
         for start, end in plan.minute_ranges():
             minutes.update(_minute_candles(store.read_ticks(symbol, start, end, consistent=True)))
@@ -401,12 +511,16 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         result = materialize(plan, state.prefixes if state else {}, minutes, stored)
         refused += store.put_candles(symbol, result.candles)
         written += len(result.candles)
-        assert plan.watermark is not None
+        packed += _write_packs(store, symbol, result.candles)
+        assert plan.watermark is not None and plan.base is not None
+        # A new symbol has nothing stored before this step, and every hour that closes from now
+        # on gets its pack (late hours included): packs hold every closed hour from the epoch.
+        packs_from = state.packs_from if state is not None else 0
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                ((digest,) + (state.batches if state else ()))[:RECENT_BATCHES])
+                                ((digest,) + (state.batches if state else ()))[:RECENT_BATCHES], packs_from)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
-                                stale_refused=refused, late_minutes=len(plan.late_minutes),
+                                packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
                                 skipped_minutes=len(plan.skipped_minutes))
         conflicts += 1
     raise CandleConflict(f"{symbol}: the registry changed under {max_attempts} attempts")
@@ -429,6 +543,51 @@ def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tic
     return replace(writes, read_requests=store.read_requests, write_requests=store.write_requests)
 
 
+# Packs replace a range's 1m items only when it spans this many whole packed hours: a pack
+# read is one request more than the 1m items alone (packs, then the hour in progress), and
+# DynamoDB rounds each request up to the next 4 KB. From three hours on, the answer's bytes
+# pay for that request: a pack holds a candle in ~45 bytes of the ~105 the answer spends
+# on it, and a 1m item in ~90.
+PACK_MIN_HOURS = 3
+
+
+def _stored_minutes(store: CandleStore, symbol: str, state: SymbolState, first: int, last: int,
+                    limit: int) -> list[Candle]:
+    """Stored 1m candles with first <= start <= last (all closed: last < W), oldest first, at
+    most `limit`. A short range is one Query of 1m items; a range over PACK_MIN_HOURS or more
+    whole packed hours reads the packs of its closed hours (its first, partial hour
+    included), then the 1m items of the hour in progress, and (for a registry older than the
+    packs only) the 1m items before `packs_from`."""
+    packs_from = state.packs_from if state.packs_from is not None else bucket_start(state.watermark, HOUR_MS)
+    closed_end = bucket_start(state.watermark, HOUR_MS)  # hours before it are closed: H + 1h <= W
+    whole_low = max(bucket_ceil(first, HOUR_MS), packs_from)
+    whole_high = min(bucket_start(last + MINUTE_MS, HOUR_MS), closed_end)  # exclusive
+    if (whole_high - whole_low) // HOUR_MS < PACK_MIN_HOURS:
+        return store.read_candles(symbol, "1m", first, last, limit=limit)
+    rows: list[Candle] = []
+    if first < packs_from:
+        rows = store.read_candles(symbol, "1m", first, packs_from - MINUTE_MS, limit=limit)
+        if len(rows) >= limit:
+            return rows[:limit]
+    position = max(bucket_start(first, HOUR_MS), packs_from)
+    while position < closed_end and position <= last:
+        # A pack holds at most 60 candles: ceil(room / 60) + 1 packs fill the room when the
+        # hours are full (the first may start before `first`); sparse hours need more reads.
+        wanted = -(-(limit - len(rows)) // 60) + 1
+        packs = store.read_packs(symbol, position, min(closed_end - HOUR_MS, bucket_start(last, HOUR_MS)),
+                                 limit=wanted)
+        for _, minutes in packs:
+            rows += [minute for minute in minutes if first <= minute.start <= last]
+            if len(rows) >= limit:
+                return rows[:limit]
+        if len(packs) < wanted:
+            break
+        position = packs[-1][0] + HOUR_MS
+    if closed_end <= last:
+        rows += store.read_candles(symbol, "1m", max(first, closed_end), last, limit=limit - len(rows))
+    return rows[:limit]
+
+
 def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: int, end_ms: int,
                     limit: int) -> tuple[list[Candle], int | None]:
     """`read_candles` over any `CandleStore`."""
@@ -444,8 +603,11 @@ def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: in
     forming = bucket_start(state.watermark, size) if state else first
     rows: list[Candle] = []
     if state is not None and first < forming:
-        rows = store.read_candles(symbol, interval, first, min(bucket_start(end_ms - 1, size), forming - size),
-                                  limit=limit)
+        last = min(bucket_start(end_ms - 1, size), forming - size)
+        if interval == "1m":
+            rows = _stored_minutes(store, symbol, state, first, last, limit)
+        else:
+            rows = store.read_candles(symbol, interval, first, last, limit=limit)
         if len(rows) >= limit:
             rows = rows[:limit]
             following = rows[-1].start + size

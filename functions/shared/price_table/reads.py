@@ -57,15 +57,24 @@ class ReadLog:
 
 
 class MeteredClient:
-    """A DynamoDB client that records each Query/GetItem response into a `ReadLog`.
+    """A DynamoDB client that records each Query/GetItem response into a `ReadLog` (and, given
+    a list as `writes`, every item it puts).
 
-    Lets a benchmark price reads made by code that takes a plain client (the candle reads),
-    without that code knowing about metering. Every other attribute is the client's own.
+    Lets a benchmark price reads and writes made by code that takes a plain client (the
+    candle reads and maintenance), without that code knowing about metering. Every other
+    attribute is the client's own.
     """
 
-    def __init__(self, client: Any, log: ReadLog) -> None:
+    def __init__(self, client: Any, log: ReadLog, writes: list[dict[str, Any]] | None = None) -> None:
         self._client = client
         self._log = log
+        self._writes = writes
+
+    def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        if self._writes is not None:
+            self._writes.append(kwargs["Item"])  # billed whether or not its condition holds
+        response: dict[str, Any] = self._client.put_item(**kwargs)
+        return response
 
     def query(self, **kwargs: Any) -> dict[str, Any]:
         response: dict[str, Any] = self._client.query(**kwargs)
