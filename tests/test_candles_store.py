@@ -22,10 +22,12 @@ from evidence.capacity import item_size, read_units
 from functions.price_api.service import candle_json
 from functions.shared.candles import INTERVALS, MINUTE_MS, Candle, bucket_start
 from functions.shared.price_table.candles import (
+    MAX_DENSE_HOURS,
     DynamoCandleStore,
     SymbolState,
     candle_from_item,
     candle_item,
+    dense_run,
     list_symbols,
     maintain,
     maintain_store,
@@ -294,6 +296,52 @@ def test_read_units_stay_within_the_bound(tables):
     assert min(margins.values()) >= 0
 
 
+def test_1m_reads_keep_the_bound_for_dense_and_sparse_symbols_and_use_packs_when_dense(tables):
+    """The pack plan's rule (`_stored_minutes`): ranges, limits and densities from a tick
+    every 15 s to one every 25 minutes, over 7 hours; each answer equal to the stored ticks'
+    candles, each request within the bound, and the dense symbol's long ranges from packs."""
+    rng = random.Random(3)
+    start, end = MIDNIGHT - 6 * 3_600_000, MIDNIGHT + 1_800_000
+    items: dict[str, list[dict[str, Any]]] = {}
+    for symbol, spacing in (("DENSE-USD", 15_000), ("SOME-USD", 90_000), ("RARE-USD", 1_500_000)):
+        moment, items[symbol] = start, []
+        while moment < end:
+            price = Decimal(rng.randrange(10_000, 99_999)).scaleb(-2)
+            items[symbol].append(realistic(symbol, sort_key(int(moment), 0), price))
+            moment += spacing * rng.uniform(0.5, 1.5)
+    # As the stream delivers them: all symbols in time order, batches of 100, a step per symbol.
+    stream = sorted((item for stored in items.values() for item in stored),
+                    key=lambda item: int(item["timestamp"]["N"]))
+    watermarks: dict[str, int] = {}
+    for first in range(0, len(stream), 100):
+        batch = stream[first:first + 100]
+        tables.store(batch)
+        for symbol in {item["symbol"]["S"] for item in batch}:
+            keys = [int(item["timestamp"]["N"]) for item in batch if item["symbol"]["S"] == symbol]
+            watermarks[symbol] = tables.maintain(symbol, keys).watermark
+    log = ReadLog()
+    metered = MeteredClient(tables.client, log)
+    packed = []
+    for symbol, stored in items.items():
+        ticks = [(int(item["timestamp"]["N"]), Decimal(item["price"]["N"])) for item in stored]
+        for _ in range(40):
+            low = start + rng.randrange(end - start)
+            high = low + rng.choice([60_000, 3_600_000, 5 * 3_600_000, 8 * 3_600_000])
+            limit = rng.choice([1, 10, 240, 300, 5000])
+            log.pages.clear()
+            candles, _ = read_candles(metered, tables.candles, tables.ticks, symbol, "1m", low, high, limit)
+            expected = [row for row in pandas_candles(ticks, "1m") if low <= row[0] < high][:limit]
+            assert rows(candles) == expected
+            returned = len(json.dumps([candle_json(candle) for candle in candles], separators=(",", ":")))
+            forming_ticks = sum(item_size(item) for item in stored if event_ms(int(item["timestamp"]["N"])) >=
+                                max(low, watermarks[symbol]) and event_ms(int(item["timestamp"]["N"])) < high)
+            units = sum(read_units(sum(item_size(item) for item in page.items), page.consistent) for page in log.pages)
+            assert units <= (returned + forming_ticks) / 4096 + 2, (symbol, low, high, limit, units)
+            if any(item.get("series", {}).get("S", "").endswith("#1m/1h") for page in log.pages for item in page.items):
+                packed.append(symbol)
+    assert "DENSE-USD" in packed and "RARE-USD" not in packed
+
+
 def test_write_overhead_of_a_day_shaped_stream_is_within_budget(dynamodb, capsys):
     """20 symbols, 1,000,000 updates/day (a tick per symbol every ~1.7 s), batches of 100,
     measured over 00:11-00:15:30 UTC (a 5m and a 15m candle close; after a minute of warm-up)."""
@@ -310,3 +358,14 @@ def test_write_overhead_of_a_day_shaped_stream_is_within_budget(dynamodb, capsys
         candles, _ = read_candles(dynamodb, "price-candles-overhead", "crypto-prices-overhead", symbol, interval,
                                   *EVERYTHING, 5000)
         assert rows(candles) == pandas_candles(ticks, interval), interval
+
+
+def test_dense_hours_counts_the_newest_closed_hours_with_full_packs_in_a_row():
+    hour = 3_600_000
+    assert dense_run(5, None, MIDNIGHT, {}) == 0  # a new symbol's first hour may be partial
+    assert dense_run(2, MIDNIGHT + 10 * MINUTE_MS, MIDNIGHT + 40 * MINUTE_MS, {}) == 2  # no hour closed
+    assert dense_run(2, MIDNIGHT + 10 * MINUTE_MS, MIDNIGHT + hour, {MIDNIGHT: 40}) == 3
+    assert dense_run(2, MIDNIGHT + 10 * MINUTE_MS, MIDNIGHT + hour, {MIDNIGHT: 39}) == 0
+    # Three hours close at once; the middle one has no ticks (no pack): the run restarts after it.
+    assert dense_run(7, MIDNIGHT, MIDNIGHT + 3 * hour + 5, {MIDNIGHT: 60, MIDNIGHT + 2 * hour: 55}) == 1
+    assert dense_run(MAX_DENSE_HOURS, MIDNIGHT, MIDNIGHT + hour, {MIDNIGHT: 60}) == MAX_DENSE_HOURS

@@ -19,17 +19,18 @@ the enricher's history Query of the prices table.
   candles themselves, whenever the hour's 1h candle is (when the hour closes, and again
   after a late tick in it), from the hour's stored 1m candles. Why: a day of 1m candles is
   1,440 items, and a reader's time follows the item count (moto's and botocore's per-item
-  work; DynamoDB bills by bytes, which do not change), so `read_candles` takes a closed
-  hour's 1m candles from its pack: 24 items a day instead of 1,440. Up to 60 x ~40 bytes:
-  ~3 write units, once per symbol and hour (0.0014 per update at the default scenario).
+  work; DynamoDB bills by bytes), so `read_candles` takes the 1m candles of a long range
+  of dense closed hours from their packs: 24 items a day instead of 1,440. Up to 60 x ~45
+  bytes: ~3 write units, once per symbol and hour (0.0014 per update at the default
+  scenario).
 - Registry, one per symbol: series = "#symbols", sk = "<SYMBOL>", `materialized_ms` (N,
   the watermark W: every candle whose end <= W is stored; minute-aligned), `version` (N,
   for compare-and-set), `prefix_<interval>` (M {o, h, l, c, n}) for each coarse interval
   whose forming bucket [bucket_start(W), W) has ticks (see `functions.shared.candles`),
-  `batches` (S, digests of the last batches applied), `packs_from` (N: the hour from which
-  every closed hour with ticks has its pack: 0 for a symbol first seen with packs; a
-  registry written before packs existed reads as the hour of its watermark, and earlier
-  hours are read from their 1m items). Under 1 KB: one write unit.
+  `batches` (S, digests of the last batches applied), `dense_hours` (N: how many of the
+  newest closed hours, in a row, have a pack of at least DENSE_MINUTES candles; what lets
+  a reader use packs and still keep the read bound, see `_stored_minutes`). Under 1 KB:
+  one write unit.
 
 Maintenance, per symbol of a stream batch, after its ticks are stored: read the registry
 (consistent GetItem), plan (pure), recompute the planned 1m candles from the ticks (one
@@ -107,6 +108,9 @@ SK = "sk"
 REGISTRY_SERIES = "#symbols"
 PACK_SUFFIX = "#1m/1h"
 HOUR_MS = INTERVALS["1h"]
+DENSE_MINUTES = 40     # candles an hour's pack needs to count as dense (see _stored_minutes)
+PACK_MIN_HOURS = 4     # whole dense hours a range needs before packs replace its 1m items
+MAX_DENSE_HOURS = 100_000
 MAX_CANDLES = 5000
 MAX_ATTEMPTS = 5
 RECENT_BATCHES = 4
@@ -185,14 +189,14 @@ def pack_from_item(item: Mapping[str, Any]) -> list[Candle]:
 @dataclass(frozen=True)
 class SymbolState:
     """A symbol's registry record: the watermark W, the forming buckets' prefixes, the
-    compare-and-set version, the digests of the last batches applied, and the hour from
-    which closed hours have packs (None: a new symbol's first step sets it)."""
+    compare-and-set version, the digests of the last batches applied, and how many of the
+    newest closed hours in a row are dense (packs of >= DENSE_MINUTES candles)."""
 
     watermark: int
     version: int
     prefixes: Mapping[str, Candle | None]
     batches: tuple[str, ...] = ()
-    packs_from: int | None = None
+    dense_hours: int = 0
 
 
 def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
@@ -202,8 +206,8 @@ def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
     }
     if state.batches:
         item["batches"] = {"S": ",".join(state.batches)}
-    if state.packs_from is not None:
-        item["packs_from"] = _number(state.packs_from)
+    if state.dense_hours:
+        item["dense_hours"] = _number(state.dense_hours)
     for name, prefix in state.prefixes.items():
         if prefix is not None:
             fields = {short: _number(getattr(prefix, full)) for short, full in _PREFIX_FIELDS}
@@ -220,10 +224,9 @@ def state_from_item(item: Mapping[str, Any]) -> SymbolState:
             bucket_start(watermark, INTERVALS[name]), Decimal(value["o"]["N"]), Decimal(value["h"]["N"]),
             Decimal(value["l"]["N"]), Decimal(value["c"]["N"]), int(value["n"]["N"]))
     batches = tuple(item["batches"]["S"].split(",")) if "batches" in item else ()
-    # Written before packs existed: the hour in progress gets its pack when it closes (from
-    # its stored 1m candles), the hours before it have none.
-    packs_from = int(item["packs_from"]["N"]) if "packs_from" in item else bucket_start(watermark, HOUR_MS)
-    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, packs_from)
+    # A registry written before packs existed has none: its hours are read from 1m items.
+    dense = int(item["dense_hours"]["N"]) if "dense_hours" in item else 0
+    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, dense)
 
 
 def tick_price(item: Mapping[str, Any]) -> Decimal | None:
@@ -462,9 +465,10 @@ def _stored_candles(store: CandleStore, symbol: str,
     return found
 
 
-def _write_packs(store: CandleStore, symbol: str, candles: Sequence[tuple[str, Candle]]) -> int:
+def _write_packs(store: CandleStore, symbol: str, candles: Sequence[tuple[str, Candle]]) -> dict[int, int]:
     """Re-pack every hour whose 1h candle this step wrote, from its stored 1m candles (read
-    after this step's own 1m writes, strongly consistent); returns the packs written.
+    after this step's own 1m writes, strongly consistent); returns {hour: candles} of the
+    packs written.
 
     Built from what is stored rather than from this step's values: in the normal flow the
     step knows only the minutes that closed now, and a 1m write refused as older means the
@@ -484,7 +488,20 @@ def _write_packs(store: CandleStore, symbol: str, candles: Sequence[tuple[str, C
             by_hour.setdefault(bucket_start(minute.start, HOUR_MS), []).append(minute)
     packs = [(hour, by_hour[hour]) for hour in hours if hour in by_hour]
     store.put_packs(symbol, packs)
-    return len(packs)
+    return {hour: len(minutes) for hour, minutes in packs}
+
+
+def dense_run(previous: int, old_watermark: int | None, new_watermark: int, packed: Mapping[int, int]) -> int:
+    """The registry's `dense_hours` after a step: each hour that closes in it (old W's hour up
+    to new W's) extends the run if its pack holds >= DENSE_MINUTES candles, and ends it
+    otherwise (an empty hour has no pack). Late ticks only add candles, so a counted hour
+    stays dense; a step that closes no hour keeps the run."""
+    if old_watermark is None:
+        return 0  # a new symbol's first hour may be partial: the run starts at the next one
+    run = previous
+    for hour in range(bucket_start(old_watermark, HOUR_MS), bucket_start(new_watermark, HOUR_MS), HOUR_MS):
+        run = run + 1 if packed.get(hour, 0) >= DENSE_MINUTES else 0
+    return min(run, MAX_DENSE_HOURS)
 
 
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
@@ -511,13 +528,13 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         result = materialize(plan, state.prefixes if state else {}, minutes, stored)
         refused += store.put_candles(symbol, result.candles)
         written += len(result.candles)
-        packed += _write_packs(store, symbol, result.candles)
-        assert plan.watermark is not None and plan.base is not None
-        # A new symbol has nothing stored before this step, and every hour that closes from now
-        # on gets its pack (late hours included): packs hold every closed hour from the epoch.
-        packs_from = state.packs_from if state is not None else 0
+        hour_packs = _write_packs(store, symbol, result.candles)
+        packed += len(hour_packs)
+        assert plan.watermark is not None
+        dense = dense_run(state.dense_hours if state else 0, state.watermark if state else None, plan.watermark,
+                          hour_packs)
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                ((digest,) + (state.batches if state else ()))[:RECENT_BATCHES], packs_from)
+                                ((digest,) + (state.batches if state else ()))[:RECENT_BATCHES], dense)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
@@ -543,48 +560,45 @@ def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tic
     return replace(writes, read_requests=store.read_requests, write_requests=store.write_requests)
 
 
-# Packs replace a range's 1m items only when it spans this many whole packed hours: a pack
-# read is one request more than the 1m items alone (packs, then the hour in progress), and
-# DynamoDB rounds each request up to the next 4 KB. From three hours on, the answer's bytes
-# pay for that request: a pack holds a candle in ~45 bytes of the ~105 the answer spends
-# on it, and a 1m item in ~90.
-PACK_MIN_HOURS = 3
-
-
 def _stored_minutes(store: CandleStore, symbol: str, state: SymbolState, first: int, last: int,
                     limit: int) -> list[Candle]:
     """Stored 1m candles with first <= start <= last (all closed: last < W), oldest first, at
-    most `limit`. A short range is one Query of 1m items; a range over PACK_MIN_HOURS or more
-    whole packed hours reads the packs of its closed hours (its first, partial hour
-    included), then the 1m items of the hour in progress, and (for a registry older than the
-    packs only) the 1m items before `packs_from`."""
-    packs_from = state.packs_from if state.packs_from is not None else bucket_start(state.watermark, HOUR_MS)
+    most `limit`: one Query of 1m items, or, for a range over PACK_MIN_HOURS or more whole
+    hours that are all dense, the 1m items of its partial first hour, the packs of its
+    whole hours, and the 1m items after them.
+
+    Why the rule keeps the read bound (units <= (answer bytes + forming ticks' bytes) / 4 KB
+    + 2). One Query of 1m items is the plan the bound was made for: registry 0.5, candles,
+    ticks 0.5. The pack plan adds up to two Queries, and DynamoDB rounds each one up to
+    the next 4 KB: at most 2 units more. A packed candle takes ~15 bytes plus its prices
+    (~60 bytes less than the answer's JSON for it, whatever the prices' length), a 1m item
+    about as many bytes as its JSON. So the pack plan keeps the bound when its packs hold
+    at least 8 KB / 60 B = 137 candles: 4 hours of >= 40 candles each hold 160, and a limit
+    of at least 240 lets the answer keep them. Density is known before reading, from the
+    registry's `dense_hours`; late ticks only add candles. (`tests/test_candles_store.py`
+    measures the bound over dense and sparse symbols, ranges and limits.)
+    """
     closed_end = bucket_start(state.watermark, HOUR_MS)  # hours before it are closed: H + 1h <= W
-    whole_low = max(bucket_ceil(first, HOUR_MS), packs_from)
+    whole_low = bucket_ceil(first, HOUR_MS)
     whole_high = min(bucket_start(last + MINUTE_MS, HOUR_MS), closed_end)  # exclusive
-    if (whole_high - whole_low) // HOUR_MS < PACK_MIN_HOURS:
+    dense_low = closed_end - state.dense_hours * HOUR_MS
+    if ((whole_high - whole_low) // HOUR_MS < PACK_MIN_HOURS or whole_low < dense_low
+            or limit < PACK_MIN_HOURS * 60):
         return store.read_candles(symbol, "1m", first, last, limit=limit)
     rows: list[Candle] = []
-    if first < packs_from:
-        rows = store.read_candles(symbol, "1m", first, packs_from - MINUTE_MS, limit=limit)
-        if len(rows) >= limit:
-            return rows[:limit]
-    position = max(bucket_start(first, HOUR_MS), packs_from)
-    while position < closed_end and position <= last:
-        # A pack holds at most 60 candles: ceil(room / 60) + 1 packs fill the room when the
-        # hours are full (the first may start before `first`); sparse hours need more reads.
-        wanted = -(-(limit - len(rows)) // 60) + 1
-        packs = store.read_packs(symbol, position, min(closed_end - HOUR_MS, bucket_start(last, HOUR_MS)),
-                                 limit=wanted)
+    if first < whole_low:
+        rows = store.read_candles(symbol, "1m", first, whole_low - MINUTE_MS, limit=limit)
+    position = whole_low
+    while position < whole_high and len(rows) < limit:
+        wanted = -(-(limit - len(rows)) // 60) + 1  # full hours fill the room; sparser ones page on
+        packs = store.read_packs(symbol, position, whole_high - HOUR_MS, limit=wanted)
         for _, minutes in packs:
-            rows += [minute for minute in minutes if first <= minute.start <= last]
-            if len(rows) >= limit:
-                return rows[:limit]
+            rows += minutes
         if len(packs) < wanted:
             break
         position = packs[-1][0] + HOUR_MS
-    if closed_end <= last:
-        rows += store.read_candles(symbol, "1m", max(first, closed_end), last, limit=limit - len(rows))
+    if len(rows) < limit and whole_high <= last:
+        rows += store.read_candles(symbol, "1m", whole_high, last, limit=limit - len(rows))
     return rows[:limit]
 
 
