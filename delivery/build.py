@@ -210,6 +210,7 @@ def _dependency_bytecode(dependencies: Path, entries: dict[str, Path], python: R
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
         compile_bytecode(entries, staging, python)
+        _drop_records_outside(staging)
         (staging / ".complete").write_text("ok\n")
         _publish(staging, folder)
     finally:
@@ -240,10 +241,15 @@ def _requirements(function: str) -> Path:
     return FUNCTIONS_DIR / function / "requirements.txt"
 
 
+# Part of the dependency cache's key: a change to what the install step writes rebuilds it.
+INSTALL_LAYOUT = "records-inside-target"
+
+
 def _install_dependencies(function: str, target: TargetPlatform, cache: Path) -> Path:
     """Install the pinned closure for the target once; later builds reuse the folder."""
     requirements = _requirements(function)
-    digest = hashlib.sha256(requirements.read_bytes() + target.pip_platform.encode() + target.python_version.encode())
+    digest = hashlib.sha256(requirements.read_bytes() + target.pip_platform.encode() + target.python_version.encode()
+                            + INSTALL_LAYOUT.encode())
     folder = cache / f"{target.name}-{digest.hexdigest()[:16]}"
     if (folder / ".complete").exists():
         return folder
@@ -261,11 +267,24 @@ def _install_dependencies(function: str, target: TargetPlatform, cache: Path) ->
         if result.returncode != 0:
             last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise BuildError(f"pip could not install {requirements.relative_to(ROOT)} for {target.name}: {last_line}")
+        _drop_records_outside(staging)
         (staging / ".complete").write_text("ok\n")
         _publish(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _drop_records_outside(installed: Path) -> None:
+    """Drop the RECORD lines of files installed outside the target's packages (`../../bin/`
+    console scripts, which the zip leaves out). Their hashes cover the script's shebang,
+    which pip writes with the path of the interpreter that ran it, so the same requirements
+    installed from another checkout or venv gave a zip with other bytes."""
+    for record in installed.glob("*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith("../")]
+        if kept != lines:
+            record.write_text("".join(kept))
 
 
 def _source_entries(function: str) -> dict[str, Path]:

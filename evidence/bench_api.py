@@ -166,8 +166,8 @@ def priced_reads(pages: Sequence[Any]) -> dict[str, float]:
 
 
 def sequential_reads(kind: str, requests: int) -> int:
-    """DynamoDB round trips one after another: `latest` runs its Queries 16 at a time
-    (`LATEST_THREADS`); every other route reads page after page."""
+    """DynamoDB round trips one after another: `latest` runs its Queries `LATEST_THREADS`
+    (8) at a time; every other route reads page after page."""
     from functions.price_api.service import LATEST_THREADS
 
     return math.ceil(requests / LATEST_THREADS) if kind.startswith("latest") else requests
@@ -204,12 +204,15 @@ def bench_api(endpoint: str, sizes: ApiSizes = FULL_SIZES,
     """Load the data, then time each request kind `sizes.runs` times against moto's server and
     as many times against the replay of moto's answers (`evidence.replay_server`)."""
     from emulator.function_url import url_event
+    from emulator.session import DEFAULT_REGION, credentials
     from emulator.session import client as emulator_client
     from evidence.replay_server import ReplayServer
     from functions.price_api import service as api
+    from functions.price_api.dynamodb import DynamoReads
     from functions.price_api.settings import Settings
 
-    dynamodb = api.prepare_client(emulator_client("dynamodb", endpoint, config=api.CLIENT_CONFIG))
+    dynamodb = emulator_client("dynamodb", endpoint)
+    api_reads = DynamoReads(endpoint, DEFAULT_REGION, credentials(), api.READ_CONNECTIONS)  # as the handler reads
     sns = emulator_client("sns", endpoint)
     now_ms = int(time.time() * 1000)
     ticks, paths = _scenario(sizes, now_ms)
@@ -222,10 +225,10 @@ def bench_api(endpoint: str, sizes: ApiSizes = FULL_SIZES,
     now = time.time()
     rows = []
     with ReplayServer(endpoint) as replay:
-        replayed = api.prepare_client(emulator_client("dynamodb", replay.endpoint, config=api.CLIENT_CONFIG))
+        replayed = DynamoReads(replay.endpoint, DEFAULT_REGION, credentials(), api.READ_CONNECTIONS)
         for kind in KINDS:
             event = url_event("GET", paths[kind], {}, b"", "127.0.0.1")
-            walls, cpus, log, body = _timed(api.process, event, settings, dynamodb, now, sizes.runs)
+            walls, cpus, log, body = _timed(api.process, event, settings, api_reads, now, sizes.runs)
             api.process(event, settings, replayed, now)  # records moto's answers
             fast_walls, fast_cpus, _, fast_body = _timed(api.process, event, settings, replayed, now, sizes.runs)
             if fast_body != body:

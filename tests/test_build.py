@@ -260,3 +260,15 @@ def test_local_workers_run_the_host_zip_on_python_3_12_with_the_runtime_librarie
     assert ".cpython-312-" in answer["pydantic_core"]
     # probe.py came without bytecode, and the worker (-B) wrote none for it.
     assert not (tmp_path / "work" / "probe" / "__pycache__" / "probe.cpython-312.pyc").exists()
+
+
+def test_packed_records_name_only_files_inside_the_zip(artifacts):
+    """A RECORD line for a file outside the packages (a console script in ../../bin) carries a
+    hash of the script's shebang, i.e. of the building interpreter's path: the zip's bytes then
+    depended on which venv built it (jmespath's jp.py did, found when two checkouts differed)."""
+    for built in artifacts.values():
+        with zipfile.ZipFile(built.path) as archive:
+            names = set(archive.namelist())
+            for name in (n for n in names if n.endswith(".dist-info/RECORD")):
+                listed = [line.split(",")[0] for line in archive.read(name).decode().splitlines() if line]
+                assert [path for path in listed if path not in names and not path.endswith(".pyc")] == [], name

@@ -45,9 +45,9 @@ def test_a_request_is_priced_page_by_page():
                                    "read_units": 2 + 0.5 + 1}
 
 
-def test_latest_reads_16_at_a_time_and_other_routes_page_by_page():
-    assert sequential_reads("latest_20_symbols", 20) == 2
-    assert sequential_reads("latest_20_symbols", 16) == 1
+def test_latest_reads_8_at_a_time_and_other_routes_page_by_page():
+    assert sequential_reads("latest_20_symbols", 20) == 3
+    assert sequential_reads("latest_20_symbols", 8) == 1
     assert sequential_reads("candles_1m_1_day", 3) == 3
 
 

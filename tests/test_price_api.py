@@ -22,6 +22,7 @@ from functions.shared.price_table.keys import event_ms, sort_key, table_definiti
 from functions.shared.price_table.reads import ReadLog, read_ticks
 from functions.shared.price_table.ticks import store_update
 from functions.shared.price_update import PriceUpdate
+from tests.support.api_reads import reads_for
 
 TICKS = "crypto-prices-api-test"
 CANDLES = "crypto-candles-api-test"
@@ -43,7 +44,7 @@ def event(path: str, query: dict[str, str] | None = None, method: str = "GET") -
 
 def call(dynamodb: Any, path: str, query: dict[str, str] | None = None, method: str = "GET",
          reads: ReadLog | None = None) -> tuple[int, dict[str, Any]]:
-    response = api.process(event(path, query, method), SETTINGS, dynamodb, time.time(), reads=reads)
+    response = api.process(event(path, query, method), SETTINGS, reads_for(dynamodb), time.time(), reads=reads)
     assert response["headers"]["Content-Type"] == "application/json"
     return response["statusCode"], json.loads(response["body"])
 
@@ -64,8 +65,7 @@ def put_tick(dynamodb: Any, symbol: str, ms: int, price: str, exchange: str = "b
 
 @pytest.fixture
 def dynamodb(moto_endpoint):
-    client = api.prepare_client(boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint,
-                                             config=api.CLIENT_CONFIG))
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint)
     client.create_table(**table_definition(TICKS))
     client.create_table(**candles.table_definition(CANDLES))
     return client
@@ -398,7 +398,7 @@ def test_a_request_is_logged_without_its_headers(dynamodb, history, caplog):
     request = event("/v1/latest", {"symbols": "BTC-USD"})
     request["headers"]["authorization"] = "AWS4-HMAC-SHA256 Credential=AKIDSECRETLOOKING/..."
     request["headers"]["x-amz-security-token"] = "TOKEN-THAT-MUST-NOT-BE-LOGGED"
-    api.process(request, SETTINGS, dynamodb, time.time())
+    api.process(request, SETTINGS, reads_for(dynamodb), time.time())
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "request served" in logged
     assert "TOKEN-THAT-MUST-NOT-BE-LOGGED" not in logged and "AKIDSECRETLOOKING" not in logged

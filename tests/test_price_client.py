@@ -34,6 +34,7 @@ from functions.price_api import service as api
 from functions.price_api.settings import Settings
 from functions.shared.price_table import candles
 from functions.shared.price_table.keys import table_definition
+from tests.support.api_reads import reads_for
 from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, expected_candles, put_tick
 
 if importlib.util.find_spec("price_client") is None:  # not installed (pip install -e ./client): the source tree
@@ -50,7 +51,7 @@ class SignedFunctionUrl:
     """`service.process` behind 127.0.0.1, authenticating like a function URL with AWS_IAM auth."""
 
     def __init__(self, dynamodb: Any) -> None:
-        self.dynamodb = dynamodb
+        self.reads: Any = reads_for(dynamodb)  # as the handler reads
         self.requests: list[str] = []
         self.forbidden = 0
         outer = self
@@ -88,7 +89,7 @@ class SignedFunctionUrl:
                  "headers": {k.lower(): v for k, v in headers.items()}, "queryStringParameters": query or None,
                  "requestContext": {"http": {"method": request.command, "path": parts.path}},
                  "body": body.decode(), "isBase64Encoded": False}
-        response = api.process(event, SETTINGS, self.dynamodb, time.time())
+        response = api.process(event, SETTINGS, self.reads, time.time())
         self._reply(request, response["statusCode"], response["headers"], response["body"].encode())
 
     @staticmethod
@@ -117,7 +118,7 @@ def signed_session(credentials: Credentials = CREDENTIALS) -> botocore.session.S
 
 @pytest.fixture
 def dynamodb(moto_endpoint):
-    client = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_endpoint, config=api.CLIENT_CONFIG)
+    client = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_endpoint)
     client.create_table(**table_definition(SETTINGS.table_name))
     client.create_table(**candles.table_definition(SETTINGS.candle_table_name))
     return client
@@ -288,9 +289,9 @@ def test_a_throttled_request_is_retried(client, server, ticks):
             if not self.failed:
                 self.failed = True
                 raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query")
-            return ticks.query(**kwargs)
+            return reads_for(ticks).query(**kwargs)
 
-    server.dynamodb = ThrottledOnce()
+    server.reads = ThrottledOnce()
     assert client.latest(["BTC-USD"])["BTC-USD"].price == Decimal("37005.05")
     assert len(server.requests) == 2
 

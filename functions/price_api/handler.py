@@ -14,7 +14,8 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import correlation_paths
 
-from functions.price_api.service import CLIENT_CONFIG, prepare_client, process
+from functions.price_api.dynamodb import DynamoReads
+from functions.price_api.service import READ_CONNECTIONS, process
 from functions.price_api.settings import Settings
 from functions.shared.observability import metric_sink, pipeline_logger, pipeline_metrics
 
@@ -24,8 +25,9 @@ metrics = pipeline_metrics("price-api")
 
 @functools.cache
 def _runtime() -> tuple[Settings, Any]:
-    """Settings and the DynamoDB client, once per cold start."""
-    return Settings.from_environment(os.environ), prepare_client(boto3.client("dynamodb", config=CLIENT_CONFIG))
+    """Settings and the DynamoDB reads (Query, GetItem), once per cold start."""
+    return Settings.from_environment(os.environ), DynamoReads.for_session(boto3.Session(),
+                                                                         max_connections=READ_CONNECTIONS)
 
 
 @metrics.log_metrics
