@@ -28,14 +28,11 @@ import random
 import time
 from typing import Any
 
-import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
 ATTEMPTS = 3
 BASE_DELAY_SECONDS = 0.05
-TIMEOUT = urllib3.Timeout(connect=1.0, read=3.0)
+CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 1.0, 3.0
 RETRIED_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
                            "LimitExceededException", "InternalServerError", "ServiceUnavailable"})
 _TARGET = "DynamoDB_20120810."
@@ -67,8 +64,16 @@ class DynamoReads:
                  rng: random.Random | None = None) -> None:
         self.endpoint_url = endpoint_url.rstrip("/") + "/"
         self.region = region
+        # Imported here, not at module level: the handler's import stays as light as before
+        # (a botocore client loaded the same modules on the first request too).
+        import urllib3
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        self._signer, self._request, self._http_error = SigV4Auth, AWSRequest, urllib3.exceptions.HTTPError
         self._credentials = credentials
-        self._pool = urllib3.PoolManager(maxsize=max_connections, timeout=TIMEOUT, retries=False)
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
+        self._pool = urllib3.PoolManager(maxsize=max_connections, timeout=timeout, retries=False)
         self._rng = rng or random.Random()
 
     @classmethod
@@ -90,7 +95,7 @@ class DynamoReads:
             last = attempt == ATTEMPTS - 1
             try:
                 status, data = self._send(operation, body)
-            except urllib3.exceptions.HTTPError:
+            except self._http_error:
                 if last:
                     raise
             else:
@@ -107,9 +112,9 @@ class DynamoReads:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, operation: str, body: bytes) -> tuple[int, bytes]:
-        request = AWSRequest("POST", self.endpoint_url, data=body, headers={
+        request = self._request("POST", self.endpoint_url, data=body, headers={
             "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": _TARGET + operation})
-        SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self.region).add_auth(request)
+        self._signer(self._credentials.get_frozen_credentials(), "dynamodb", self.region).add_auth(request)
         response = self._pool.request("POST", self.endpoint_url, body=body, headers=dict(request.headers.items()))
         return response.status, response.data
 

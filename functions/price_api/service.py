@@ -55,7 +55,7 @@ LATEST_THREADS = 8  # measured: 8 concurrent Queries answer latest of 20 as fast
 # Reads are latency-sensitive: fewer attempts and shorter timeouts than the writers, so a
 # throttled or stuck read answers 503/500 within the function's timeout (15 s suggested:
 # 3 attempts x (1 s connect + 3 s read) + backoff) instead of the function URL's bare 502.
-# Those are `functions.price_api.dynamodb`'s (ATTEMPTS, TIMEOUT).
+# Those are `functions.price_api.dynamodb`'s (ATTEMPTS, CONNECT_ and READ_TIMEOUT_SECONDS).
 READ_CONNECTIONS = LATEST_THREADS + 4
 _LATEST_POOL = ThreadPoolExecutor(max_workers=LATEST_THREADS, thread_name_prefix="latest")
 # Without `to`, candles are read up to a day ahead of now: the webhook refuses ticks dated
