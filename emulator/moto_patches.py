@@ -46,6 +46,17 @@
    every thread queued on that lock: sampled under the 20,000-update load it was the
    largest share of the server's time. The package does not change while it runs, so
    the listing is taken once.
+7. SQS looks up one queue attribute without counting the queue. To read one attribute,
+   moto builds the queue's whole attribute dict, and with it three message counts that
+   each walk every message in the queue; it does so once for every message sent
+   (`send_message` reads ContentBasedDeduplication) and three times for every message
+   received (the retention check reads MessageRetentionPeriod through
+   `get_queue_attributes`). A test subscriber that falls behind the announcements of the
+   20,000-update load held thousands of messages, so each send and receive cost
+   O(queue) and SQS took about a quarter of the server's time (sampled with py-spy).
+   SQS itself does not count the queue to deliver a message: here the retention check reads
+   its one attribute, and while a message is being sent the three counts, which nothing
+   in `send_message` reads, are not computed.
 
 Hand-written because no moto setting covers any of them; the emulator installs them, and
 tests/test_moto_patches.py checks the answers are moto's, the writes atomic and the
@@ -55,6 +66,7 @@ records kept.
 from __future__ import annotations
 
 import base64
+import contextvars
 import functools
 import inspect
 import threading
@@ -66,10 +78,12 @@ from typing import Any
 from moto import backends
 from moto.awslambda.models import LambdaBackend
 from moto.core.serialize import JSONSerializer
+from moto.core.utils import unix_time
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.sqs.models import Queue, SQSBackend
 
 # ---- 1. atomic writes ---------------------------------------------------------------------------
 WRITE_METHODS = ("put_item", "update_item", "delete_item", "transact_write_items", "execute_statement",
@@ -275,11 +289,43 @@ def _listed_once() -> tuple[str, ...]:
     return tuple(_original_list_of_moto_modules())
 
 
+# ---- 7. one SQS attribute without counting the queue --------------------------------------------
+QUEUE_COUNTS = ("approximate_number_of_messages", "approximate_number_of_messages_delayed",
+                "approximate_number_of_messages_not_visible")
+_original_counts: dict[str, property] = {name: getattr(Queue, name) for name in QUEUE_COUNTS}
+_original_send_message = SQSBackend.send_message
+_original_retention_check = SQSBackend.is_message_valid_based_on_retention_period
+_sending = contextvars.ContextVar("sending", default=False)  # per request thread
+
+
+def _count_unless_sending(count: property) -> property:
+    def get(self: Queue) -> int:
+        # send_message builds the attribute dict for ContentBasedDeduplication only: the
+        # counts it also holds are never read there
+        return 0 if _sending.get() else count.fget(self)  # type: ignore[misc]
+    return property(get)
+
+
+def _send_message_without_counts(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+    token = _sending.set(True)
+    try:
+        return _original_send_message(self, *args, **kwargs)
+    finally:
+        _sending.reset(token)
+
+
+def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    # moto's check, reading the one attribute instead of get_queue_attributes' whole dict
+    retention: int = self.get_queue(queue_name).message_retention_period  # type: ignore[attr-defined]
+    retain_until = retention + message.sent_timestamp / 1000
+    return bool(retain_until > unix_time())
+
+
 # ---- switch -------------------------------------------------------------------------------------
 def install() -> None:
     """Idempotent: writes become atomic, queries partition-sized, stream records stay,
-    attribute values are written as they are, ECS services keep their strategy, and
-    moto's module list is taken once."""
+    attribute values are written as they are, ECS services keep their strategy,
+    moto's module list is taken once, and SQS reads one attribute without counting the queue."""
     for name, method in _original_writes.items():
         setattr(DynamoDBBackend, name, _serialized(method))
     Table.query = _query  # type: ignore[method-assign]
@@ -288,6 +334,10 @@ def install() -> None:
     JSONSerializer._serialize_type_structure = _serialize_attribute_values  # type: ignore[method-assign, assignment]
     EC2ContainerServiceResponse.create_service = _create_service_keeping_strategy  # type: ignore[method-assign]
     backends.list_of_moto_modules = _listed_once
+    for name, count in _original_counts.items():
+        setattr(Queue, name, _count_unless_sending(count))
+    SQSBackend.send_message = _send_message_without_counts  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = _within_retention  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -299,3 +349,7 @@ def uninstall() -> None:
     JSONSerializer._serialize_type_structure = _original_serialize_structure  # type: ignore[method-assign]
     EC2ContainerServiceResponse.create_service = _original_create_service  # type: ignore[method-assign]
     backends.list_of_moto_modules = _original_list_of_moto_modules
+    for name, count in _original_counts.items():
+        setattr(Queue, name, count)
+    SQSBackend.send_message = _original_send_message  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = _original_retention_check  # type: ignore[method-assign]

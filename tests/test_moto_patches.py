@@ -415,3 +415,71 @@ def test_a_binary_key_in_a_stream_record_reads_as_stored_where_moto_encoded_it_t
     assert [r["dynamodb"]["Keys"] for r in _stream_records(dynamodb, "binary-keys")] == [{"k": {"B": b"key"}}]
     moto_patches.uninstall()
     assert [r["dynamodb"]["Keys"] for r in _stream_records(dynamodb, "binary-keys")] == [{"k": {"B": b"a2V5"}}]
+
+
+# ---- 7. one SQS attribute without counting the queue ---------------------------------------------
+@pytest.fixture
+def sqs(endpoint):
+    return boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def _visibility_checks_for_one_send_and_receive(sqs, monkeypatch, waiting: int) -> int:
+    """How many times moto asks a message whether it is visible, to send and receive one
+    message of a queue already holding `waiting` in flight (received, not yet deleted)."""
+    from moto.sqs.models import Message
+
+    url = sqs.create_queue(QueueName=f"counted-{next(_tables)}")["QueueUrl"]
+    for start in range(0, waiting, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "m"}
+                                                      for i in range(min(10, waiting - start))])
+    while sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages"):
+        pass
+    checks = [0]
+    visible = Message.visible
+
+    def counted(self) -> bool:
+        checks[0] += 1
+        return visible.fget(self)
+
+    monkeypatch.setattr(Message, "visible", property(counted))
+    sqs.send_message(QueueUrl=url, MessageBody="new")
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["new"]
+    monkeypatch.setattr(Message, "visible", visible)
+    return checks[0]
+
+
+def test_sending_and_receiving_a_message_does_not_count_the_queue(sqs, monkeypatch):
+    moto_patches.install()
+    # the receive walks the queue once, as moto's queue does, and nothing counts it besides
+    assert _visibility_checks_for_one_send_and_receive(sqs, monkeypatch, waiting=100) <= 101 + 5
+
+
+def test_unpatched_moto_counts_the_whole_queue_on_every_send_and_receive(sqs, monkeypatch):
+    moto_patches.uninstall()
+    assert _visibility_checks_for_one_send_and_receive(sqs, monkeypatch, waiting=100) >= 4 * 100
+
+
+def _retention_scenario(sqs, monkeypatch, patched: bool) -> tuple:
+    """Counts, a receive past the queue's retention, and one after: what a client sees."""
+    import moto.sqs.models
+
+    (moto_patches.install if patched else moto_patches.uninstall)()
+    url = sqs.create_queue(QueueName=f"kept-{next(_tables)}", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    first = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1,
+                                                   VisibilityTimeout=600)["Messages"]]
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    later = moto.sqs.models.unix_time() + 61
+    with monkeypatch.context() as clock:
+        clock.setattr(moto_patches if patched else moto.sqs.models, "unix_time", lambda: later)
+        expired = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    after = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+    return (first, counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"],
+            expired, after)
+
+
+def test_queue_counts_and_the_retention_check_answer_as_moto_does(sqs, monkeypatch):
+    patched = _retention_scenario(sqs, monkeypatch, patched=True)
+    assert patched[1:4] == ("2", "1", [])  # counted right; past its retention nothing is delivered
+    assert patched == _retention_scenario(sqs, monkeypatch, patched=False)
