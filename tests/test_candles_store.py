@@ -342,6 +342,35 @@ def test_1m_reads_keep_the_bound_for_dense_and_sparse_symbols_and_use_packs_when
     assert "DENSE-USD" in packed and "RARE-USD" not in packed
 
 
+def test_1m_reads_of_long_prices_keep_the_bound_when_the_limit_cuts_into_packs(tables):
+    """38 significant digits (the most the webhook accepts) on a dense symbol, ranges that open
+    up to 59 minutes before a whole hour, limits that end inside the packed hours: a pack
+    read but cut by the limit would be paid for in full, prices included, and not returned."""
+    symbol, start = "LONG-USD", MIDNIGHT - 8 * 3_600_000
+    base = Decimal("1234567890123456789.012345678901234567")
+    stored = [realistic(symbol, sort_key(start + n * 30_000, 0), base + n) for n in range(8 * 120)]
+    for first in range(0, len(stored), 100):
+        batch = stored[first:first + 100]
+        tables.store(batch)
+        watermark = tables.maintain(symbol, [int(item["timestamp"]["N"]) for item in batch]).watermark
+    ticks = [(int(item["timestamp"]["N"]), Decimal(item["price"]["N"])) for item in stored]
+    log = ReadLog()
+    metered = MeteredClient(tables.client, log)
+    packed = 0
+    for head in (0, 1, 30, 59):
+        low = start + 3_600_000 - head * MINUTE_MS
+        for limit in (240, 241, 250, 299, 300, 301, 359, 360, 361, 419, 5000):
+            log.pages.clear()
+            candles, _ = read_candles(metered, tables.candles, tables.ticks, symbol, "1m", low, watermark, limit)
+            assert rows(candles) == [row for row in pandas_candles(ticks, "1m") if low <= row[0] < watermark][:limit]
+            returned = len(json.dumps([candle_json(candle) for candle in candles], separators=(",", ":")))
+            units = sum(read_units(sum(item_size(item) for item in page.items), page.consistent) for page in log.pages)
+            assert units <= returned / 4096 + 2, (head, limit, units, returned / 4096 + 2)
+            packed += any(item.get("series", {}).get("S", "").endswith("#1m/1h")
+                          for page in log.pages for item in page.items)
+    assert packed >= 20  # the pack plan was taken, not avoided
+
+
 def test_write_overhead_of_a_day_shaped_stream_is_within_budget(dynamodb, capsys):
     """20 symbols, 1,000,000 updates/day (a tick per symbol every ~1.7 s), batches of 100,
     measured over 00:11-00:15:30 UTC (a 5m and a 15m candle close; after a minute of warm-up)."""

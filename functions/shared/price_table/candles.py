@@ -569,36 +569,39 @@ def _stored_minutes(store: CandleStore, symbol: str, state: SymbolState, first: 
 
     Why the rule keeps the read bound (units <= (answer bytes + forming ticks' bytes) / 4 KB
     + 2). One Query of 1m items is the plan the bound was made for: registry 0.5, candles,
-    ticks 0.5. The pack plan adds up to two Queries, and DynamoDB rounds each one up to
-    the next 4 KB: at most 2 units more. A packed candle takes ~15 bytes plus its prices
-    (~60 bytes less than the answer's JSON for it, whatever the prices' length), a 1m item
-    about as many bytes as its JSON. So the pack plan keeps the bound when its packs hold
-    at least 8 KB / 60 B = 137 candles: 4 hours of >= 40 candles each hold 160, and a limit
-    of at least 240 lets the answer keep them. Density is known before reading, from the
-    registry's `dense_hours`; late ticks only add candles. (`tests/test_candles_store.py`
-    measures the bound over dense and sparse symbols, ranges and limits.)
+    ticks 0.5. DynamoDB rounds each Query up to the next 4 KB, so every Query the pack plan
+    adds costs at most one unit more. A packed candle takes ~15 bytes plus its prices
+    (~60 bytes less than the answer's JSON for it: the prices are in both), a 1m item about
+    as many bytes as its JSON. So a Query of packs pays for itself when its packs hold at
+    least 4 KB / 60 B = 69 candles, and for the head's and tail's Queries too when they
+    hold 137: PACK_MIN_HOURS (4) packs of >= 40 candles hold 160. Two things keep that
+    true: density is known before reading, from the registry's `dense_hours` (late ticks
+    only add candles); and no pack is read that the limit would cut (an hour holds at most
+    60 candles, so a Query asks for room // 60 packs), as a cut pack is paid for in full,
+    prices included, and not returned: the room left under PACK_MIN_HOURS * 60 is read
+    as 1m items. (`tests/test_candles_store.py` measures the bound over dense and sparse
+    symbols, ranges, limits and 38-digit prices.)
     """
     closed_end = bucket_start(state.watermark, HOUR_MS)  # hours before it are closed: H + 1h <= W
     whole_low = bucket_ceil(first, HOUR_MS)
     whole_high = min(bucket_start(last + MINUTE_MS, HOUR_MS), closed_end)  # exclusive
     dense_low = closed_end - state.dense_hours * HOUR_MS
+    head_minutes = (whole_low - first) // MINUTE_MS  # the most 1m candles before the whole hours
     if ((whole_high - whole_low) // HOUR_MS < PACK_MIN_HOURS or whole_low < dense_low
-            or limit < PACK_MIN_HOURS * 60):
+            or limit - head_minutes < PACK_MIN_HOURS * 60):
         return store.read_candles(symbol, "1m", first, last, limit=limit)
     rows: list[Candle] = []
     if first < whole_low:
         rows = store.read_candles(symbol, "1m", first, whole_low - MINUTE_MS, limit=limit)
     position = whole_low
-    while position < whole_high and len(rows) < limit:
-        wanted = -(-(limit - len(rows)) // 60) + 1  # full hours fill the room; sparser ones page on
+    while position < whole_high and (limit - len(rows)) // 60 >= PACK_MIN_HOURS:
+        wanted = (limit - len(rows)) // 60  # packs the room holds whole, however full they are
         packs = store.read_packs(symbol, position, whole_high - HOUR_MS, limit=wanted)
         for _, minutes in packs:
             rows += minutes
-        if len(packs) < wanted:
-            break
-        position = packs[-1][0] + HOUR_MS
-    if len(rows) < limit and whole_high <= last:
-        rows += store.read_candles(symbol, "1m", whole_high, last, limit=limit - len(rows))
+        position = packs[-1][0] + HOUR_MS if len(packs) == wanted else whole_high
+    if len(rows) < limit and position <= last:
+        rows += store.read_candles(symbol, "1m", position, last, limit=limit - len(rows))
     return rows[:limit]
 
 
