@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import random
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 
 from emulator.sigv4 import verify_sigv4
 from functions.price_api import dynamodb as reads_module
@@ -76,6 +77,54 @@ def test_binaries_are_bytes_as_botocore_answers_them(clients):
     assert answers[1]["Item"]["blob"] == {"B": b"\x00\xff"} and answers[1]["Item"]["blobs"] == {"BS": [b"\x01"]}
 
 
+def test_a_binary_key_is_sent_back_as_botocore_sends_it(moto_endpoint):
+    """Paging a partition with Binary sort keys: each LastEvaluatedKey (bytes) is passed back."""
+    plain = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_endpoint)
+    plain.create_table(TableName="api-binary", BillingMode="PAY_PER_REQUEST",
+                       KeySchema=[{"AttributeName": "h", "KeyType": "HASH"},
+                                  {"AttributeName": "r", "KeyType": "RANGE"}],
+                       AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"},
+                                             {"AttributeName": "r", "AttributeType": "B"}])
+    try:
+        for key in (b"\x00", b"\x01\xff", b"\x02"):
+            plain.put_item(TableName="api-binary", Item={"h": {"S": "x"}, "r": {"B": key}})
+
+        def keys(client) -> list[bytes]:
+            found, arguments = [], {"TableName": "api-binary", "KeyConditionExpression": "h = :h", "Limit": 1,
+                                    "ExpressionAttributeValues": {":h": {"S": "x"}}}
+            while True:
+                page = client.query(**arguments)
+                found += [item["r"]["B"] for item in page["Items"]]
+                if "LastEvaluatedKey" not in page:
+                    return found
+                arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        assert keys(DynamoReads(moto_endpoint, REGION, CREDENTIALS)) == keys(plain) == [b"\x00", b"\x01\xff", b"\x02"]
+    finally:
+        plain.delete_table(TableName="api-binary")
+
+
+def test_no_credentials_is_botocores_error_and_sends_nothing(fake_dynamodb):
+    endpoint, recorder = fake_dynamodb
+    with pytest.raises(NoCredentialsError):
+        DynamoReads(endpoint, REGION, None).get_item(TableName=TABLE, Key={"a": {"S": "b"}})
+    assert recorder.received == []
+
+
+def test_an_answer_failing_its_crc32_is_retried_then_raised(fake_dynamodb):
+    endpoint, recorder = fake_dynamodb
+    reads = DynamoReads(endpoint, REGION, CREDENTIALS, rng=random.Random(1))
+    good = {"Item": {"a": {"S": "b"}}}
+    right = str(zlib.crc32(json.dumps(good).encode()))
+    recorder.answers = [(200, good, {"x-amz-crc32": "1"}), (200, good, {"x-amz-crc32": right})]
+    answer = reads.get_item(TableName=TABLE, Key={"a": {"S": "b"}})
+    assert answer["Item"] == good["Item"] and answer["ResponseMetadata"]["RetryAttempts"] == 1
+    recorder.answers = [(200, good, {"x-amz-crc32": "1"})] * ATTEMPTS
+    with pytest.raises(ChecksumError):
+        reads.get_item(TableName=TABLE, Key={"a": {"S": "b"}})
+    assert len(recorder.received) == 2 + ATTEMPTS
+
+
 def test_errors_are_client_errors_with_the_services_code(clients):
     _, reads = clients
     with pytest.raises(ClientError) as raised:
@@ -86,18 +135,20 @@ def test_errors_are_client_errors_with_the_services_code(clients):
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    """Answers the queued (status, body) in turn and keeps what it received."""
+    """Answers the queued (status, body[, extra headers]) in turn and keeps what it received."""
 
     protocol_version = "HTTP/1.1"
-    answers: list[tuple[int, dict]] = []
+    answers: list[tuple] = []
     received: list[tuple[dict[str, str], bytes]] = []
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((dict(self.headers.items()), body))
-        status, answer = type(self).answers.pop(0)
+        status, answer, *extra = type(self).answers.pop(0)
         data = json.dumps(answer).encode()
         self.send_response(status)
+        for name, value in (extra[0] if extra else {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -13,11 +13,13 @@ answer), and keeps what must not be hand-written with botocore: the SigV4 signer
 `AWS_ENDPOINT_URL` included) and `ClientError`, so the service's error handling is
 unchanged. urllib3 (botocore's own transport) keeps the connections alive.
 
-Retries follow botocore's standard mode for the errors a read can meet: throttling, 5xx
-and broken connections, `ATTEMPTS` tries with full-jitter exponential backoff (base 50 ms,
-DynamoDB's SDK default, instead of botocore's 1 s, so a retried read still answers within
-the function's 15 s timeout). Answers with binary attributes are base64-decoded as
-botocore does. tests/test_price_api_dynamodb.py compares every answer with botocore's.
+Retries follow botocore's standard mode for the errors a read can meet: throttling, 5xx,
+broken connections and an answer whose `x-amz-crc32` does not match: `ATTEMPTS` tries
+with full-jitter exponential backoff (base 50 ms, DynamoDB's SDK default, instead of
+botocore's 1 s, so a retried read still answers within the function's 15 s timeout).
+Binary attributes are base64 on the wire both ways, as botocore sends and answers them
+(a LastEvaluatedKey passed back holds bytes). tests/test_price_api_dynamodb.py compares
+every answer with botocore's.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import base64
 import json
 import random
 import time
+import zlib
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 
 ATTEMPTS = 3
 BASE_DELAY_SECONDS = 0.05
@@ -54,6 +57,21 @@ def _decode_binaries(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode_binaries(member) for member in value]
     return value
+
+
+def _encode_binary(value: Any) -> str:
+    """json.dumps' fallback: a B or BS member's bytes as base64 text, as botocore sends them."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not an attribute value")
+
+
+def _crc32_mismatch(headers: Any, data: bytes) -> tuple[str, str] | None:
+    """(expected, actual) when DynamoDB's x-amz-crc32 does not match the body (botocore retries it)."""
+    expected = headers.get("x-amz-crc32")
+    if expected is None or int(expected) == zlib.crc32(data) & 0xFFFFFFFF:
+        return None
+    return expected, str(zlib.crc32(data) & 0xFFFFFFFF)
 
 
 class DynamoReads:
@@ -90,33 +108,41 @@ class DynamoReads:
         return self._call("GetItem", kwargs)
 
     def _call(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(arguments).encode()
+        body = json.dumps(arguments, default=_encode_binary).encode()
         for attempt in range(ATTEMPTS):
             last = attempt == ATTEMPTS - 1
             try:
-                status, data = self._send(operation, body)
+                status, headers, data = self._send(operation, body)
             except self._http_error:
                 if last:
                     raise
             else:
-                if status == 200:
+                mismatch = _crc32_mismatch(headers, data)
+                if mismatch is not None:
+                    if last:
+                        raise ChecksumError(checksum_type="crc32", expected_checksum=mismatch[0],
+                                            actual_checksum=mismatch[1])
+                elif status == 200:
                     answer: dict[str, Any] = json.loads(data)
                     if _BINARY_KEY in data:
                         answer = _decode_binaries(answer)
                     answer["ResponseMetadata"] = {"HTTPStatusCode": 200, "RetryAttempts": attempt}
                     return answer
-                error = self._error(operation, status, data, attempt)
-                if last or not (status >= 500 or error.response["Error"]["Code"] in RETRIED_CODES):
-                    raise error
+                else:
+                    error = self._error(operation, status, data, attempt)
+                    if last or not (status >= 500 or error.response["Error"]["Code"] in RETRIED_CODES):
+                        raise error
             time.sleep(self._rng.uniform(0, BASE_DELAY_SECONDS * 2 ** attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _send(self, operation: str, body: bytes) -> tuple[int, bytes]:
+    def _send(self, operation: str, body: bytes) -> tuple[int, Any, bytes]:
+        if self._credentials is None:
+            raise NoCredentialsError()  # as botocore's client raises it, before sending anything
         request = self._request("POST", self.endpoint_url, data=body, headers={
             "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": _TARGET + operation})
         self._signer(self._credentials.get_frozen_credentials(), "dynamodb", self.region).add_auth(request)
         response = self._pool.request("POST", self.endpoint_url, body=body, headers=dict(request.headers.items()))
-        return response.status, response.data
+        return response.status, response.headers, response.data
 
     @staticmethod
     def _error(operation: str, status: int, data: bytes, attempt: int) -> ClientError:
