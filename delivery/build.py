@@ -210,7 +210,6 @@ def _dependency_bytecode(dependencies: Path, entries: dict[str, Path], python: R
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
         compile_bytecode(entries, staging, python)
-        _drop_records_outside(staging)
         (staging / ".complete").write_text("ok\n")
         _publish(staging, folder)
     finally:
