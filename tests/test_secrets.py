@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,10 @@ def handler(client, moto_endpoint, monkeypatch):
     def status(secret: str) -> int:
         if module._runtime.cache_info().currsize == 0:
             runtime = module._runtime()           # the cold start reads the secret (real monotonic clock)
-            clock.now = time.monotonic()          # from here on its cache runs on the test's clock
+            # From here on its cache runs on the test's clock, at a whole second: steps of whole
+            # seconds are then exact (from a fractional start, (t + 60) - t is 60 - 1 ulp about
+            # once in a hundred runs, and the TTL's boundary asserted below flips).
+            clock.now = float(math.ceil(time.monotonic()))
             runtime.secrets.clock = clock
         body = json.dumps({"symbol": "BTC-USD", "price": f"{100 + next(sent)}.5", "exchange": "binance",
                            "timestamp": int(time.time() * 1000)})
