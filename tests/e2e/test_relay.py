@@ -150,9 +150,13 @@ def test_a_silent_stream_is_reconnected(stack, tmp_path):
     before, after = [_ticker(exchange, base, i) for i in range(10)], [_ticker(exchange, base, i) for i in range(10, 25)]
 
     async def scenario() -> tuple[int, dict[str, int]]:
-        # Connection 1 sends 10 tickers then goes silent (open, no heartbeats); connection 2 sends the rest.
+        # Connection 1 sends 10 tickers then goes silent (open, no heartbeats); connection 2 sends the rest
+        # and goes silent too. Later connections (the relay keeps replacing silent ones while the webhook
+        # works through the spool) send no tickers: Kraken's carry no time, so a replayed frame would be
+        # stamped anew and stored as a new tick, and `sent` would step past 25 in batches of 10.
         async with ScriptedExchange([_opening(exchange) + [Send(before)],
-                                     _opening(exchange) + [Send(after)]]) as server:
+                                     _opening(exchange) + [Send(after)],
+                                     _opening(exchange)]) as server:
             async with Relay(_config(stack, tmp_path, exchange, base, server.url, silence_seconds=1.5)) as relay:
                 await until(lambda: relay.counters.sent == 25, timeout=60, what="25 sent across a reconnect")
                 return len(server.connections), relay.snapshot()
