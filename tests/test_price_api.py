@@ -311,9 +311,9 @@ def other_query_cursor() -> str:
 @pytest.mark.parametrize(("path", "query", "method", "status", "error"), [
     ("/v1/latest", None, "POST", 400, "method:"),
     ("/v1/ticks/BTC-USD", None, "DELETE", 400, "method:"),
-    ("/v1/nothing", None, "GET", 404, "path:"),
-    ("/", None, "GET", 404, "path:"),
-    ("/v1/ticks", None, "GET", 404, "path:"),
+    ("/v1/nothing", None, "GET", 400, "path:"),
+    ("/", None, "GET", 400, "path:"),
+    ("/v1/ticks", None, "GET", 400, "path:"),
     ("/v1/ticks/btc-usd", None, "GET", 400, "symbol:"),
     ("/v1/ticks/BTCUSD", None, "GET", 400, "symbol:"),
     ("/v1/ticks/BTC-USD-EUR", None, "GET", 400, "symbol:"),

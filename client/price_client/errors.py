@@ -6,8 +6,8 @@ from __future__ import annotations
 class PriceApiError(Exception):
     """The API refused or failed a request.
 
-    `status` is the HTTP status (400 bad parameter, 403 not signed or not allowed, 404 no
-    such route, 429/503 busy, 5xx failure), or None when no response arrived at all (DNS,
+    `status` is the HTTP status (400 bad parameter or unknown route, 403 not signed or not
+    allowed, 429/503 busy, 5xx failure), or None when no response arrived at all (DNS,
     connection, timeout). `message` is the API's own error text, e.g.
     "limit: must be an integer from 1 to 1000, got \"0\"".
     """

@@ -32,12 +32,13 @@ _ECHO = 40  # how much of a caller's value an error message repeats
 
 
 class BadRequest(Exception):
-    """A request the API refuses: `status` (400 or 404) and "<parameter>: <reason>"."""
+    """A request the API refuses with a 400: "<parameter>: <reason>"."""
 
-    def __init__(self, parameter: str, reason: str, status: int = 400) -> None:
+    status = 400
+
+    def __init__(self, parameter: str, reason: str) -> None:
         super().__init__(f"{parameter}: {reason}")
         self.parameter = parameter
-        self.status = status
 
 
 class Route(Record):
@@ -64,7 +65,9 @@ def _echo(text: str) -> str:
 
 
 def match_route(method: str, path: str) -> Route:
-    """The route of a GET path; an unknown path is a 404, any other method a 400."""
+    """The route of a GET path; an unknown path or any other method is a 400 naming `path` or `method`
+    (the read API's contract, issue 13: bad input, an unknown route included, is a 400 naming the
+    parameter, so a client handles one status for every request it got wrong)."""
     if method != "GET":
         raise BadRequest("method", f"{_echo(method)} is not allowed; the API is read-only, use GET")
     parts = [unquote(part) for part in path.strip("/").split("/")]
@@ -73,7 +76,7 @@ def match_route(method: str, path: str) -> Route:
     if parts[:1] == ["v1"] and len(parts) == 3 and parts[1] in ("ticks", "candles"):
         return Route(parts[1], parse_symbol("symbol", parts[2]), ROUTE_PARAMETERS[parts[1]])
     raise BadRequest("path", f"no route {_echo(path)}; routes are /v1/symbols, /v1/latest, "
-                             "/v1/ticks/{symbol} and /v1/candles/{symbol}", status=404)
+                             "/v1/ticks/{symbol} and /v1/candles/{symbol}")
 
 
 def check_parameters(route: Route, query: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ for read units per request.
 `handler.py` adds logging and metrics at the edge. Parameters are checked in `routes`;
 the reads live with the tables (`functions.shared.price_table.reads` and `.candles`).
 
-Errors: bad input is a 400 naming the parameter, an unknown path a 404; throttling that
+Errors: bad input, an unknown path included, is a 400 naming the parameter; throttling that
 outlasts botocore's retries is a 503 (retry later); anything else is a logged 500 whose
 body says nothing about the internals.
 """
