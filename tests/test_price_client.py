@@ -302,6 +302,10 @@ def test_times_are_epoch_ms_never_seconds():
     assert to_epoch_ms("2023-11-14T22:13:20.0001Z") == T0 + 1  # sub-ms rounds up, as on the server
     with pytest.raises(ValueError, match="epoch seconds"):
         to_epoch_ms(1_700_000_000)
+    assert to_epoch_ms(str(T0)) == T0 == to_epoch_ms(f" {T0} ")  # `invoke prices --from 1699999999999`
+    for seconds_or_basic_date in ("1700000000", "20240101"):
+        with pytest.raises(ValueError, match="epoch seconds"):
+            to_epoch_ms(seconds_or_basic_date)
     with pytest.raises(TypeError):
         to_epoch_ms(1.7e12)  # type: ignore[arg-type]
 

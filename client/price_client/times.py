@@ -12,7 +12,9 @@ def to_epoch_ms(value: TimeLike) -> int:
     """datetime / date / ISO-8601 string / epoch ms → epoch ms; naive times are UTC, as on the server.
 
     Ints are taken as milliseconds, never seconds: a value before 1973 (< 1e11) is almost
-    certainly seconds, so it is refused rather than silently selecting 1970.
+    certainly seconds, so it is refused rather than silently selecting 1970. A string of
+    digits is epoch ms too, as the API reads it (`invoke prices --from 1700000000000`); a
+    basic ISO date such as "20240101" therefore reads as a number and is refused as seconds.
     """
     if isinstance(value, bool):
         raise TypeError("a time must be a datetime, an ISO-8601 string or epoch milliseconds, not a bool")
@@ -20,6 +22,8 @@ def to_epoch_ms(value: TimeLike) -> int:
         if 0 < value < 100_000_000_000:
             raise ValueError(f"{value} looks like epoch seconds; pass epoch milliseconds (x 1000)")
         return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.strip().isascii():
+        return to_epoch_ms(int(value.strip()))
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if isinstance(value, datetime):
