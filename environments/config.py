@@ -60,8 +60,10 @@ class FunctionsSettings(_Strict):
     # candles, so the API is I/O bound. Lambda gives CPU in proportion to memory: 128 MB
     # leaves about a 14th of a vCPU for the cold start's imports (boto3, Powertools) and
     # for encoding a page, which readers would wait for; above 256 MB the extra CPU would
-    # only wait on DynamoDB.
-    price_api: FunctionSettings = FunctionSettings(memory_mb=256, timeout_seconds=10)
+    # only wait on DynamoDB. 15 s: one read's whole retry sequence (functions/price_api/dynamodb.py:
+    # 3 attempts x (1 s connect + 3 s read) + backoff, about 12.4 s) ends inside the function, so a
+    # stuck read answers the API's 500/503 rather than the function URL's bare 502.
+    price_api: FunctionSettings = FunctionSettings(memory_mb=256, timeout_seconds=15)
 
 
 class StreamSettings(_Strict):

@@ -45,8 +45,19 @@ def test_tick_retention_and_the_price_api_settings(tmp_path):
     config = load_config("dev", directory=_write(tmp_path, "dev", BASE + "tick_retention_days: 90\n"))
     assert config.tick_retention_days == 90
     api = load_config("dev", directory=_write(tmp_path, "dev", BASE)).functions.price_api
-    assert (api.memory_mb, api.timeout_seconds, api.reserved_concurrency) == (256, 10, None)
+    assert (api.memory_mb, api.timeout_seconds, api.reserved_concurrency) == (256, 15, None)
     assert load_config("prod").functions.price_api.reserved_concurrency == 10
+
+
+@pytest.mark.parametrize("name", ENVIRONMENT_NAMES)
+def test_the_price_api_outlasts_one_reads_retries(name):
+    """A read that keeps timing out exhausts its retries inside the function, so the caller gets
+    the API's own error, not the function URL's bare 502 after a Lambda timeout."""
+    from functions.price_api import dynamodb
+
+    worst_read = (dynamodb.ATTEMPTS * (dynamodb.CONNECT_TIMEOUT_SECONDS + dynamodb.READ_TIMEOUT_SECONDS)
+                  + sum(dynamodb.BASE_DELAY_SECONDS * 2 ** attempt for attempt in range(dynamodb.ATTEMPTS - 1)))
+    assert load_config(name).functions.price_api.timeout_seconds > worst_read
 
 
 def _write(tmp_path, name, text):
