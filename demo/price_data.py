@@ -24,6 +24,16 @@ class Bar:
     event_ms: int
     close: Decimal
     volume: Decimal
+    open: Decimal
+    high: Decimal
+    low: Decimal
+
+    def ticks(self) -> list[tuple[int, Decimal]]:
+        """The bar as four ticks a millisecond apart (open, high, low, close; high before low
+        when the bar closed up, as a path through the bar would): a candle over them has four
+        distinct roles, so a mix-up of open, high, low and close shows."""
+        middle = (self.high, self.low) if self.close >= self.open else (self.low, self.high)
+        return [(self.event_ms + i, price) for i, price in enumerate((self.open, *middle, self.close))]
 
 
 def _data_dir() -> Path:
@@ -40,5 +50,6 @@ def load_series(symbol: str, limit: int | None = None) -> list[Bar]:
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             moment = datetime.fromisoformat(row[""]).replace(tzinfo=UTC)
-            bars.append(Bar(int(moment.timestamp()) * 1000, Decimal(row["Close"]), Decimal(row["Volume"] or "0")))
+            bars.append(Bar(int(moment.timestamp()) * 1000, Decimal(row["Close"]), Decimal(row["Volume"] or "0"),
+                            Decimal(row["Open"]), Decimal(row["High"]), Decimal(row["Low"])))
     return bars[-limit:] if limit else bars

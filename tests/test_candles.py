@@ -387,17 +387,20 @@ def test_symbol_before_its_first_step_is_computed_from_its_ticks():
 @pytest.mark.parametrize("symbol", ["BTC-USD", "EUR-USD"])
 def test_real_series_in_batches_of_100_equal_pandas(symbol):
     """Real series (`SOURCE_NOTE`: the backtesting wheel's BTCUSD and EURUSD), all of each, in
-    time order, in batches of 100."""
+    time order, in batches of 100: each bar's open, high, low and close as four ticks, so every
+    candle of every interval holds several ticks with different roles."""
     assert "backtesting" in SOURCE_NOTE
     store = MemoryStore()
     bars = load_series(symbol)
-    keys = [sort_key(bar.event_ms, 0) for bar in bars]
-    for start in range(0, len(bars), 100):
-        for bar, tick_key in zip(bars[start:start + 100], keys[start:start + 100], strict=True):
-            store.store_tick(symbol, tick_key, bar.close)
-        maintain_store(store, symbol, keys[start:start + 100])
+    ticks = [(sort_key(moment, 0), price) for bar in bars for moment, price in bar.ticks()]
+    for start in range(0, len(ticks), 100):
+        for tick_key, price in ticks[start:start + 100]:
+            store.store_tick(symbol, tick_key, price)
+        maintain_store(store, symbol, [tick_key for tick_key, _ in ticks[start:start + 100]])
     assert_matches_pandas(store, symbol)
-    assert sum(c.count for c in read_all(store, "1d", symbol)) == len(bars)
+    days = read_all(store, "1d", symbol)
+    assert sum(c.count for c in days) == 4 * len(bars)
+    assert all(c.open != c.close or c.high != c.low for c in days[:12])  # not all flat: roles differ
 
 
 def test_real_series_shuffled_into_late_batches_equal_pandas():

@@ -300,6 +300,24 @@ def test_bad_candle_input_is_a_400(dynamodb, query, error):
 
 def test_five_thousand_candles_is_the_largest_page(dynamodb, candle_history):
     assert call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m", "limit": "5000"})[0] == 200
+    assert api.MAX_CANDLES == 5000
+
+
+def test_without_a_limit_a_page_is_the_cap_and_next_reads_on(dynamodb, candle_history, monkeypatch):
+    """The default page is the cap (5,000; 2 here, so the fixture's minutes span several pages)."""
+    monkeypatch.setattr(api, "MAX_CANDLES", 2)
+    pages, query = [], {"interval": "1m"}
+    while True:
+        status, body = call(dynamodb, "/v1/candles/BTC-USD", query)
+        assert status == 200 and len(body["candles"]) <= 2
+        pages.append(body["candles"])
+        if "next" not in body:
+            break
+        query = {"interval": "1m", "cursor": body["next"]}
+    expected = expected_candles(candle_history, candles.INTERVALS["1m"])
+    assert len(expected) > 4 and [len(page) for page in pages] == [2] * (len(expected) // 2) + [1] * (len(expected) % 2)
+    assert [c for page in pages for c in page] == expected
+    assert call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m", "limit": "3"})[0] == 400
 
 
 # -- bad input ----------------------------------------------------------------------------------
