@@ -197,17 +197,24 @@ class LocalDeployment:
         self.stop()
 
 
+def banner(info: StackInfo) -> str:
+    """What `invoke local` prints: where everything is, and the dev-only credentials for it.
+    Its `token source:`, `local dev token:` and `price API URL:` lines are the issues' wording,
+    which scripts and the README rely on (tests/test_local_banner.py)."""
+    token_source, token = info.token_source or ("-", "-")
+    return (f"webhook URL:        {info.webhook_url}\nemulator endpoint:  {info.endpoint}\n"
+            f"signing source:     {info.secret_source}\nlocal dev secret:   {info.secret}  (dev-only)\n"
+            f"token source: {token_source}\n"
+            f"local dev token: {token}  (dev-only)\n"
+            f"price API URL: {info.price_api_url}\n"
+            f"price API signing:  SigV4 (service lambda, {info.config.region}) with access key "
+            f"{session.ACCESS_KEY_ID!r}, secret key {session.SECRET_ACCESS_KEY!r} (the emulator's dummy credentials)\n"
+            f"table:              {info.outputs['table_name']}")
+
+
 def run_until_interrupted(deployment: LocalDeployment) -> None:
     """`invoke local`: print where everything is, then keep it running until Ctrl-C."""
-    info = deployment.running
-    print(f"\nwebhook URL:        {info.webhook_url}\nemulator endpoint:  {info.endpoint}\n"
-          f"signing source:     {info.secret_source}\nlocal dev secret:   {info.secret}  (dev-only)\n"
-          f"token source: {info.token_source[0] if info.token_source else '-'}\n"
-          f"local dev token: {info.token_source[1] if info.token_source else '-'}  (dev-only)\n"
-          f"price API URL: {info.price_api_url}\n"
-          f"price API signing:  SigV4 (service lambda, {info.config.region}) with access key "
-          f"{session.ACCESS_KEY_ID!r}, secret key {session.SECRET_ACCESS_KEY!r} (the emulator's dummy credentials)\n"
-          f"table:              {info.outputs['table_name']}\n\nCtrl-C to stop.")
+    print(f"\n{banner(deployment.running)}\n\nCtrl-C to stop.")
     try:
         while True:
             time.sleep(3600)

@@ -87,6 +87,8 @@ def raw_alert(close_literal: str, **kwargs) -> str:
     ("ETHUSD", "COINBASE", "3001.27", "ETH-USD", "3001.27"),
     ("BINANCE:BTCUSDT", "BINANCE", "64012.5", "BTC-USDT", "64012.5"),
     ("KRAKEN:DOTUSD", "KRAKEN", "7.0412", "DOT-USD", "7.0412"),
+    ("KRAKEN:XBTUSD", "KRAKEN", "64010.1", "BTC-USD", "64010.1"),
+    ("COINBASE:ETHUSD", "COINBASE", "3001.27", "ETH-USD", "3001.27"),
     ("SHIBUSDT", "BINANCE", "0.00002512", "SHIB-USDT", "0.00002512"),
 ])
 @pytest.mark.parametrize("as_string", [False, True])
