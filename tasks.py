@@ -217,9 +217,11 @@ def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None):
 @task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,
             "exchange": "binance, coinbase or kraken", "symbols": "comma-separated, as the exchange writes them "
             "(BTCUSDT / BTC-USD / BTC/USD)", "ws_url": "override the exchange's websocket URL",
-            "config": "JSON file listing several exchanges (see relay/README.md)",
-            "source": "the relay's source id in the webhook secrets (not needed for local)",
-            "spool": "spool file (default build/relay/<env>-<suffix>.sqlite)"})
+            "config": "JSON file listing several exchanges (see relay/README.md); --source and --spool override "
+            "its values, --exchange/--symbols/--ws-url cannot be combined with its exchanges, its webhook_url "
+            "must be the environment's",
+            "source": "the relay's HMAC source id in the webhook secrets (default for local: its dev HMAC source)",
+            "spool": "spool file (default build/relay/<env>-<suffix>.sqlite, its directory created)"})
 @one_line_errors
 def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, source=None, spool=None, suffix=None):
     """Forward exchange websocket tickers to the webhook in signed batches, spooled on disk (nothing lost)."""
@@ -228,16 +230,18 @@ def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, so
 
     configuration = resolve(env, suffix)
     outputs = None if configuration.is_emulated else read_outputs(configuration)
-    data, secret_env = relay_settings(configuration, outputs, lambda name: _current_secret(configuration, name),
+    data, secret_env = relay_settings(configuration, outputs, lambda name: _secrets_entry(configuration, name),
                                       source=source, exchange=exchange, symbols=symbols, ws_url=ws_url,
                                       config_file=config, spool=spool)
     raise Exit(code=run_relay(data, secret_env))
 
 
-def _current_secret(configuration: Any, source: str) -> str | None:
-    from ops.secrets import current_secret
+def _secrets_entry(configuration: Any, source: str) -> Any:
+    """The source's entry in the environment's webhook secrets (mode and secrets), or None."""
+    from ops.secrets import read_document, secret_id, secretsmanager_client
 
-    return current_secret(configuration, source)
+    client = secretsmanager_client(configuration, os.environ)
+    return read_document(client, secret_id(configuration)).document.get(source)
 
 
 @task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,

@@ -5,12 +5,20 @@ environment: for `local`, the webhook URL of a running `invoke local` (it writes
 listens to build/local/running.json) and the dev-only secret of environments/local.yaml;
 elsewhere, the stack outputs and the secrets store. The secret reaches the relay through a
 mapping standing in for its environment, never through argv or a file.
+
+With `--config FILE`, the rule is `python -m price_relay`'s: options given on the command
+line (`--source`, `--spool`) override the file's values, and `--exchange`, `--symbols` and
+`--ws-url` cannot be combined with a file's `exchanges`. The environment (`--env`) decides
+the webhook URL and the secret: a file's `webhook_url` must be that URL, and its
+`secret_env`/`secret_file` give way to the secret read from the environment.
+
+Every failure is a RelaySetupError (a PipelineError): one line, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,12 @@ from environments.config import EnvironmentConfig
 from errors import PipelineError
 
 RUNNING_LOCAL = BUILD_DIR / "local" / "running.json"
+SPOOL_DIR = BUILD_DIR / "relay"  # the default spools' directory, created on first use
 SECRET_VARIABLE = "RELAY_SECRET"  # noqa: S105 - the variable's name, not a secret
+
+# `secret_lookup(source)`: the source's entry in the environment's secrets document (the
+# webhook's format, functions/webhook_processor/signature.py), or None without one.
+SecretLookup = Callable[[str], Any]
 
 
 class RelaySetupError(PipelineError):
@@ -34,49 +47,101 @@ def write_running_local(webhook_url: str, endpoint: str, price_api_url: str | No
     return path
 
 
-def read_running_local(path: Path = RUNNING_LOCAL) -> dict[str, Any]:
+def read_running_local(path: Path | None = None) -> dict[str, Any]:
+    """What `write_running_local` wrote (build/local/running.json by default)."""
+    path = RUNNING_LOCAL if path is None else path
     if not path.is_file():
         raise RelaySetupError("no running local stack: start `invoke local` in another terminal first")
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("webhook_url"), str):
+        raise RelaySetupError(f"{path} is not what `invoke local` writes: restart `invoke local`")
     return data
 
 
-def relay_settings(config: EnvironmentConfig, outputs: Mapping[str, Any] | None, secret_lookup: Any,
+def hmac_secret(config: EnvironmentConfig, source: str, entry: Any) -> str:
+    """The newest secret of an HMAC source's entry in the secrets document.
+
+    The relay signs every request (X-Signature); a `token` source's secret would be
+    answered 401, which the relay retries forever, so a token source is refused here."""
+    from functions.webhook_processor.signature import parse_secrets
+
+    if entry is None:
+        raise RelaySetupError(f"no secret for source {source!r} in {config.name}'s secrets store")
+    try:
+        auth = parse_secrets(json.dumps({source: entry}))[source]
+    except ValueError as error:  # the parser's messages never quote a secret
+        raise RelaySetupError(f"source {source!r} in {config.name}'s secrets store: {error}") from None
+    if auth.mode != "hmac":
+        raise RelaySetupError(f"source {source!r} is a {auth.mode} source; the relay signs with HMAC: create one "
+                              f"with `invoke secrets --env {config.name} --action add --source <name> --generate` "
+                              "and pass --source <name>")
+    return auth.secrets[0].decode()
+
+
+def _from_file(config_file: str, *, exchange: str | None, symbols: str | None,
+               ws_url: str | None) -> dict[str, Any]:
+    """The --config file's object, its relative spool made relative to the file (as the
+    price_relay CLI reads it); exchange options are refused next to the file's exchanges."""
+    from price_relay.config import ConfigError, read_config_file
+
+    try:
+        data = read_config_file(config_file)
+    except ConfigError as error:
+        raise RelaySetupError(str(error)) from None
+    if "exchanges" in data and (exchange or symbols or ws_url):
+        raise RelaySetupError("--exchange/--symbols/--ws-url cannot be combined with the config file's exchanges")
+    spool = data.get("spool")
+    if isinstance(spool, str) and spool.strip():
+        base = Path(config_file).expanduser().resolve().parent
+        data["spool"] = str(base / Path(spool).expanduser())  # an absolute spool stays as it is
+    return data
+
+
+def relay_settings(config: EnvironmentConfig, outputs: Mapping[str, Any] | None, secret_lookup: SecretLookup,
                    *, source: str | None, exchange: str | None, symbols: str | None, ws_url: str | None,
                    config_file: str | None, spool: str | None) -> tuple[dict[str, Any], dict[str, str]]:
     """The relay's configuration mapping and the environment holding its secret.
 
-    `secret_lookup(source) -> str` reads a source's current secret from the environment's
-    secrets store (unused for `local`).
+    `secret_lookup(source)` returns the source's entry in the environment's secrets
+    document, or None (unused for `local`, whose document is in its environment file).
     """
-    from price_relay.config import read_config_file
-
-    if config_file:
-        data = read_config_file(config_file)
-    elif exchange and symbols:
+    data = _from_file(config_file, exchange=exchange, symbols=symbols, ws_url=ws_url) if config_file else {}
+    if exchange or symbols or ws_url or "exchanges" not in data:
+        if not exchange or not symbols:
+            raise RelaySetupError("give --exchange and --symbols, or --config FILE with exchanges")
         entry: dict[str, Any] = {"exchange": exchange, "symbols": [s for s in symbols.split(",") if s]}
         if ws_url:
             entry["ws_url"] = ws_url
-        data = {"exchanges": [entry]}
-    else:
-        raise RelaySetupError("give --exchange and --symbols, or --config FILE")
-    data.setdefault("spool", spool or str(BUILD_DIR / "relay" / f"{config.name}-{config.suffix}.sqlite"))
+        data["exchanges"] = [entry]
+    if spool:
+        data["spool"] = str(Path(spool).expanduser().resolve())
+    elif "spool" not in data:
+        SPOOL_DIR.mkdir(parents=True, exist_ok=True)
+        data["spool"] = str(SPOOL_DIR / f"{config.name}-{config.suffix}.sqlite")
+    if source:
+        data["source"] = source
     if config.local_webhook_secrets is not None:
-        running = read_running_local()
-        local_source, local_secret = config.local_source("hmac") or ("", "")
-        data.setdefault("webhook_url", running["webhook_url"])
-        data.setdefault("source", source or local_source)
-        secret = local_secret if data["source"] == local_source else None
+        webhook_url = read_running_local()["webhook_url"]
+        data.setdefault("source", (config.local_source("hmac") or ("", ""))[0])
+        entry_of: SecretLookup = config.local_secrets_document().get
     else:
         if not outputs or "webhook_url" not in outputs:
             raise RelaySetupError(f"no webhook_url in the outputs of {config.name}: run `invoke outputs`")
-        if not source and "source" not in data:
+        if not data.get("source"):
             raise RelaySetupError("--source is required: the relay's source id in the webhook secrets")
-        data.setdefault("webhook_url", outputs["webhook_url"])
-        data.setdefault("source", source)
-        secret = secret_lookup(data["source"])
-    if not secret:
-        raise RelaySetupError(f"no secret for source {data['source']!r} in {config.name}'s secrets store")
+        webhook_url = outputs["webhook_url"]
+        entry_of = secret_lookup
+    if "webhook_url" in data and data["webhook_url"] != webhook_url:
+        raise RelaySetupError(f"config: webhook_url differs from {config.name}'s webhook URL; leave it out of "
+                              "the file (--env decides where the relay sends)")
+    data["webhook_url"] = webhook_url
+    if not isinstance(data.get("source"), str) or not data["source"]:
+        raise RelaySetupError(f"--source is required: {config.name} has no HMAC source to default to")
+    secret = hmac_secret(config, data["source"], entry_of(data["source"]))
+    data.pop("secret_file", None)
     data["secret_env"] = SECRET_VARIABLE
     return data, {SECRET_VARIABLE: secret}
 
@@ -88,6 +153,6 @@ def run_relay(data: dict[str, Any], environ: Mapping[str, str]) -> int:
 
     try:
         relay_config = RelayConfig.from_mapping(data, environ=environ)
+        return run(relay_config)  # ConfigError here: the spool is locked by another relay, or unusable
     except ConfigError as error:
         raise RelaySetupError(str(error)) from None
-    return run(relay_config)
