@@ -25,6 +25,7 @@ from constructs import Construct
 
 from environments.config import EnvironmentConfig
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY
+from functions.shared.price_table.ticks import EXPIRES_AT
 from stacks.artifacts import SynthPaths
 from stacks.base import EnvironmentStack
 from stacks.checkov_skips import skip_check
@@ -48,10 +49,6 @@ KEY_ADMIN_ACTIONS = [
     "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 ]
 KEY_USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
-# The prices table's TTL attribute: epoch seconds, written by the webhook when the environment
-# sets tick_retention_days. TTL deletes reach the stream as REMOVE records, which the
-# enricher's INSERT-only filter drops.
-TICK_EXPIRY_ATTRIBUTE = "expires_at"
 # The candles table's keys (functions/shared/price_table/candles.py documents the items).
 CANDLE_PARTITION_KEY = "series"
 CANDLE_SORT_KEY = "sk"
@@ -111,8 +108,11 @@ class StorageStack(EnvironmentStack):
             "prices", "crypto-prices", (PARTITION_KEY, "S"), (SORT_KEY, "N"),
             stream_enabled=True,
             stream_view_type="NEW_AND_OLD_IMAGES",
-            # Only with a retention: without one, no TTL block at all, and every tick is kept.
-            ttl=(DynamodbTableTtl(attribute_name=TICK_EXPIRY_ATTRIBUTE, enabled=True)
+            # Only with a retention: without one, no TTL block at all, and every tick is kept. The
+            # attribute is the item format's (epoch seconds, written by the webhook and the
+            # webhook-DLQ re-drive); TTL deletes reach the stream as REMOVE records, which the
+            # enricher's INSERT-only filter drops.
+            ttl=(DynamodbTableTtl(attribute_name=EXPIRES_AT, enabled=True)
                  if config.tick_retention_days is not None else None),
         )
         # No stream: candles are written by the enricher and read by the API; nothing reacts to them.

@@ -67,7 +67,7 @@ def store_all(updates: list[PriceUpdate], dynamodb: Any, sqs: Any, settings: Set
 
     def attempt(update: PriceUpdate) -> tuple[StoreOutcome | None, str | None]:
         try:
-            outcome, _ = store_update(dynamodb, settings.table_name, update)
+            outcome, _ = store_update(dynamodb, settings.table_name, update, settings.tick_retention_days)
             return outcome, None
         except Exception as error:  # noqa: BLE001 - reported and queued, never dropped
             return None, f"{type(error).__name__}: {error}"[:300]

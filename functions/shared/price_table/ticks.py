@@ -10,6 +10,12 @@ If a slot (see `keys`) holds a different update (a hash collision, or a second d
 tick of the same exchange in that millisecond), the write probes the next slot; a
 redelivery walks the same probe sequence and meets its identical twin, which counts as
 a duplicate. A write never overwrites an item (it may carry enrichment already).
+
+With a retention (an environment's `tick_retention_days`), every stored item carries
+`expires_at` (EXPIRES_AT, the table's TTL attribute, enabled by the storage stack): epoch
+seconds, that many days after the tick's receipt, or after its own time if it is dated ahead
+(`tick_expiry`). The enricher's put and corrections rewrite whole items, so it stays; candle
+maintenance keeps away from minutes whose ticks may have expired (`oldest_recomputable_ms`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ from functions.shared.price_update import OPTIONAL_NUMBERS, PriceUpdate
 
 MAX_PROBES = 50
 STORED_AT = "stored_at"
+# The TTL attribute: the storage stack enables DynamoDB TTL on this name (stacks import it from here).
+EXPIRES_AT = "expires_at"
+DAY_SECONDS = 86_400
+# The candle horizon's safety margin (`oldest_recomputable_ms`): TTL may delete an item at any
+# moment after its expiry, judged by AWS's clock, and a maintenance step reads its ticks a little
+# after it planned. One hour covers the clocks' skew (NTP: under a second) and the step's own
+# retries (seconds) many times over; it costs only late ticks in the last hour of retention
+# their candle correction.
+EXPIRY_MARGIN_MS = 3_600_000
 BATCH_GET_KEYS = 100          # BatchGetItem's maximum
 MAX_UNPROCESSED_ROUNDS = 8
 _serializer = TypeSerializer()
@@ -45,10 +60,28 @@ class KeySpaceExhausted(Exception):
     """More distinct updates in one millisecond for one symbol than the probe limit."""
 
 
-def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None) -> dict[str, Any]:
+def tick_expiry(update: PriceUpdate, retention_days: int) -> int:
+    """The tick's `expires_at`: epoch SECONDS (DynamoDB TTL ignores milliseconds), `retention_days`
+    after its receipt, or after its own time when that is later (the webhook takes ticks dated up
+    to a day ahead). So every tick of a minute M lives at least until M + retention, which is
+    what `oldest_recomputable_ms` relies on; a tick re-driven from the webhook DLQ keeps its
+    receipt, so it expires as if it had been stored then."""
+    return max(update.received_at_ms, update.event_ms) // 1000 + retention_days * DAY_SECONDS
+
+
+def oldest_recomputable_ms(now_ms: int, retention_days: int) -> int:
+    """The oldest tick time whose minute may still be recomputed from stored ticks at `now_ms`:
+    every tick of a minute at or after it is kept until `now_ms` + EXPIRY_MARGIN_MS at least
+    (`tick_expiry`: a tick of minute M expires no earlier than M + retention)."""
+    return now_ms - retention_days * DAY_SECONDS * 1000 + EXPIRY_MARGIN_MS
+
+
+def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None,
+            retention_days: int | None = None) -> dict[str, Any]:
     """Small by design (well under 1 KB, one write request unit); never the raw body.
 
     `stored_at_ms`: when this write happens (store_update passes it; see the module docstring).
+    `retention_days`: with a value, the item carries `expires_at` (`tick_expiry`); None, none.
     """
     item: dict[str, Any] = {
         "symbol": update.symbol, "timestamp": timestamp, "price": update.price, "exchange": update.exchange,
@@ -56,6 +89,8 @@ def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None
     }
     if stored_at_ms is not None:
         item[STORED_AT] = stored_at_ms
+    if retention_days is not None:
+        item[EXPIRES_AT] = tick_expiry(update, retention_days)
     for name in OPTIONAL_NUMBERS:
         value = getattr(update, name)
         if value is not None:
@@ -80,11 +115,14 @@ def _read_item(client: Any, table_name: str, symbol: str, timestamp: int) -> dic
     return item
 
 
-def store_update(client: Any, table_name: str, update: PriceUpdate) -> tuple[StoreOutcome, int]:
+def store_update(client: Any, table_name: str, update: PriceUpdate, retention_days: int | None = None
+                 ) -> tuple[StoreOutcome, int]:
     """Write once; a redelivered identical update is a duplicate, never an overwrite.
 
-    Throttling and transient errors are retried by the client's botocore retry mode;
-    whatever still fails propagates to the caller, which queues the update.
+    `retention_days`: the environment's `tick_retention_days` (the item then carries
+    `expires_at`); None keeps the tick forever. Throttling and transient errors are retried
+    by the client's botocore retry mode; whatever still fails propagates to the caller,
+    which queues the update.
     """
     start = first_slot(update.exchange)
     for probe in range(MAX_PROBES):
@@ -92,7 +130,7 @@ def store_update(client: Any, table_name: str, update: PriceUpdate) -> tuple[Sto
         try:
             client.put_item(
                 TableName=table_name,
-                Item=to_item(update, timestamp, int(time.time() * 1000)),
+                Item=to_item(update, timestamp, int(time.time() * 1000), retention_days),
                 ConditionExpression="attribute_not_exists(#ts)",
                 ExpressionAttributeNames={"#ts": "timestamp"},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
