@@ -98,10 +98,14 @@ def survey(queue: str, messages: list[dict[str, Any]], now: float) -> Survey:
 
 # ---- webhook queue ----------------------------------------------------------------------
 
-def redrive_update(dynamodb: Any, table: str, body: dict[str, Any]) -> StoreOutcome:
+def redrive_update(dynamodb: Any, table: str, body: dict[str, Any], retention_days: int | None = None
+                   ) -> StoreOutcome:
+    """Store a queued update with the webhook's own write; `retention_days` is the environment's
+    `tick_retention_days`, so the item expires as the webhook would have made it expire (from
+    its original receipt)."""
     if body.get("kind") != "price-update":
         raise ValueError(f"not a webhook DLQ message (kind={body.get('kind')!r})")
-    return store_update(dynamodb, table, PriceUpdate.from_message(body["update"]))[0]
+    return store_update(dynamodb, table, PriceUpdate.from_message(body["update"]), retention_days)[0]
 
 
 # ---- enricher queue ---------------------------------------------------------------------
@@ -319,7 +323,10 @@ def require_queue(queue: str | None) -> str:
 def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[str, Any], *,
           dry_run: bool = False, max_messages: int | None = None,
           show: Callable[[Survey], None] = lambda _: None,
-          progress: Callable[[int], Any] | None = None) -> DrainReport:
+          progress: Callable[[int], Any] | None = None, tick_retention_days: int | None = None) -> DrainReport:
+    """Re-drive a queue. `windows` and `tick_retention_days` are the environment's (its
+    `indicator_windows` and `tick_retention_days`): a re-driven tick gets the webhook's
+    `expires_at`, and a re-driven batch the enricher's candle horizon."""
     require_queue(queue)
     sqs, url = clients["sqs"], outputs[QUEUES[queue]]
     messages = receive_all(sqs, url, max_messages)
@@ -330,13 +337,14 @@ def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[s
         return report
     # The re-drive goes through the enricher's own process, candle maintenance included.
     settings = EnricherSettings(table_name=outputs["table_name"], topic_arn=outputs["success_topic_arn"],
-                                windows=windows, candle_table_name=outputs.get("candle_table_name", ""))
+                                windows=windows, candle_table_name=outputs.get("candle_table_name", ""),
+                                tick_retention_days=tick_retention_days)
     advance = progress(len(messages)) if progress else (lambda: None)
     for message in messages:
         try:
             body = json.loads(message["Body"])
             if queue == "webhook":
-                outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body)
+                outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body, tick_retention_days)
                 report.stored += outcome == StoreOutcome.STORED
                 report.duplicates += outcome == StoreOutcome.DUPLICATE
             else:

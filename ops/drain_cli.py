@@ -51,7 +51,8 @@ def run_drain(config: EnvironmentConfig, outputs: dict[str, Any], queue: str, *,
             return lambda: bar.advance(task)
 
         report = drain(queue, outputs, windows, clients or aws_clients(config), dry_run=dry_run,
-                       max_messages=max_messages, show=_show(console, queue), progress=progress)
+                       max_messages=max_messages, show=_show(console, queue), progress=progress,
+                       tick_retention_days=config.tick_retention_days)
     if dry_run:
         console.print("dry run: nothing was changed")
         return report

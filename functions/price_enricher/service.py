@@ -47,6 +47,7 @@ from functions.shared.price_table.ticks import (
     CorrectionOutcome,
     StoredEnrichment,
     history_pages,
+    oldest_recomputable_ms,
     pages_after,
     put_correction,
     put_enriched,
@@ -250,22 +251,30 @@ class CandleResult(Record):
         self._init(failed, read_requests, write_requests)
 
 
-def maintain_candles(dynamodb: Any, settings: Settings, by_symbol: Mapping[str, Sequence[StreamItem]]
-                     ) -> CandleResult:
+def maintain_candles(dynamodb: Any, settings: Settings, by_symbol: Mapping[str, Sequence[StreamItem]],
+                     now_ms: int) -> CandleResult:
     """Bring each symbol's candles up to date with the batch's ticks, after they are stored.
 
     Every INSERT record that parsed counts, including one whose item was enriched before (a
     retry): maintenance recomputes candles from stored ticks and skips a batch it has applied,
     so it never counts a tick twice. A symbol whose maintenance fails has its records failed:
     the retry maintains again. No candle table configured: nothing to do.
+
+    `now_ms` keeps the candle watermark at or before the present (a tick dated ahead closes
+    nothing early, so the ticks of the real present are not all late); with a tick retention,
+    minutes older than `oldest_recomputable_ms` (the retention plus a margin: see
+    `price_table.ticks`) are not recomputed, as TTL may have deleted some of their ticks.
     """
     if not settings.candle_table_name or not by_symbol:
         return CandleResult()
+    horizon = (None if settings.tick_retention_days is None
+               else oldest_recomputable_ms(now_ms, settings.tick_retention_days))
 
     def run(symbol: str) -> candles.CandleWrites | Exception:
         try:
             return candles.maintain(dynamodb, settings.candle_table_name, settings.table_name, symbol,
-                                    [item.timestamp for item in by_symbol[symbol]])
+                                    [item.timestamp for item in by_symbol[symbol]],
+                                    oldest_recomputable_ms=horizon, now_ms=now_ms)
         except Exception as error:  # noqa: BLE001 - the symbol's records are reported and retried
             return error
 
@@ -339,7 +348,7 @@ def process(event: Mapping[str, Any], settings: Settings, dynamodb: Any, sns: An
     held = store(dynamodb, settings, planned, now_ms, result)
     first_announced = len(result.announcements)
     correct(dynamodb, settings, confirmed_corrections(plans, held, settings, result), now_ms, result)
-    candle = maintain_candles(dynamodb, settings, by_symbol)
+    candle = maintain_candles(dynamodb, settings, by_symbol, now_ms)
     if result.deleted:
         logger.warning("items deleted before enrichment", extra={"count": result.deleted})
     announce_failures = publish(sns, settings.topic_arn, result.announcements) if result.announcements else []

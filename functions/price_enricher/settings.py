@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from functions.price_enricher.indicators import Windows
 from functions.shared.settings import Contract, env, from_environment, json_text, json_value, to_environment
 
+TICK_RETENTION_VARIABLE = "TICK_RETENTION_DAYS"
+
 
 def _windows(text: str) -> Windows:
     return Windows.from_mapping(json_value(text))
@@ -27,10 +29,18 @@ class Settings(Contract):
     # (benchmarks, tests of enrichment alone) need none; the pipeline stack sets it, and so must
     # any caller of `process` whose batches should reach the candles (the enricher-DLQ drain).
     candle_table_name: str = env("CANDLE_TABLE_NAME", "")
+    # The environment's tick_retention_days (ticks then carry `expires_at`, the table's TTL):
+    # candle maintenance recomputes no minute whose ticks TTL may have deleted. None (the
+    # variable absent): ticks are kept, every late minute is recomputed.
+    tick_retention_days: int | None = env(TICK_RETENTION_VARIABLE, None, parse=int)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         return from_environment(cls, environ)
 
     def environment(self) -> dict[str, str]:
-        return to_environment(self)
+        """The variables the stack writes; an unset retention writes no variable at all."""
+        rendered = to_environment(self)
+        if self.tick_retention_days is None:
+            rendered.pop(TICK_RETENTION_VARIABLE, None)
+        return rendered
