@@ -7,6 +7,7 @@ import json
 import pytest
 
 from environments.config import ENVIRONMENT_NAMES, load_config
+from functions.shared.price_table.ticks import EXPIRES_AT
 from tests.support.policy_scan import iter_policy_statements, policy_violations
 from tests.support.variant import TICK_RETENTION_DAYS, synthesized_variant
 
@@ -171,6 +172,7 @@ def test_functions(synthesized, key):
     assert json.loads(enricher_vars["INDICATOR_WINDOWS"]) == config.indicator_windows.model_dump()
     assert "SUCCESS_TOPIC_ARN" in enricher_vars
     assert enricher_vars["CANDLE_TABLE_NAME"] == _storage_ref(config, "aws_dynamodb_tablecandlesname")
+    assert "TICK_RETENTION_DAYS" not in enricher_vars  # no retention: every late minute is recomputed
     assert "ALERTS_TOPIC_ARN" in functions["log_alerts"]["environment"]["variables"]
     api_vars = functions["price_api"]["environment"]["variables"]
     assert {k: v for k, v in api_vars.items() if not k.startswith("POWERTOOLS_")} == {
@@ -336,15 +338,18 @@ def test_price_readers_policy_invokes_only_the_price_api_url(synthesized, key):
     assert set(statements) == {"InvokePriceApiUrl", "InvokePriceApiThroughUrl"}
 
 
-def test_tick_retention_turns_on_ttl_and_reaches_the_webhook(variant):
-    """An environment with tick_retention_days: TTL on `expires_at`, the webhook told the days,
-    and the enricher's stream filter still INSERT only (TTL deletes are REMOVE records)."""
+def test_tick_retention_turns_on_ttl_and_reaches_the_webhook_and_the_enricher(variant):
+    """An environment with tick_retention_days: TTL on the items' `expires_at` (the attribute the
+    item format writes), the webhook and the enricher told the days (the enricher keeps candle
+    maintenance away from expired ticks), and the enricher's stream filter still INSERT only
+    (TTL deletes are REMOVE records)."""
     storage, pipeline = variant.stack("storage").document(), variant.stack("pipeline").document()
     prices = storage["resource"]["aws_dynamodb_table"]["prices"]
-    assert prices["ttl"] == {"attribute_name": "expires_at", "enabled": True}
+    assert prices["ttl"] == {"attribute_name": EXPIRES_AT, "enabled": True} and EXPIRES_AT == "expires_at"
     assert "ttl" not in storage["resource"]["aws_dynamodb_table"]["candles"]
-    webhook = pipeline["resource"]["aws_lambda_function"]["webhook_processor"]["environment"]["variables"]
-    assert webhook["TICK_RETENTION_DAYS"] == str(TICK_RETENTION_DAYS)
+    functions = pipeline["resource"]["aws_lambda_function"]
+    for function in ("webhook_processor", "price_enricher"):
+        assert functions[function]["environment"]["variables"]["TICK_RETENTION_DAYS"] == str(TICK_RETENTION_DAYS)
     mapping = _one(pipeline, "aws_lambda_event_source_mapping")
     assert [json.loads(f["pattern"]) for f in mapping["filter_criteria"]["filter"]] == [{"eventName": ["INSERT"]}]
     for document in (storage, pipeline):
