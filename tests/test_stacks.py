@@ -145,7 +145,7 @@ def test_functions(synthesized, key):
     _, pipeline = _docs(synthesized, key)
     functions = pipeline["resource"]["aws_lambda_function"]
     expected = {"webhook_processor": ("webhook-processor", 1024, 60), "price_enricher": ("price-enricher", 512, 60),
-                "log_alerts": ("log-alerts", None, None), "price_api": ("price-api", 256, 10)}
+                "log_alerts": ("log-alerts", None, None), "price_api": ("price-api", 256, 15)}
     assert set(functions) == set(expected)
     for logical, (name, memory, timeout) in expected.items():
         fn = functions[logical]
