@@ -264,20 +264,24 @@ def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, form
     show(read_candles(client, symbol, interval, from_, to), symbol, interval, format, chart)
 
 
-@task(help={"env": ENV_HELP, "suffix": SUFFIX_HELP, "action": "list (default), add, retire or remove",
+@task(help={"env": ENV_HELP, "suffix": SUFFIX_HELP, "action": "list (default), add, retire, remove or allow",
             "source": "webhook source id (add, retire, remove)",
             "generate": "add: generate a random secret and print it once",
             "value_env": "add: read the new secret from this environment variable (never the command line)",
-            "mode": "add, for a new source: hmac (default) or token"})
+            "mode": "add, for a new source: hmac (default) or token",
+            "allowed_ips": "allow: tradingview (its four published IPs), any (no restriction), "
+                           "or IPs/networks separated by commas"})
 @one_line_errors
-def secrets(c, env=None, action="list", source=None, generate=False, value_env=None, mode=None, suffix=None):
+def secrets(c, env=None, action="list", source=None, generate=False, value_env=None, mode=None, allowed_ips=None,
+            suffix=None):
     """Webhook secrets in Secrets Manager: list sources (no values), add a secret (old ones stay valid),
-    retire the old ones, remove a source."""
+    retire the old ones, remove a source, or restrict a source to the addresses it sends from (allow)."""
     from ops.secrets import run_command, secretsmanager_client
 
     configuration = resolve(env, suffix)
     for line in run_command(configuration, secretsmanager_client(configuration, os.environ), action,
-                            source=source, generate=generate, value_env=value_env, mode=mode):
+                            source=source, generate=generate, value_env=value_env, mode=mode,
+                            allowed_ips=allowed_ips):
         print(line)
 
 

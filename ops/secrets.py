@@ -34,7 +34,10 @@ from environments.config import EnvironmentConfig
 from errors import PipelineError
 from stacks.names import webhook_secrets_name
 
-ACTIONS = ("list", "add", "retire", "remove")
+ACTIONS = ("list", "add", "retire", "remove", "allow")
+# Senders that publish the addresses they send from (`--action allow --allowed-ips tradingview`).
+# TradingView: https://www.tradingview.com/support/solutions/43000529348 (webhook alerts come from these).
+PUBLISHED_IPS = {"tradingview": ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")}
 MODES = ("hmac", "token")
 MIN_SECRET_LENGTH = 16
 MAX_SECRET_LENGTH = 512
@@ -262,6 +265,37 @@ def remove_source(client: Any, name: str, source: str | None) -> Change:
     return Change(source, 0, _write(client, name, stored, document))
 
 
+def allowed_ips_from(spec: str | None) -> list[str]:
+    """`--allowed-ips`: a sender's name (`tradingview`), IPs/networks separated by commas, or `any`
+    (no restriction: an empty list). The webhook's parser checks each address when it is written."""
+    text = (spec or "").strip()
+    if not text:
+        raise SecretsError("--allowed-ips is required: tradingview, any, or IPs/networks separated by commas")
+    if text.lower() in PUBLISHED_IPS:
+        return list(PUBLISHED_IPS[text.lower()])
+    if text.lower() == "any":
+        return []
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def set_allowed_ips(client: Any, name: str, source: str | None, addresses: list[str]) -> Change:
+    """Restrict a source to these addresses (`requestContext.http.sourceIp`), or lift the restriction
+    with an empty list; its secrets and mode stay as they are."""
+    source = _require_source(source)
+    stored = read_document(client, name)
+    if source not in stored.document:
+        raise SecretsError(f"no source {source!r} in {name}: add it first (--action add)")
+    entry = stored.document[source]
+    values = _entry_secrets(source, entry)
+    updated = dict(entry) if isinstance(entry, dict) else {"auth": "hmac", "secrets": values}
+    if addresses:
+        updated["allowed_ips"] = addresses
+    else:
+        updated.pop("allowed_ips", None)
+    document = {**stored.document, source: updated}
+    return Change(source, len(values), _write(client, name, stored, document))
+
+
 def current_secret(config: EnvironmentConfig, source: str, client: Any | None = None,
                    environ: Mapping[str, str] | None = None) -> str | None:
     """The source's newest secret (what a sender signs with), or None; for `invoke relay`, never printed."""
@@ -294,7 +328,7 @@ def seed_local_secrets(config: EnvironmentConfig, client: Any) -> str:
 
 def run_command(config: EnvironmentConfig, client: Any, action: str, *, source: str | None = None,
                 generate: bool = False, value_env: str | None = None, mode: str | None = None,
-                environ: Mapping[str, str] | None = None) -> list[str]:
+                allowed_ips: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
     """What `invoke secrets` prints, one line each. The only value ever in it is a generated one."""
     import os
 
@@ -303,6 +337,8 @@ def run_command(config: EnvironmentConfig, client: Any, action: str, *, source: 
     name = secret_id(config)
     if action != "add" and (generate or value_env or mode):
         raise SecretsError("--generate, --value-env and --mode go with --action add only")
+    if action != "allow" and allowed_ips is not None:
+        raise SecretsError("--allowed-ips goes with --action allow only")
     if action == "list":
         if source:
             raise SecretsError("--action list takes no --source")
@@ -322,6 +358,12 @@ def run_command(config: EnvironmentConfig, client: Any, action: str, *, source: 
             lines.append(f"new secret for {change.source} (shown once, give it to the sender): {change.generated}")
         lines.append("warm webhook functions accept it within 60 s")
         return lines
+    if action == "allow":
+        addresses = allowed_ips_from(allowed_ips)
+        change = set_allowed_ips(client, name, source, addresses)
+        where = f"only from {', '.join(addresses)}" if addresses else "from any address"
+        return [f"{name}: {change.source} is accepted {where} (version {change.version_id}); "
+                "warm webhook functions apply it within 60 s"]
     if action == "retire":
         change = retire_old(client, name, source)
         return [f"{name}: {change.source} keeps only its newest secret (version {change.version_id}); "

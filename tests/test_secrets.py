@@ -199,6 +199,37 @@ def test_generate_shows_the_new_secret_once_and_only_when_generated(client):
     assert NEW not in "\n".join(given) and new not in "\n".join(given)
 
 
+def test_allow_restricts_a_source_to_tradingviews_published_ips_then_lifts_it(client):
+    _add(client, "tv-token-0123456789abcdef", source="tv-alerts", mode="token")
+    _add(client, OLD)
+    lines = ops.run_command(CONFIG, client, "allow", source="tv-alerts", allowed_ips="tradingview")
+    assert "only from 52.89.214.238, 34.212.75.30, 54.218.53.128, 52.32.178.7" in lines[0]
+    entry = _stored(client)["tv-alerts"]
+    assert entry == {"auth": "token", "secrets": ["tv-token-0123456789abcdef"],
+                     "allowed_ips": ["52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"]}
+    auth = parse_secrets(json.dumps(_stored(client)))["tv-alerts"]
+    assert auth.allows("34.212.75.30") and not auth.allows("203.0.113.9")
+    ops.run_command(CONFIG, client, "allow", source=SOURCE, allowed_ips="10.0.0.0/8, 192.0.2.1")
+    assert _stored(client)[SOURCE] == {"auth": "hmac", "secrets": [OLD], "allowed_ips": ["10.0.0.0/8", "192.0.2.1"]}
+    ops.run_command(CONFIG, client, "allow", source="tv-alerts", allowed_ips="any")
+    assert "allowed_ips" not in _stored(client)["tv-alerts"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"source": "tv-alerts", "allowed_ips": "not-an-ip"}, "could not read the result"),
+    ({"source": "nobody", "allowed_ips": "tradingview"}, "no source 'nobody'"),
+    ({"source": "tv-alerts", "allowed_ips": " "}, "--allowed-ips is required"),
+])
+def test_allow_refuses_bad_addresses_and_unknown_sources_and_changes_nothing(client, kwargs, message):
+    _add(client, "tv-token-0123456789abcdef", source="tv-alerts", mode="token")
+    before = _stored(client)
+    with pytest.raises(ops.SecretsError, match=message):
+        ops.run_command(CONFIG, client, "allow", **kwargs)
+    assert _stored(client) == before
+    with pytest.raises(ops.SecretsError, match="--allowed-ips goes with --action allow only"):
+        ops.run_command(CONFIG, client, "list", allowed_ips="tradingview")
+
+
 def test_object_entries_keep_their_mode_and_allowed_ips(client):
     document = {"tv-alerts": {"auth": "token", "secrets": ["tv-token-0123456789abcdef"],
                               "allowed_ips": ["52.89.214.238"]}, SOURCE: OLD}
