@@ -241,13 +241,18 @@ def add_secret(client: Any, name: str, source: str | None, new_value: str, *, mo
                   new_value if generated else None)
 
 
-def retire_old(client: Any, name: str, source: str | None) -> Change:
-    """Keep only the source's newest secret (the first); the others stop working within the TTL."""
+def _existing(client: Any, name: str, source: str | None) -> tuple[str, Stored, Any]:
+    """The source's id, the document it is in, and its entry; a source that is not there is an error."""
     source = _require_source(source)
     stored = read_document(client, name)
     if source not in stored.document:
         raise SecretsError(f"no source {source!r} in {name}")
-    entry = stored.document[source]
+    return source, stored, stored.document[source]
+
+
+def retire_old(client: Any, name: str, source: str | None) -> Change:
+    """Keep only the source's newest secret (the first); the others stop working within the TTL."""
+    source, stored, entry = _existing(client, name, source)
     current = _entry_secrets(source, entry)
     if len(current) < 2:
         raise SecretsError(f"source {source!r} has only one secret: nothing to retire")
@@ -257,10 +262,7 @@ def retire_old(client: Any, name: str, source: str | None) -> Change:
 
 def remove_source(client: Any, name: str, source: str | None) -> Change:
     """Remove a source and all its secrets (its requests are refused within the TTL)."""
-    source = _require_source(source)
-    stored = read_document(client, name)
-    if source not in stored.document:
-        raise SecretsError(f"no source {source!r} in {name}")
+    source, stored, _ = _existing(client, name, source)
     document = {k: v for k, v in stored.document.items() if k != source}
     return Change(source, 0, _write(client, name, stored, document))
 
@@ -281,11 +283,7 @@ def allowed_ips_from(spec: str | None) -> list[str]:
 def set_allowed_ips(client: Any, name: str, source: str | None, addresses: list[str]) -> Change:
     """Restrict a source to these addresses (`requestContext.http.sourceIp`), or lift the restriction
     with an empty list; its secrets and mode stay as they are."""
-    source = _require_source(source)
-    stored = read_document(client, name)
-    if source not in stored.document:
-        raise SecretsError(f"no source {source!r} in {name}: add it first (--action add)")
-    entry = stored.document[source]
+    source, stored, entry = _existing(client, name, source)
     values = _entry_secrets(source, entry)
     updated = dict(entry) if isinstance(entry, dict) else {"auth": "hmac", "secrets": values}
     if addresses:
