@@ -306,6 +306,8 @@ def test_times_are_epoch_ms_never_seconds():
     for seconds_or_basic_date in ("1700000000", "20240101"):
         with pytest.raises(ValueError, match="epoch seconds"):
             to_epoch_ms(seconds_or_basic_date)
+    with pytest.raises(ValueError, match="Invalid isoformat"):
+        to_epoch_ms("--5")  # not a number: read as ISO-8601, and refused as one
     with pytest.raises(TypeError):
         to_epoch_ms(1.7e12)  # type: ignore[arg-type]
 

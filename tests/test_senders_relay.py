@@ -182,6 +182,14 @@ def test_an_unknown_source_is_one_line(spool_dir):
                  exchange="binance", symbols="BTCUSDT")
 
 
+def test_a_secret_pasted_as_the_source_is_not_repeated(spool_dir):
+    pasted = "9f1c2e+/secret=value with spaces"
+    with pytest.raises(RelaySetupError, match="--source: 1-64 letters") as raised:
+        settings(PROD, {"webhook_url": PROD_WEBHOOK}, prod_lookup({}), source=pasted,
+                 exchange="binance", symbols="BTCUSDT")
+    assert pasted not in str(raised.value)
+
+
 def test_an_unreadable_entry_is_one_line_without_its_value(spool_dir):
     document = {"binance-relay": {"auth": "hmac", "secrets": [HMAC_SECRET], "colour": "blue"}}
     with pytest.raises(RelaySetupError, match="binance-relay") as raised:

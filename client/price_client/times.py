@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 
 TimeLike = datetime | date | str | int
@@ -22,7 +23,7 @@ def to_epoch_ms(value: TimeLike) -> int:
         if 0 < value < 100_000_000_000:
             raise ValueError(f"{value} looks like epoch seconds; pass epoch milliseconds (x 1000)")
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.strip().isascii():
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
         return to_epoch_ms(int(value.strip()))
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)

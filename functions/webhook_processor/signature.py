@@ -36,6 +36,12 @@ MAX_SIGNATURE_HEADER = 2048
 MIN_TOKEN_LENGTH = 16
 CREDENTIAL_FIELDS = ("source", "token")
 _SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def is_source_id(text: str) -> bool:
+    """Whether `text` can name a source (1-64 letters, digits, '_', '.', ':' or '-'). Tools check
+    an id with this before they repeat it: a secret pasted where the id goes is never echoed."""
+    return bool(_SOURCE_ID.fullmatch(text))
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")       # ASCII only: '²'.isdigit() is true, int('²') fails
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _HEADER_FORMAT = "X-Signature must be 't=<unix seconds>,v1=<64 hex digits>'"
