@@ -411,6 +411,15 @@ def test_throttling_is_a_503_with_retry_after_and_other_failures_a_500_without_i
     assert "secret detail" not in response["body"]
 
 
+def test_a_deadline_with_time_to_spare_changes_no_answer(dynamodb, candle_history):
+    bounded = reads_for(dynamodb).until(time.monotonic() + 60)
+    for path, query in [("/v1/candles/BTC-USD", {"interval": "1m"}), ("/v1/latest", {"symbols": "BTC-USD,ETH-USD"}),
+                        ("/v1/symbols", {})]:
+        response = api.process(event(path, query), SETTINGS, bounded, time.time())
+        assert response["statusCode"] == 200
+        assert json.loads(response["body"]) == call(dynamodb, path, query)[1]
+
+
 def test_a_request_is_logged_without_its_headers(dynamodb, history, caplog):
     caplog.set_level("INFO", logger="price_api")
     request = event("/v1/latest", {"symbols": "BTC-USD"})

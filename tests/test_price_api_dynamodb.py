@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,7 +17,14 @@ from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 
 from emulator.sigv4 import verify_sigv4
 from functions.price_api import dynamodb as reads_module
-from functions.price_api.dynamodb import ATTEMPTS, DynamoReads
+from functions.price_api.dynamodb import (
+    ATTEMPTS,
+    BASE_DELAY_SECONDS,
+    DEADLINE_RESERVE_SECONDS,
+    MIN_ATTEMPT_SECONDS,
+    DeadlineExceeded,
+    DynamoReads,
+)
 
 TABLE = "api-reads"
 REGION = "us-east-1"
@@ -204,3 +212,31 @@ def test_a_validation_error_is_not_retried(fake_dynamodb):
         DynamoReads(endpoint, REGION, CREDENTIALS).query(TableName=TABLE)
     assert raised.value.response["Error"] == {"Code": "ValidationException", "Message": "bad"}
     assert len(recorder.received) == 1
+
+
+class _Longest(random.Random):
+    """Every backoff its longest."""
+
+    def uniform(self, a, b):
+        return b
+
+
+def test_no_backoff_or_attempt_starts_that_cannot_end_before_the_deadline(fake_dynamodb, monkeypatch):
+    endpoint, recorder = fake_dynamodb
+    slept = []
+    monkeypatch.setattr(reads_module.time, "sleep", slept.append)
+    reads = DynamoReads(endpoint, REGION, CREDENTIALS, rng=_Longest())
+    key = {"TableName": TABLE, "Key": {"a": {"S": "b"}}}
+    recorder.answers = [THROTTLED, (200, {"Item": {"a": {"S": "b"}}})]
+    answer = reads.until(time.monotonic() + 30).get_item(**key)
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1 and slept == [BASE_DELAY_SECONDS]
+    # Time for one attempt, but not for the backoff (50 ms) and another attempt after it.
+    recorder.answers = [THROTTLED] * ATTEMPTS
+    deadline = time.monotonic() + DEADLINE_RESERVE_SECONDS + MIN_ATTEMPT_SECONDS + BASE_DELAY_SECONDS / 2
+    with pytest.raises(DeadlineExceeded):
+        reads.until(deadline).get_item(**key)
+    assert len(recorder.received) == 3 and slept == [BASE_DELAY_SECONDS]
+    # Within the reserve nothing is sent.
+    with pytest.raises(DeadlineExceeded):
+        reads.until(time.monotonic() + DEADLINE_RESERVE_SECONDS).get_item(**key)
+    assert len(recorder.received) == 3

@@ -34,4 +34,7 @@ def _runtime() -> tuple[Settings, Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, dynamodb = _runtime()
-    return process(event, settings, dynamodb, time.time(), metric_sink(metrics))
+    # Every read of this request ends before the function's timeout (less a reserve to answer),
+    # so a slow DynamoDB gets the API's 503 rather than the function URL's bare 502.
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+    return process(event, settings, dynamodb.until(deadline), time.time(), metric_sink(metrics))

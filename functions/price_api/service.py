@@ -9,8 +9,9 @@ for read units per request.
 the reads live with the tables (`functions.shared.price_table.reads` and `.candles`).
 
 Errors: bad input, an unknown path included, is a 400 naming the parameter; throttling that
-outlasts botocore's retries is a 503 (retry later); anything else is a logged 500 whose
-body says nothing about the internals.
+outlasts the reads' retries, or reads that run out of the request's time (`DeadlineExceeded`,
+from reads bound to a deadline: `DynamoReads.until`), is a 503 (retry later); anything else
+is a logged 500 whose body says nothing about the internals.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.price_api.dynamodb import DeadlineExceeded
 from functions.price_api.routes import (
     MAX_TICKS,
     BadRequest,
@@ -56,6 +58,8 @@ LATEST_THREADS = 8  # measured: 8 concurrent Queries answer latest of 20 as fast
 # throttled or stuck read answers 503/500 within the function's timeout (15 s suggested:
 # 3 attempts x (1 s connect + 3 s read) + backoff) instead of the function URL's bare 502.
 # Those are `functions.price_api.dynamodb`'s (ATTEMPTS, CONNECT_ and READ_TIMEOUT_SECONDS).
+# A request of several reads (candles; latest's waves of 8) is held to the function's
+# remaining time by the handler's deadline (`DynamoReads.until`): a 503 when it runs out.
 READ_CONNECTIONS = LATEST_THREADS + 4
 _LATEST_POOL = ThreadPoolExecutor(max_workers=LATEST_THREADS, thread_name_prefix="latest")
 # Without `to`, candles are read up to a day ahead of now: the webhook refuses ticks dated
@@ -63,6 +67,7 @@ _LATEST_POOL = ThreadPoolExecutor(max_workers=LATEST_THREADS, thread_name_prefix
 FUTURE_HORIZON_MS = 24 * 3600 * 1000
 THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
               "LimitExceededException"}
+BUSY = "service: busy, retry after a second"  # the 503's message: throttled, or out of time
 
 logger = logging.getLogger("price_api")
 
@@ -167,10 +172,13 @@ def process(event: dict[str, Any], settings: Settings, dynamodb: Any, now: float
         status, body = 200, ROUTES[route.name](route, query, settings, client, int(now * 1000))
     except BadRequest as error:
         status, body = error.status, {"error": str(error)}
+    except DeadlineExceeded as error:
+        status, body, headers = 503, {"error": BUSY}, {"Retry-After": "1"}
+        logger.warning("reads out of time", extra={"route": route_name, "operation": error.operation})
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code in THROTTLING:
-            status, body, headers = 503, {"error": "service: busy, retry after a second"}, {"Retry-After": "1"}
+            status, body, headers = 503, {"error": BUSY}, {"Retry-After": "1"}
             logger.warning("reads throttled", extra={"route": route_name, "code": code})
         else:
             status, body = 500, {"error": "service: internal error"}
