@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from errors import PipelineError
 from functions.price_enricher.indicators import Windows
+from functions.price_enricher.service import SWEEP_ACTION, sweep_quiet_symbols
 from functions.price_enricher.service import Settings as EnricherSettings
 from functions.price_enricher.service import process as enrich_batch
 from functions.shared.price_table import ticks
@@ -311,6 +312,14 @@ def redrive_failed_batch(clients: dict[str, Any], settings: EnricherSettings, bo
     return f"{path}: {detail}, {redriven} re-enriched, {len(images)} verified enriched"
 
 
+def rerun_sweep(clients: dict[str, Any], settings: EnricherSettings) -> str:
+    """The on-failure record of an hourly candle sweep (an asynchronous invocation that failed
+    three times): run the sweep now. It closes what is quiet as of now, which covers what the
+    failed run would have closed; a symbol that fails again keeps the message (SweepFailed)."""
+    summary = sweep_quiet_symbols(settings, clients["dynamodb"])
+    return f"candle sweep run again: {summary['checked']} symbols checked, {summary['closed']} closed"
+
+
 # ---- the drain --------------------------------------------------------------------------
 
 def require_queue(queue: str | None) -> str:
@@ -347,6 +356,8 @@ def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[s
                 outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body, tick_retention_days)
                 report.stored += outcome == StoreOutcome.STORED
                 report.duplicates += outcome == StoreOutcome.DUPLICATE
+            elif (body.get("requestPayload") or {}).get("action") == SWEEP_ACTION:
+                report.done.append(f"{message['MessageId']}: {rerun_sweep(clients, settings)}")
             else:
                 report.done.append(f"{message['MessageId']}: {redrive_failed_batch(clients, settings, body, report)}")
         except Exception as error:  # noqa: BLE001 - the message stays, and the report says why

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 from cdktf import AssetType, TerraformAsset, TerraformOutput
+from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_subscription_filter import CloudwatchLogSubscriptionFilter
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
@@ -38,6 +40,7 @@ from environments.config import EnvironmentConfig, FunctionSettings
 from functions.log_alerts.settings import Settings as LogAlertsSettings
 from functions.price_api.settings import Settings as PriceApiSettings
 from functions.price_enricher.indicators import Windows
+from functions.price_enricher.settings import SWEEP_ACTION
 from functions.price_enricher.settings import Settings as EnricherSettings
 from functions.shared.observability import METRICS_NAMESPACE
 from functions.shared.settings import variable_names
@@ -190,6 +193,9 @@ class PipelineStack(EnvironmentStack):
                 ),
             )
 
+        if config.tick_retention_days is not None:
+            self._candle_sweep(enricher)
+
         for function in ERROR_LINE_SOURCES:
             log_group = self.log_groups[function]
             permission = LambdaPermission(
@@ -222,6 +228,24 @@ class PipelineStack(EnvironmentStack):
         }
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value)
+
+    def _candle_sweep(self, enricher: LambdaFunction) -> None:
+        """With a tick retention, the enricher closes quiet symbols' forming minutes every hour
+        (`price_table.candles.sweep`): a tick TTL deletes must already be in a candle. The
+        invocation is asynchronous: a failure is retried twice, then its on-failure record goes
+        to the enricher DLQ, where `invoke drain-dlq` runs the sweep again."""
+        rule = CloudwatchEventRule(
+            self, "candle-sweep",
+            name=self.config.resource_name("candle-sweep"),
+            description="Hourly: close the forming candle minutes of symbols quiet for 15 minutes",
+            schedule_expression="rate(1 hour)",
+        )
+        permission = LambdaPermission(
+            self, "candle-sweep-invoke", statement_id="AllowHourlyCandleSweep",
+            action="lambda:InvokeFunction", function_name=enricher.function_name,
+            principal="events.amazonaws.com", source_arn=rule.arn)
+        CloudwatchEventTarget(self, "candle-sweep-enricher", rule=rule.name, arn=enricher.arn,
+                              input=json.dumps({"action": SWEEP_ACTION}), depends_on=[permission])
 
     def function(self, function: str) -> LambdaFunction:
         """One of the stack's functions, for stacks that wire to it (the relay's error lines)."""

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from environments.config import ENVIRONMENT_NAMES, load_config
+from functions.price_enricher.settings import SWEEP_ACTION
 from functions.shared.price_table.ticks import EXPIRES_AT
 from tests.support.policy_scan import iter_policy_statements, policy_violations
 from tests.support.variant import TICK_RETENTION_DAYS, synthesized_variant
@@ -354,6 +355,23 @@ def test_tick_retention_turns_on_ttl_and_reaches_the_webhook_and_the_enricher(va
     assert [json.loads(f["pattern"]) for f in mapping["filter_criteria"]["filter"]] == [{"eventName": ["INSERT"]}]
     for document in (storage, pipeline):
         assert policy_violations(document) == []
+    # Hourly, the enricher closes quiet symbols' forming minutes before TTL can delete their ticks.
+    rule = _one(pipeline, "aws_cloudwatch_event_rule")
+    assert rule["schedule_expression"] == "rate(1 hour)"
+    target = _one(pipeline, "aws_cloudwatch_event_target")
+    assert target["arn"] == "${aws_lambda_function.price_enricher.arn}"
+    assert json.loads(target["input"]) == {"action": SWEEP_ACTION}
+    assert target["rule"] == "${aws_cloudwatch_event_rule.candle-sweep.name}"
+    permission = pipeline["resource"]["aws_lambda_permission"]["candle-sweep-invoke"]
+    assert (permission["principal"], permission["source_arn"]) == ("events.amazonaws.com",
+                                                                   "${aws_cloudwatch_event_rule.candle-sweep.arn}")
+    assert permission["function_name"] == "${aws_lambda_function.price_enricher.function_name}"
+
+
+@pytest.mark.parametrize("key", ALL)
+def test_without_a_retention_there_is_no_candle_sweep(synthesized, key):
+    _, pipeline = _docs(synthesized, key)
+    assert "aws_cloudwatch_event_rule" not in pipeline["resource"]
 
 
 def test_policy_scan_catches_wildcards():

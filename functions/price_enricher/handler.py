@@ -1,4 +1,5 @@
-"""Lambda entry point of the price enricher: Powertools logging and metrics around `service.process`."""
+"""Lambda entry point of the price enricher: Powertools logging and metrics around `service.process`
+(stream batches), or `service.sweep_quiet_symbols` (the hourly schedule's `{"action": SWEEP_ACTION}`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from functions.price_enricher.service import CLIENT_CONFIG, Settings, process
+from functions.price_enricher.service import CLIENT_CONFIG, SWEEP_ACTION, Settings, process, sweep_quiet_symbols
 from functions.shared.observability import metric_sink, pipeline_logger, pipeline_metrics
 
 logger = pipeline_logger("price-enricher", "price_enricher")
@@ -27,4 +28,6 @@ def _runtime() -> tuple[Settings, Any, Any]:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, dynamodb, sns = _runtime()
+    if event.get("action") == SWEEP_ACTION:
+        return sweep_quiet_symbols(settings, dynamodb, time.time(), metric_sink(metrics))
     return process(event, settings, dynamodb, sns, time.time(), metric_sink(metrics))

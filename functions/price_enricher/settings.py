@@ -8,6 +8,9 @@ from functions.price_enricher.indicators import Windows
 from functions.shared.settings import Contract, env, from_environment, json_text, json_value, to_environment
 
 TICK_RETENTION_VARIABLE = "TICK_RETENTION_DAYS"
+# The input of the hourly schedule the pipeline stack adds with a tick retention: the enricher
+# then closes quiet symbols' forming candle minutes instead of processing stream records.
+SWEEP_ACTION = "close-quiet-candles"
 
 
 def _windows(text: str) -> Windows:

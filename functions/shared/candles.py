@@ -124,6 +124,12 @@ class Plan:
     - `closing`: [start, end) of the minutes that close in this step, recomputed from ticks.
     - `skipped_minutes`: late minutes older than the retention horizon, not recomputed
       (their other ticks may have expired; their candles are kept as they are).
+
+    The minutes that close are never clamped to the horizon: they were forming, so nothing
+    of them is stored but their ticks, and skipping them would drop those ticks from every
+    candle. A tick expires no sooner than its own minute + the retention, and the candle
+    sweep (`price_table.candles.sweep`) closes a quiet symbol's forming minutes within the
+    hour, so their ticks are all still there.
     """
 
     previous_watermark: int | None
@@ -219,7 +225,8 @@ class Plan:
 
 
 def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
-                     oldest_recomputable_ms: int | None = None, now_ms: int | None = None) -> Plan:
+                     oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
+                     close_until_ms: int | None = None) -> Plan:
     """Plan one symbol's step for a batch of stored ticks (their sort keys; duplicates allowed).
 
     The stream delivers a symbol's ticks in order, so normally every batch tick is >= W and
@@ -232,12 +239,20 @@ def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
     `now_ms` (the caller's clock) keeps W at or before the current minute: the webhook takes
     ticks dated up to a day ahead, and such a tick must not close minutes that have not
     happened (every tick of the real present would then be late, and costly).
+    `close_until_ms` (the sweep of quiet symbols) closes every minute before its minute even
+    without a tick after them; a symbol without a watermark has nothing to close.
     """
     keys = sorted({int(key) for key in tick_keys})
-    if not keys:
+    if not keys and (close_until_ms is None or watermark is None):
         return Plan(watermark, watermark, watermark)
     horizon = None if oldest_recomputable_ms is None else bucket_ceil(oldest_recomputable_ms, MINUTE_MS)
-    oldest, newest = _minute(event_ms(keys[0])), _minute(event_ms(keys[-1]))
+    if keys:
+        oldest, newest = _minute(event_ms(keys[0])), _minute(event_ms(keys[-1]))
+    else:
+        assert watermark is not None
+        oldest = newest = watermark
+    if close_until_ms is not None:
+        newest = max(newest, _minute(close_until_ms))
     if now_ms is not None:
         oldest, newest = min(oldest, _minute(now_ms)), min(newest, _minute(now_ms))
     base = oldest if watermark is None else watermark
@@ -247,8 +262,7 @@ def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
     late = sorted({_minute(event_ms(key)) for key in keys if event_ms(key) < base})
     kept = tuple(m for m in late if horizon is None or m >= horizon)
     skipped = tuple(m for m in late if horizon is not None and m < horizon)
-    first_closing = base if horizon is None else max(base, horizon)
-    closing = (first_closing, new_watermark) if first_closing < new_watermark else None
+    closing = (base, new_watermark) if base < new_watermark else None
     return Plan(watermark, base, new_watermark, kept, closing, skipped)
 
 

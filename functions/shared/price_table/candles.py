@@ -99,8 +99,9 @@ from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms,
 
 __all__ = [
     "INTERVALS", "MAX_CANDLES", "Candle", "CandleConflict", "CandleStore", "CandleWrites", "DynamoCandleStore",
-    "SymbolState", "candle_item", "list_symbols", "maintain", "maintain_store", "read_candles", "read_from_store",
-    "pack_from_item", "pack_item", "registry_item", "series_name", "table_definition",
+    "SWEEP_QUIET_MS", "SweepResult", "SymbolState", "candle_item", "list_symbols", "maintain", "maintain_store",
+    "read_candles", "read_from_store", "pack_from_item", "pack_item", "registry_item", "series_name", "sweep",
+    "sweep_store", "table_definition",
 ]
 
 SERIES = "series"
@@ -506,17 +507,18 @@ def dense_run(previous: int, old_watermark: int | None, new_watermark: int, pack
 
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                    oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
-                   max_attempts: int = MAX_ATTEMPTS) -> CandleWrites:
+                   max_attempts: int = MAX_ATTEMPTS, close_until_ms: int | None = None) -> CandleWrites:
     """One symbol's maintenance step over any `CandleStore` (see `maintain`)."""
     keys = sorted({int(key) for key in tick_keys})
-    digest = batch_digest(keys)
+    digest = batch_digest(keys) if keys else None  # a sweep (no keys) is not a batch to recognise
     conflicts = refused = written = packed = 0
     for _ in range(max_attempts):
         state = store.read_state(symbol, consistent=True)
-        if state is not None and digest in state.batches:
+        if state is not None and digest is not None and digest in state.batches:
             return CandleWrites(symbol, conflicts=conflicts, watermark=state.watermark, duplicate_batch=True,
                                 candles_written=written, packs_written=packed, stale_refused=refused)
-        plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms)
+        plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms,
+                                close_until_ms)
         if not plan.has_work:
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused,
@@ -533,8 +535,9 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         assert plan.watermark is not None
         dense = dense_run(state.dense_hours if state else 0, state.watermark if state else None, plan.watermark,
                           hour_packs)
+        recent = ((digest,) if digest is not None else ()) + (state.batches if state else ())
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                ((digest,) + (state.batches if state else ()))[:RECENT_BATCHES], dense)
+                                recent[:RECENT_BATCHES], dense)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
@@ -558,6 +561,58 @@ def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tic
     store = DynamoCandleStore(dynamodb, candle_table, tick_table)
     writes = maintain_store(store, symbol, tick_keys, oldest_recomputable_ms, now_ms)
     return replace(writes, read_requests=store.read_requests, write_requests=store.write_requests)
+
+
+SWEEP_QUIET_MS = 15 * MINUTE_MS
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep did: the symbols it closed, what that wrote, and the symbols whose step
+    failed (with the error's type and text; the others are done regardless)."""
+
+    checked: int
+    closed: tuple[CandleWrites, ...]
+    failed: tuple[tuple[str, str], ...]
+    read_requests: int
+    write_requests: int
+
+
+def sweep_store(store: CandleStore, now_ms: int, oldest_recomputable_ms: int | None = None) -> SweepResult:
+    """Close the forming minutes of every symbol quiet for `SWEEP_QUIET_MS` (see `sweep`)."""
+    cutoff = bucket_start(now_ms - SWEEP_QUIET_MS, MINUTE_MS)
+    symbols = store.list_symbols()
+    closed: list[CandleWrites] = []
+    failed: list[tuple[str, str]] = []
+    for symbol in symbols:
+        state = store.read_state(symbol, consistent=False)  # an old W only costs a no-op step below
+        if state is None or state.watermark >= cutoff:
+            continue
+        try:
+            closed.append(maintain_store(store, symbol, (), oldest_recomputable_ms, now_ms,
+                                         close_until_ms=cutoff))
+        except Exception as error:  # noqa: BLE001 - one symbol's failure must not keep the others open
+            failed.append((symbol, f"{type(error).__name__}: {error}"[:300]))
+    return SweepResult(len(symbols), tuple(closed), tuple(failed), 0, 0)
+
+
+def sweep(dynamodb: Any, candle_table: str, tick_table: str, now_ms: int,
+          oldest_recomputable_ms: int | None = None) -> SweepResult:
+    """Close the forming minutes of every symbol that has been quiet for `SWEEP_QUIET_MS`: its
+    watermark moves to the minute `SWEEP_QUIET_MS` before now, as a tick then would move it.
+
+    Why: a symbol's newest minute stays forming until a later tick of it arrives, and only its
+    ticks hold it. With a tick retention (TTL), a symbol quiet for longer than the retention
+    (a daily alert with `tick_retention_days: 1`, a delisted pair) would have those ticks
+    deleted before any candle held them. The enricher runs this hourly (a schedule the
+    pipeline stack adds with a retention), so a forming minute is closed long before its
+    ticks can expire. A tick of a closed minute that arrives later is a late tick, corrected
+    as any other. Cost: one registry Query, a GetItem per symbol, and the closing writes of
+    the quiet symbols only (nothing for a symbol already swept: its W is past the cutoff).
+    """
+    store = DynamoCandleStore(dynamodb, candle_table, tick_table)
+    result = sweep_store(store, now_ms, oldest_recomputable_ms)
+    return replace(result, read_requests=store.read_requests, write_requests=store.write_requests)
 
 
 def _stored_minutes(store: CandleStore, symbol: str, state: SymbolState, first: int, last: int,
