@@ -190,3 +190,49 @@ def test_a_failed_sweep_in_the_enricher_dlq_is_run_again_by_the_drain(pipeline, 
     assert "candle sweep run again: 1 symbols checked, 1 closed" in report.done[0]
     assert _one_minute(pipeline) != []
     assert pipeline.sqs.receive_message(QueueUrl=queue).get("Messages") is None
+
+
+# ---- a backfill with a retention ------------------------------------------------------------------
+
+def test_a_backfill_of_history_with_a_retention_builds_every_candle():
+    """Ticks dated years ago (the BTC/USD monthly series, 2012-2024, as open/high/low/close
+    ticks), sent in batches of 100 to an environment with a one-day retention: each is received
+    now, so its minute's ticks are all stored, and the minutes have no candle yet. Before, a new
+    symbol started at the retention horizon and every tick before it was skipped: no candle."""
+    from demo.price_data import load_series
+
+    store, symbol, now = MemoryStore(), "BTC-USD", T0
+    ticks = [(sort_key(moment, 0), price) for bar in load_series("BTC-USD") for moment, price in bar.ticks()]
+    for start in range(0, len(ticks), 100):
+        writes = _step(store, symbol, ticks[start:start + 100], now, days=1)
+        assert writes.skipped_minutes == 0
+    _assert_equal_pandas(store, symbol, ticks)
+
+
+def test_a_backfill_out_of_order_with_a_retention_builds_every_candle():
+    """The same history shuffled: a later batch brings ticks of minutes an earlier batch closed,
+    all beyond the horizon. Nothing expired (all received now), so each is recomputed whole."""
+    import random
+
+    from demo.price_data import load_series
+
+    store, symbol, now = MemoryStore(), "BTC-USD", T0
+    ticks = [(sort_key(moment, 0), price) for bar in load_series("BTC-USD") for moment, price in bar.ticks()]
+    shuffled = ticks[:]
+    random.Random(5).shuffle(shuffled)
+    for start in range(0, len(shuffled), 100):
+        assert _step(store, symbol, shuffled[start:start + 100], now, days=1).skipped_minutes == 0
+    _assert_equal_pandas(store, symbol, ticks)
+
+
+def test_a_late_tick_where_ttl_took_a_counted_tick_leaves_the_candle_as_it_was():
+    store, symbol, day = MemoryStore(), "OLD-USD", 86_400_000
+    old = [(sort_key(T0 + 1_000, 0), Decimal("5")), (sort_key(T0 + 2_000, 0), Decimal("6"))]
+    _step(store, symbol, old + [(sort_key(T0 + 70_000, 0), Decimal("7"))], T0 + 71_000, days=1)
+    before = _all(store, symbol, "1m")[0]
+    assert before[-1] == 2
+    del store.ticks[symbol][old[0][0]]                         # TTL took one of the minute's ticks
+    late = [(sort_key(T0 + 3_000, 0), Decimal("1"))]
+    writes = _step(store, symbol, late, T0 + 2 * day, days=1)
+    assert writes.skipped_minutes == 1
+    assert _all(store, symbol, "1m")[0] == before              # not recomputed from what is left

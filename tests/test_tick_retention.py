@@ -196,20 +196,30 @@ def _candle(pipeline: Pipeline, start: int) -> dict | None:
 
 
 def test_late_minutes_beyond_the_retention_horizon_are_not_recomputed(moto_endpoint, monkeypatch):
-    """With a one-day retention, a late tick older than the horizon (now - 1 day + the margin)
-    is left out: its minute's other ticks may be gone; one inside the horizon is recomputed."""
+    """With a one-day retention, a late tick older than the horizon (now - 1 day + the margin) in
+    a minute whose candle counted a tick TTL has deleted is left out: the candle stays as it is,
+    not recomputed from what is left. One in a minute without a candle (nothing to make smaller:
+    a backfill) is computed, and one inside the horizon is recomputed."""
     spy = MaintainSpy(monkeypatch)
     pipeline = _pipeline(moto_endpoint, 1)
-    _enrich(pipeline, [pipeline.record(pipeline.put("ETH-USD", NOW_MS - 2 * MINUTE_MS, "10")),
-                       pipeline.record(pipeline.put("ETH-USD", NOW_MS - 1_000, "11"))], NOW)
     expired = NOW_MS - DAY_MS + 10 * MINUTE_MS    # before the horizon (now - 1 day + 1 hour)
+    backfill = expired - 5 * MINUTE_MS            # before it too, in a minute without a candle
     kept = NOW_MS - DAY_MS + 2 * 3_600_000        # after it
-    _enrich(pipeline, [pipeline.record(pipeline.put("ETH-USD", expired, "9")),
+    gone = pipeline.put("ETH-USD", expired - 1_000, "8")
+    _enrich(pipeline, [pipeline.record(gone),
+                       pipeline.record(pipeline.put("ETH-USD", NOW_MS - 2 * MINUTE_MS, "10")),
+                       pipeline.record(pipeline.put("ETH-USD", NOW_MS - 1_000, "11"))], NOW)
+    assert _candle(pipeline, expired - expired % MINUTE_MS)["count"] == {"N": "1"}
+    pipeline.dynamodb.delete_item(TableName=pipeline.table,  # as TTL does
+                                  Key={"symbol": gone["symbol"], "timestamp": gone["timestamp"]})
+    _enrich(pipeline, [pipeline.record(pipeline.put("ETH-USD", backfill, "7")),
+                       pipeline.record(pipeline.put("ETH-USD", expired, "9")),
                        pipeline.record(pipeline.put("ETH-USD", kept, "12"))], NOW + 1)
     result = spy.results[-1]
-    assert (result.late_minutes, result.skipped_minutes) == (1, 1)
+    assert (result.late_minutes, result.skipped_minutes) == (2, 1)
     assert _candle(pipeline, kept - kept % MINUTE_MS) is not None
-    assert _candle(pipeline, expired - expired % MINUTE_MS) is None
+    assert _candle(pipeline, backfill - backfill % MINUTE_MS) is not None
+    assert _candle(pipeline, expired - expired % MINUTE_MS)["count"] == {"N": "1"}  # as it was
 
 
 def test_enrichment_and_corrections_keep_expires_at(moto_endpoint):

@@ -117,13 +117,14 @@ class Plan:
 
     - `previous_watermark`: W read from the registry (None: a new symbol).
     - `base`: the W this step builds on (the previous one, or for a new symbol the minute
-      of its oldest batch tick, clamped to the retention horizon).
+      of its oldest batch tick).
     - `watermark`: W after this step = max(base, minute of the newest batch tick).
     - `late_minutes`: minutes < base holding a batch tick (late ticks, redeliveries, DLQ
       re-drives): their 1m candles are recomputed from ticks.
     - `closing`: [start, end) of the minutes that close in this step, recomputed from ticks.
     - `skipped_minutes`: late minutes older than the retention horizon, not recomputed
-      (their other ticks may have expired; their candles are kept as they are).
+      (their other ticks may have expired; their candles are kept as they are), unless the
+      step finds they have no candle yet (`recompute_skipped`).
 
     The minutes that close are never clamped to the horizon: they were forming, so nothing
     of them is stored but their ticks, and skipping them would drop those ticks from every
@@ -223,6 +224,14 @@ class Plan:
         kept = set(minutes)
         return replace(self, late_minutes=tuple(m for m in self.late_minutes if m in kept))
 
+    def recompute_skipped(self, minutes: Iterable[int]) -> Plan:
+        """The same step with these skipped minutes recomputed after all: minutes older than the
+        horizon that the store step found whole (no candle yet, or every tick its candle counted
+        still stored), where a computation from the stored ticks can only add to the candles."""
+        chosen = set(minutes) & set(self.skipped_minutes)
+        return replace(self, late_minutes=tuple(sorted(set(self.late_minutes) | chosen)),
+                       skipped_minutes=tuple(m for m in self.skipped_minutes if m not in chosen))
+
 
 def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
                      oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
@@ -234,8 +243,10 @@ def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
     late (or redelivered): its minute is recomputed, with every closed coarse bucket and
     forming prefix holding it. A new symbol starts at the minute of its oldest batch tick.
     `oldest_recomputable_ms` (the ticks' retention horizon, if they get a TTL) keeps the
-    step away from minutes whose ticks may have expired: a candle is never recomputed from a
-    partial set of ticks, so such late ticks are left out (reported in `skipped_minutes`).
+    step away from late minutes whose ticks may have expired: a stored candle is never
+    recomputed from a partial set of ticks, so such late ticks are left out (reported in
+    `skipped_minutes`; the store step recomputes those it finds whole: no candle yet, as in a
+    backfill of history, or every tick the candle counted still stored).
     `now_ms` (the caller's clock) keeps W at or before the current minute: the webhook takes
     ticks dated up to a day ahead, and such a tick must not close minutes that have not
     happened (every tick of the real present would then be late, and costly).
@@ -256,8 +267,6 @@ def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
     if now_ms is not None:
         oldest, newest = min(oldest, _minute(now_ms)), min(newest, _minute(now_ms))
     base = oldest if watermark is None else watermark
-    if watermark is None and horizon is not None:
-        base = max(base, horizon)
     new_watermark = max(base, newest)
     late = sorted({_minute(event_ms(key)) for key in keys if event_ms(key) < base})
     kept = tuple(m for m in late if horizon is None or m >= horizon)

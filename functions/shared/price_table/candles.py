@@ -505,6 +505,28 @@ def dense_run(previous: int, old_watermark: int | None, new_watermark: int, pack
     return min(run, MAX_DENSE_HOURS)
 
 
+def _still_whole(store: CandleStore, symbol: str, minutes: Sequence[int], batch_keys: Sequence[int]) -> list[int]:
+    """Of late minutes beyond the retention horizon, those a recomputation cannot make smaller:
+    no candle stored yet (a backfill), or every tick the stored candle counted is still there
+    (the minute's ticks outside this batch number at least its count: ticks only arrive, so
+    fewer means TTL took some). One tick Query per such minute with a candle; the path is rare
+    (a late tick more than the retention old), and it is what lets a backfill that arrives out
+    of order build every candle."""
+    held = _stored_candles(store, symbol, {"1m": minutes})
+    in_batch = set(batch_keys)
+    whole = []
+    for minute in minutes:
+        candle = held.get(("1m", minute))
+        if candle is None:
+            whole.append(minute)
+            continue
+        others = [key for key, _ in store.read_ticks(symbol, minute, minute + MINUTE_MS, consistent=True)
+                  if key not in in_batch]
+        if len(others) >= candle.count:
+            whole.append(minute)
+    return whole
+
+
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                    oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
                    max_attempts: int = MAX_ATTEMPTS, close_until_ms: int | None = None) -> CandleWrites:
@@ -519,6 +541,8 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                                 candles_written=written, packs_written=packed, stale_refused=refused)
         plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms,
                                 close_until_ms)
+        if plan.skipped_minutes:
+            plan = plan.recompute_skipped(_still_whole(store, symbol, plan.skipped_minutes, keys))
         if not plan.has_work:
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused,
