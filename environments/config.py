@@ -61,8 +61,9 @@ class FunctionsSettings(_Strict):
     # leaves about a 14th of a vCPU for the cold start's imports (boto3, Powertools) and
     # for encoding a page, which readers would wait for; above 256 MB the extra CPU would
     # only wait on DynamoDB. 15 s: one read's whole retry sequence (functions/price_api/dynamodb.py:
-    # 3 attempts x (1 s connect + 3 s read) + backoff, about 12.4 s) ends inside the function, so a
-    # stuck read answers the API's 500/503 rather than the function URL's bare 502.
+    # 3 attempts x (1 s connect + 3 s read) + backoff, about 12.4 s) fits, and the handler's
+    # per-request deadline (the remaining time less a reserve) stops a request of several
+    # reads in time to answer the API's 503 rather than the function URL's bare 502.
     price_api: FunctionSettings = FunctionSettings(memory_mb=256, timeout_seconds=15)
 
 
