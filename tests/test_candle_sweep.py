@@ -18,13 +18,14 @@ from functions.price_enricher.settings import SWEEP_ACTION
 from functions.price_enricher.settings import Settings as EnricherSettings
 from functions.shared.candles import MINUTE_MS, plan_maintenance
 from functions.shared.price_table.candles import (
+    SWEEP_IDLE_MS,
     SWEEP_QUIET_MS,
     DynamoCandleStore,
     maintain_store,
     read_from_store,
     sweep_store,
 )
-from functions.shared.price_table.keys import sort_key
+from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.ticks import oldest_recomputable_ms
 from ops import drain as drain_ops
 from tests.support.enricher_support import CANDLE_TABLE, Pipeline
@@ -47,10 +48,15 @@ def _assert_equal_pandas(store: MemoryStore, symbol: str, ticks: list[tuple[int,
         assert _all(store, symbol, interval) == pandas_candles(ticks, interval), interval
 
 
-def _step(store: MemoryStore, symbol: str, ticks: list[tuple[int, Decimal]], now_ms: int, days: int = 7) -> Any:
+def _step(store: MemoryStore, symbol: str, ticks: list[tuple[int, Decimal]], now_ms: int, days: int = 7,
+          batch: list[int] | None = None) -> Any:
+    """Store `ticks` as the webhook does with a retention of `days` (received now: `expires_at` is
+    the later of now and the tick's own time, plus the days), then one maintenance step over
+    `batch` (default: their keys) at `now_ms`."""
     for key, price in ticks:
-        store.store_tick(symbol, key, price)
-    return maintain_store(store, symbol, [key for key, _ in ticks], oldest_recomputable_ms(now_ms, days), now_ms)
+        store.store_tick(symbol, key, price, (max(now_ms, event_ms(key)) // 1000) + days * 86_400)
+    keys = [key for key, _ in ticks] if batch is None else batch
+    return maintain_store(store, symbol, keys, oldest_recomputable_ms(now_ms, days), now_ms)
 
 
 # ---- a step after a long silence ---------------------------------------------------------------
@@ -79,23 +85,32 @@ def test_closing_minutes_is_never_clamped_to_the_horizon():
 
 # ---- the sweep ---------------------------------------------------------------------------------
 
-def test_the_sweep_closes_quiet_symbols_so_that_expired_ticks_change_no_candle():
+def test_the_sweep_closes_idle_symbols_so_that_expired_ticks_change_no_candle():
     store = MemoryStore()
     quiet = [(sort_key(T0 + 5_000 + i * 7_000, 0), Decimal(f"10.{i}")) for i in range(5)]  # all in 10:00
-    _step(store, "QUIET-USD", quiet, T0 + 40_000)
-    active = [(sort_key(T0 + 20 * MINUTE_MS - 10_000, 0), Decimal("7"))]
-    _step(store, "BUSY-USD", active, T0 + 20 * MINUTE_MS - 9_000)
+    _step(store, "QUIET-USD", quiet, T0 + 40_000, days=1)
+    now = T0 + 2 * HOUR_MS
+    active = [(sort_key(now - 10 * MINUTE_MS, 0), Decimal("7"))]
+    _step(store, "BUSY-USD", active, now - 10 * MINUTE_MS + 500, days=1)
+    # A backfill in progress: its newest tick is old, but its last step was a minute ago.
+    backfill = [(sort_key(T0 - DAY_MS + 5_000, 0), Decimal("3"))]
+    _step(store, "FILL-USD", backfill, now - MINUTE_MS, days=1)
     assert store.states["QUIET-USD"].watermark == T0           # 10:00 is still forming
 
-    now = T0 + 20 * MINUTE_MS
     result = sweep_store(store, now, oldest_recomputable_ms(now, 1))
     cutoff = now - SWEEP_QUIET_MS
     assert [w.symbol for w in result.closed] == ["QUIET-USD"] and result.failed == ()
     assert store.states["QUIET-USD"].watermark == cutoff
-    assert store.states["BUSY-USD"].watermark == T0 + 19 * MINUTE_MS  # active: left to its own ticks
-    assert sweep_store(store, now + 1_000, oldest_recomputable_ms(now, 1)).closed == ()  # nothing twice
+    assert store.states["BUSY-USD"].watermark == now - 10 * MINUTE_MS   # left to its own ticks
+    assert store.states["FILL-USD"].watermark == T0 - DAY_MS             # not made late
+    later = now + 2 * SWEEP_IDLE_MS                            # idle now too: the other two close
+    assert sorted(w.symbol for w in sweep_store(store, later, oldest_recomputable_ms(later, 1)).closed) == [
+        "BUSY-USD", "FILL-USD"]
+    writes, latest = store.writes, later + 2 * SWEEP_IDLE_MS
+    assert sweep_store(store, latest, oldest_recomputable_ms(latest, 1)).closed == ()  # nothing forming
+    assert store.writes == writes                              # ... so nothing written
 
-    store.ticks["QUIET-USD"].clear()                           # the retention's TTL deletes the ticks
+    assert store.expire("QUIET-USD", T0 + 2 * DAY_MS) == len(quiet)  # the retention's TTL
     _assert_equal_pandas(store, "QUIET-USD", quiet)            # ... and the candles keep them
     _assert_equal_pandas(store, "BUSY-USD", active)
 
@@ -104,8 +119,8 @@ def test_after_a_sweep_a_straggler_is_a_late_tick_and_a_new_tick_flows_on():
     store, symbol = MemoryStore(), "QUIET-USD"
     ticks = [(sort_key(T0 + 5_000, 0), Decimal("10"))]
     _step(store, symbol, ticks, T0 + 6_000)
-    now = T0 + HOUR_MS
-    sweep_store(store, now)
+    now = T0 + 2 * HOUR_MS
+    assert len(sweep_store(store, now).closed) == 1
     straggler = [(sort_key(T0 + 50_000, 0), Decimal("9"))]    # arrives after its minute was closed
     assert _step(store, symbol, straggler, now + 1_000).late_minutes == 1
     fresh = [(sort_key(now + 2_000, 0), Decimal("11")), (sort_key(now + 70_000, 0), Decimal("12"))]
@@ -124,10 +139,51 @@ def test_one_failing_symbol_does_not_keep_the_others_open():
         store.before_put_state = fail                          # the hook is taken once per call
 
     store.before_put_state = fail
-    result = sweep_store(store, T0 + HOUR_MS)
-    assert [w.symbol for w in result.closed] == ["AAA-USD", "ZZZ-USD"]
+    result = sweep_store(store, T0 + 2 * HOUR_MS)
+    assert sorted(w.symbol for w in result.closed) == ["AAA-USD", "ZZZ-USD"]
     assert result.failed == (("BAD-USD", "TimeoutError: cut short"),)
     assert store.states["BAD-USD"].watermark == T0
+
+
+def test_past_the_deadline_no_symbol_is_started_and_the_rest_are_reported():
+    store = MemoryStore()
+    for symbol in ("AAA-USD", "BBB-USD"):
+        _step(store, symbol, [(sort_key(T0 + 5_000, 0), Decimal("1"))], T0 + 6_000)
+    result = sweep_store(store, T0 + 2 * HOUR_MS, deadline=0.0)
+    assert result.closed == () and sorted(result.unreached) == ["AAA-USD", "BBB-USD"]
+    assert {state.watermark for state in store.states.values()} == {T0}
+
+
+# ---- late ticks beyond the horizon: recomputed only when nothing counted can be gone -----------
+
+def test_a_late_tick_where_ttl_took_a_counted_tick_leaves_the_candle_as_it_was():
+    store, symbol = MemoryStore(), "OLD-USD"
+    old = [(sort_key(T0 + 1_000, 0), Decimal("5")), (sort_key(T0 + 2_000, 0), Decimal("6"))]
+    _step(store, symbol, old + [(sort_key(T0 + 70_000, 0), Decimal("7"))], T0 + 71_000, days=1)
+    before = _all(store, symbol, "1m")[0]
+    assert before[-1] == 2
+    later = T0 + 2 * DAY_MS
+    assert store.expire(symbol, later) == 3                    # TTL took the minute's ticks
+    # A backfill brings other ticks of that minute, in two batches: the first must not be taken for
+    # the whole minute (the count of what is stored would match the candle's, but a, b are gone).
+    backfill = [(sort_key(T0 + 3_000 + i, 0), Decimal("1")) for i in range(3)]
+    assert _step(store, symbol, backfill[:2], later, days=1).skipped_minutes == 1
+    assert _step(store, symbol, backfill[2:], later, days=1).skipped_minutes == 1
+    assert _all(store, symbol, "1m")[0] == before              # not recomputed from what is left
+
+
+def test_a_redelivered_tick_beside_a_new_late_tick_beyond_the_horizon_both_count_once():
+    """The candle's ticks expire after now (received recently, dated long ago): the minute is
+    whole, so a batch re-delivering a counted key with a new one recomputes it exactly."""
+    store, symbol, now = MemoryStore(), "HIST-USD", T0
+    minute = T0 - 30 * DAY_MS
+    first = [(sort_key(minute + 1_000, 0), Decimal("5")), (sort_key(minute + 2_000, 0), Decimal("6"))]
+    later = [(sort_key(minute + 90_000, 0), Decimal("8"))]
+    _step(store, symbol, first + later, now, days=1)
+    new = [(sort_key(minute + 3_000, 0), Decimal("4"))]
+    writes = _step(store, symbol, new, now + 1_000, days=1, batch=[first[0][0], new[0][0]])
+    assert (writes.late_minutes, writes.skipped_minutes) == (1, 0)
+    _assert_equal_pandas(store, symbol, first + later + new)
 
 
 # ---- the enricher's hourly run, the handler and the drain --------------------------------------
@@ -165,6 +221,10 @@ class LambdaContext:
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:price-enricher-test"
     aws_request_id = "req-sweep"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
 
 
 def test_the_handler_runs_the_sweep_for_the_schedules_input(pipeline, monkeypatch):
@@ -223,16 +283,3 @@ def test_a_backfill_out_of_order_with_a_retention_builds_every_candle():
     for start in range(0, len(shuffled), 100):
         assert _step(store, symbol, shuffled[start:start + 100], now, days=1).skipped_minutes == 0
     _assert_equal_pandas(store, symbol, ticks)
-
-
-def test_a_late_tick_where_ttl_took_a_counted_tick_leaves_the_candle_as_it_was():
-    store, symbol, day = MemoryStore(), "OLD-USD", 86_400_000
-    old = [(sort_key(T0 + 1_000, 0), Decimal("5")), (sort_key(T0 + 2_000, 0), Decimal("6"))]
-    _step(store, symbol, old + [(sort_key(T0 + 70_000, 0), Decimal("7"))], T0 + 71_000, days=1)
-    before = _all(store, symbol, "1m")[0]
-    assert before[-1] == 2
-    del store.ticks[symbol][old[0][0]]                         # TTL took one of the minute's ticks
-    late = [(sort_key(T0 + 3_000, 0), Decimal("1"))]
-    writes = _step(store, symbol, late, T0 + 2 * day, days=1)
-    assert writes.skipped_minutes == 1
-    assert _all(store, symbol, "1m")[0] == before              # not recomputed from what is left

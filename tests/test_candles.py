@@ -315,14 +315,15 @@ def test_a_redelivered_batch_writes_nothing():
 
 
 def test_late_tick_beyond_the_retention_horizon_is_left_out_and_candles_are_kept():
-    store = MemoryStore()
-    old, new = MIDNIGHT, MIDNIGHT + 2 * 86_400_000
-    for moment, price in ((old + 1_000, "5.00"), (new, "6.00")):
-        store.store_tick(SYMBOL, key(moment), Decimal(price))
-        maintain_store(store, SYMBOL, [key(moment)])
+    store, day = MemoryStore(), 86_400_000
+    old, new = MIDNIGHT, MIDNIGHT + 2 * day
+    for moment, price in ((old + 1_000, "5.00"), (new, "6.00")):  # a one-day retention, received on time
+        store.store_tick(SYMBOL, key(moment), Decimal(price), expires=(moment + day) // 1000)
+        maintain_store(store, SYMBOL, [key(moment)], now_ms=moment + 1)
     before = read_all(store, "1d")
-    store.store_tick(SYMBOL, key(old + 2_000), Decimal("7.00"))  # late, and its day's ticks have "expired"
-    writes = maintain_store(store, SYMBOL, [key(old + 2_000)], oldest_recomputable_ms=new - 86_400_000)
+    assert store.expire(SYMBOL, new) == 1                      # TTL took the old day's tick
+    store.store_tick(SYMBOL, key(old + 2_000), Decimal("7.00"), expires=(new + day) // 1000)  # late
+    writes = maintain_store(store, SYMBOL, [key(old + 2_000)], oldest_recomputable_ms=new - day, now_ms=new + 1)
     assert writes.skipped_minutes == 1 and writes.late_minutes == 0
     assert read_all(store, "1d")[0] == before[0]
 

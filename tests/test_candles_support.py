@@ -82,6 +82,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.ticks: dict[str, dict[int, Decimal | None]] = {}
+        self.expiries: dict[str, dict[int, int]] = {}  # expires_at (epoch s) of ticks stored with one
         self.candles: dict[tuple[str, str], dict[int, Candle]] = {}
         self.states: dict[str, SymbolState] = {}
         self.packs: dict[str, dict[int, tuple[Candle, ...]]] = {}
@@ -91,8 +92,18 @@ class MemoryStore:
         self.fail_after_writes: int | None = None
         self._lock = threading.Lock()
 
-    def store_tick(self, symbol: str, key: int, price: Decimal | None) -> None:
+    def store_tick(self, symbol: str, key: int, price: Decimal | None, expires: int | None = None) -> None:
         self.ticks.setdefault(symbol, {})[key] = price
+        if expires is not None:
+            self.expiries.setdefault(symbol, {})[key] = expires
+
+    def expire(self, symbol: str, now_ms: int) -> int:
+        """Delete the ticks whose `expires_at` has passed, as TTL does; how many went."""
+        gone = [key for key, expires in self.expiries.get(symbol, {}).items() if expires * 1000 <= now_ms]
+        for key in gone:
+            self.ticks[symbol].pop(key, None)
+            del self.expiries[symbol][key]
+        return len(gone)
 
     def stored_ticks(self, symbol: str) -> list[tuple[int, Decimal]]:
         return sorted((key, price) for key, price in self.ticks.get(symbol, {}).items() if price is not None)
@@ -105,6 +116,19 @@ class MemoryStore:
         self.reads += 1
         low, high = key_range(start_ms, end_ms)
         return [(key, price) for key, price in self.stored_ticks(symbol) if low <= key <= high]
+
+    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
+        expiries = self.expiries.get(symbol, {})
+        return [(key, price, expiries.get(key)) for key, price in self.read_ticks(symbol, start_ms, end_ms, True)]
+
+    def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool:
+        low, high = key_range(start_ms, end_ms)
+        self.reads += 1
+        return any(low <= key <= high for key in self.ticks.get(symbol, {}))
+
+    def list_states(self) -> list[tuple[str, SymbolState]]:
+        self.reads += 1
+        return sorted(self.states.items())
 
     def read_candles(self, symbol: str, interval: str, first_start: int, last_start: int,
                      limit: int | None = None) -> list[Candle]:

@@ -33,9 +33,9 @@ def candle(pipeline: Pipeline, symbol: str, interval: str, start: int) -> dict |
 
 def candle_table(pipeline: Pipeline) -> list[dict]:
     """Every candle, and each registry record without its bookkeeping (compare-and-set version,
-    digests of the batches applied): what a reader sees."""
+    digests of the batches applied, the wall clock of the last step): what a reader sees."""
     items = pipeline.dynamodb.scan(TableName=CANDLE_TABLE, ConsistentRead=True)["Items"]
-    seen = [{k: v for k, v in item.items() if k not in ("version", "batches")} for item in items]
+    seen = [{k: v for k, v in item.items() if k not in ("version", "batches", "maintained_ms")} for item in items]
     return sorted(seen, key=lambda item: (item["series"]["S"], item["sk"]["S"]))
 
 

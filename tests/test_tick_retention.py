@@ -202,19 +202,24 @@ def test_late_minutes_beyond_the_retention_horizon_are_not_recomputed(moto_endpo
     a backfill) is computed, and one inside the horizon is recomputed."""
     spy = MaintainSpy(monkeypatch)
     pipeline = _pipeline(moto_endpoint, 1)
+
+    def put(event_ms: int, price: str, received_ms: int) -> dict:
+        update = PriceUpdate("ETH-USD", event_ms, Decimal(price), "binance", "test", received_ms)
+        item = to_item(update, sort_key(event_ms, 0), received_ms, retention_days=1)  # as the webhook stores it
+        pipeline.dynamodb.put_item(TableName=pipeline.table, Item=item)
+        return item
+
     expired = NOW_MS - DAY_MS + 10 * MINUTE_MS    # before the horizon (now - 1 day + 1 hour)
     backfill = expired - 5 * MINUTE_MS            # before it too, in a minute without a candle
     kept = NOW_MS - DAY_MS + 2 * 3_600_000        # after it
-    gone = pipeline.put("ETH-USD", expired - 1_000, "8")
-    _enrich(pipeline, [pipeline.record(gone),
-                       pipeline.record(pipeline.put("ETH-USD", NOW_MS - 2 * MINUTE_MS, "10")),
-                       pipeline.record(pipeline.put("ETH-USD", NOW_MS - 1_000, "11"))], NOW)
+    gone = put(expired - 1_000, "8", expired - 1_000)  # received on time: expires 10 minutes from now
+    _enrich(pipeline, [pipeline.record(gone), pipeline.record(put(NOW_MS - 2 * MINUTE_MS, "10", NOW_MS)),
+                       pipeline.record(put(NOW_MS - 1_000, "11", NOW_MS))], NOW)
     assert _candle(pipeline, expired - expired % MINUTE_MS)["count"] == {"N": "1"}
-    pipeline.dynamodb.delete_item(TableName=pipeline.table,  # as TTL does
+    pipeline.dynamodb.delete_item(TableName=pipeline.table,  # as TTL does once it expires
                                   Key={"symbol": gone["symbol"], "timestamp": gone["timestamp"]})
-    _enrich(pipeline, [pipeline.record(pipeline.put("ETH-USD", backfill, "7")),
-                       pipeline.record(pipeline.put("ETH-USD", expired, "9")),
-                       pipeline.record(pipeline.put("ETH-USD", kept, "12"))], NOW + 1)
+    _enrich(pipeline, [pipeline.record(put(backfill, "7", NOW_MS)), pipeline.record(put(expired, "9", NOW_MS)),
+                       pipeline.record(put(kept, "12", NOW_MS))], NOW + 1)
     result = spy.results[-1]
     assert (result.late_minutes, result.skipped_minutes) == (2, 1)
     assert _candle(pipeline, kept - kept % MINUTE_MS) is not None

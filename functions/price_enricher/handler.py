@@ -14,6 +14,7 @@ from functions.price_enricher.service import CLIENT_CONFIG, SWEEP_ACTION, Settin
 from functions.shared.observability import metric_sink, pipeline_logger, pipeline_metrics
 
 logger = pipeline_logger("price-enricher", "price_enricher")
+SWEEP_RESERVE_SECONDS = 5.0
 metrics = pipeline_metrics("price-enricher")
 
 
@@ -29,5 +30,7 @@ def _runtime() -> tuple[Settings, Any, Any]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, dynamodb, sns = _runtime()
     if event.get("action") == SWEEP_ACTION:
-        return sweep_quiet_symbols(settings, dynamodb, time.time(), metric_sink(metrics))
+        # Start no symbol in the last 5 s: the rest is reported (and retried) rather than timed out.
+        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SWEEP_RESERVE_SECONDS
+        return sweep_quiet_symbols(settings, dynamodb, time.time(), metric_sink(metrics), deadline)
     return process(event, settings, dynamodb, sns, time.time(), metric_sink(metrics))

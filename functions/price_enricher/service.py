@@ -297,23 +297,26 @@ class SweepFailed(Exception):
 
 
 def sweep_quiet_symbols(settings: Settings, dynamodb: Any, now: float | None = None,
-                        metrics: MetricSink = no_metrics) -> dict[str, Any]:
+                        metrics: MetricSink = no_metrics, deadline: float | None = None) -> dict[str, Any]:
     """The hourly schedule's run: close every quiet symbol's forming minutes (see
-    `price_table.candles.sweep`), so no tick the retention deletes was only in a forming minute."""
+    `price_table.candles.sweep`), so no tick the retention deletes was only in a forming minute.
+    `deadline` (time.monotonic()): start no symbol after it; the ones left make the run fail, so
+    it is retried (stalest first, so each run gets further)."""
     if not settings.candle_table_name:
-        return {"checked": 0, "closed": 0}
+        raise SweepFailed("no candle table configured (CANDLE_TABLE_NAME): nothing can be swept")
     now_ms = int((time.time() if now is None else now) * 1000)
     horizon = (None if settings.tick_retention_days is None
                else oldest_recomputable_ms(now_ms, settings.tick_retention_days))
-    result = candles.sweep(dynamodb, settings.candle_table_name, settings.table_name, now_ms, horizon)
+    result = candles.sweep(dynamodb, settings.candle_table_name, settings.table_name, now_ms, horizon, deadline)
     metrics("QuietSymbolsClosed", len(result.closed))
     metrics("CandleWriteRequests", result.write_requests)
     summary = {"checked": result.checked, "closed": len(result.closed),
                "candles_written": sum(w.candles_written for w in result.closed),
                "read_requests": result.read_requests, "write_requests": result.write_requests}
     logger.info("quiet symbols swept", extra=summary)
-    if result.failed:
-        raise SweepFailed(f"{len(result.failed)} of {result.checked} symbols not closed: "
+    if result.failed or result.unreached:
+        raise SweepFailed(f"{len(result.failed)} failed and {len(result.unreached)} not reached of "
+                          f"{result.checked} symbols: "
                           + "; ".join(f"{symbol}: {reason}" for symbol, reason in result.failed)[:1000])
     return summary
 

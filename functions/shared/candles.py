@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from functions.shared.price_table.keys import event_ms
@@ -61,7 +61,13 @@ def bucket_ceil(ms: int, interval_ms: int) -> int:
 
 @dataclass(frozen=True)
 class Candle:
-    """One bucket's OHLC and tick count; `start` is the bucket's start in epoch ms."""
+    """One bucket's OHLC and tick count; `start` is the bucket's start in epoch ms.
+
+    `expires` (1m candles computed from ticks with a retention): the earliest `expires_at`
+    (epoch seconds) of the ticks it counted. While it is ahead of now, every tick the candle
+    counted is still stored, so recomputing the minute from the stored ticks cannot lose one
+    (`price_table.candles._still_whole`). Not part of a candle's value (not compared).
+    """
 
     start: int
     open: Decimal
@@ -69,19 +75,20 @@ class Candle:
     low: Decimal
     close: Decimal
     count: int
+    expires: int | None = field(default=None, compare=False)
 
 
-def aggregate(ticks: Sequence[tuple[int, Decimal]], start: int) -> Candle | None:
+def aggregate(ticks: Sequence[tuple[int, Decimal]], start: int, expires: int | None = None) -> Candle | None:
     """The candle of (sort key, price) ticks of one bucket starting at `start`; None if empty.
 
     Sorted by key here (stable), so open/close follow the stored key order even if the
-    caller's order is not; the keys of a symbol's ticks are unique.
+    caller's order is not; the keys of a symbol's ticks are unique. `expires`: see `Candle`.
     """
     if not ticks:
         return None
     ordered = sorted(ticks, key=lambda tick: tick[0])
     prices = [price for _, price in ordered]
-    return Candle(start, prices[0], max(prices), min(prices), prices[-1], len(prices))
+    return Candle(start, prices[0], max(prices), min(prices), prices[-1], len(prices), expires)
 
 
 def combine(children: Sequence[Candle], start: int | None = None) -> Candle:

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -98,10 +99,10 @@ from functions.shared.candles import (
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms, key_range
 
 __all__ = [
-    "INTERVALS", "MAX_CANDLES", "Candle", "CandleConflict", "CandleStore", "CandleWrites", "DynamoCandleStore",
-    "SWEEP_QUIET_MS", "SweepResult", "SymbolState", "candle_item", "list_symbols", "maintain", "maintain_store",
-    "read_candles", "read_from_store", "pack_from_item", "pack_item", "registry_item", "series_name", "sweep",
-    "sweep_store", "table_definition",
+    "INTERVALS", "MAX_CANDLES", "SWEEP_IDLE_MS", "SWEEP_QUIET_MS", "Candle", "CandleConflict", "CandleStore",
+    "CandleWrites", "DynamoCandleStore", "SweepResult", "SymbolState", "candle_item", "list_symbols", "maintain",
+    "maintain_store", "pack_from_item", "pack_item", "read_candles", "read_from_store", "registry_item",
+    "series_name", "sweep", "sweep_store", "table_definition",
 ]
 
 SERIES = "series"
@@ -146,11 +147,16 @@ def _number(value: Decimal | int) -> dict[str, str]:
 
 
 def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
-    """A candle as a typed item; the prices are the ticks' own numbers, never floats."""
-    return {
+    """A candle as a typed item; the prices are the ticks' own numbers, never floats. A 1m
+    candle of ticks with a retention also keeps `x`, the earliest expiry of its ticks (see
+    `Candle.expires`)."""
+    item = {
         SERIES: {"S": series_name(symbol, interval)}, SK: {"S": sort_text(candle.start)},
         "ohlc": {"S": f"{candle.open} {candle.high} {candle.low} {candle.close}"}, "count": _number(candle.count),
     }
+    if candle.expires is not None:
+        item["x"] = _number(candle.expires)
+    return item
 
 
 def candle_from_item(item: Mapping[str, Any]) -> Candle:
@@ -161,7 +167,7 @@ def candle_from_item(item: Mapping[str, Any]) -> Candle:
                       Decimal(item["low"]["N"]), Decimal(item["close"]["N"]), int(item["count"]["N"]))
     open_, high, low, close = item["ohlc"]["S"].split(" ")
     return Candle(int(item[SK]["S"]), Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
-                  int(item["count"]["N"]))
+                  int(item["count"]["N"]), int(item["x"]["N"]) if "x" in item else None)
 
 
 def pack_series(symbol: str) -> str:
@@ -198,6 +204,7 @@ class SymbolState:
     prefixes: Mapping[str, Candle | None]
     batches: tuple[str, ...] = ()
     dense_hours: int = 0
+    maintained_at: int = 0  # wall clock (epoch ms) of the last step: the sweep leaves busy symbols alone
 
 
 def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
@@ -209,6 +216,8 @@ def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
         item["batches"] = {"S": ",".join(state.batches)}
     if state.dense_hours:
         item["dense_hours"] = _number(state.dense_hours)
+    if state.maintained_at:
+        item["maintained_ms"] = _number(state.maintained_at)
     for name, prefix in state.prefixes.items():
         if prefix is not None:
             fields = {short: _number(getattr(prefix, full)) for short, full in _PREFIX_FIELDS}
@@ -227,7 +236,8 @@ def state_from_item(item: Mapping[str, Any]) -> SymbolState:
     batches = tuple(item["batches"]["S"].split(",")) if "batches" in item else ()
     # A registry written before packs existed has none: its hours are read from 1m items.
     dense = int(item["dense_hours"]["N"]) if "dense_hours" in item else 0
-    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, dense)
+    maintained = int(item["maintained_ms"]["N"]) if "maintained_ms" in item else 0
+    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, dense, maintained)
 
 
 def tick_price(item: Mapping[str, Any]) -> Decimal | None:
@@ -250,6 +260,14 @@ class CandleStore(Protocol):
     def read_state(self, symbol: str, consistent: bool) -> SymbolState | None: ...
 
     def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]: ...
+
+    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
+        """(key, price, expires_at or None) of the ticks in [start, end), strongly consistent."""
+        ...
+
+    def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool: ...
+
+    def list_states(self) -> list[tuple[str, SymbolState]]: ...
 
     def read_candles(self, symbol: str, interval: str, first_start: int, last_start: int,
                      limit: int | None = None) -> list[Candle]: ...
@@ -302,18 +320,42 @@ class DynamoCandleStore:
                 return
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
+    def _tick_items(self, symbol: str, start_ms: int, end_ms: int, consistent: bool,
+                    limit: int | None = None) -> Iterable[dict[str, Any]]:
         low, high = key_range(start_ms, end_ms)
-        ticks = []
-        for item in self._query(
-                TableName=self.tick_table, ConsistentRead=consistent,
-                KeyConditionExpression="#s = :s AND #t BETWEEN :lo AND :hi",
-                ExpressionAttributeNames={"#s": PARTITION_KEY, "#t": SORT_KEY},
-                ExpressionAttributeValues={":s": {"S": symbol}, ":lo": {"N": str(low)}, ":hi": {"N": str(high)}}):
+        arguments: dict[str, Any] = {
+            "TableName": self.tick_table, "ConsistentRead": consistent,
+            "KeyConditionExpression": "#s = :s AND #t BETWEEN :lo AND :hi",
+            "ExpressionAttributeNames": {"#s": PARTITION_KEY, "#t": SORT_KEY},
+            "ExpressionAttributeValues": {":s": {"S": symbol}, ":lo": {"N": str(low)}, ":hi": {"N": str(high)}}}
+        if limit is not None:
+            arguments["Limit"] = limit
+            self._count(reads=1)
+            items: list[dict[str, Any]] = self.client.query(**arguments).get("Items", [])
+            return items
+        return self._query(**arguments)
+
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
+        return [(key, price) for key, price, _ in self._rows(self._tick_items(symbol, start_ms, end_ms, consistent))]
+
+    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
+        return self._rows(self._tick_items(symbol, start_ms, end_ms, consistent=True))
+
+    @staticmethod
+    def _rows(items: Iterable[Mapping[str, Any]]) -> list[tuple[int, Decimal, int | None]]:
+        from functions.shared.price_table.ticks import EXPIRES_AT  # the item format's; not on the API's path
+
+        rows = []
+        for item in items:
             price = tick_price(item)
             if price is not None:
-                ticks.append((int(item[SORT_KEY]["N"]), price))
-        return ticks
+                expiry = item.get(EXPIRES_AT, {}).get("N")
+                rows.append((int(item[SORT_KEY]["N"]), price, int(expiry) if expiry is not None else None))
+        return rows
+
+    def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool:
+        """Whether any item is stored in [start, end): one Query of Limit 1 (0.5 read units)."""
+        return bool(list(self._tick_items(symbol, start_ms, end_ms, consistent=False, limit=1)))
 
     def read_candles(self, symbol: str, interval: str, first_start: int, last_start: int,
                      limit: int | None = None) -> list[Candle]:
@@ -407,11 +449,17 @@ class DynamoCandleStore:
                 raise
             return False
 
+    def _registry(self) -> Iterable[dict[str, Any]]:
+        return self._query(TableName=self.candle_table, KeyConditionExpression="#p = :p",
+                           ExpressionAttributeNames={"#p": SERIES},
+                           ExpressionAttributeValues={":p": {"S": REGISTRY_SERIES}})
+
     def list_symbols(self) -> list[str]:
-        items = self._query(TableName=self.candle_table, KeyConditionExpression="#p = :p",
-                            ExpressionAttributeNames={"#p": SERIES},
-                            ExpressionAttributeValues={":p": {"S": REGISTRY_SERIES}})
-        return sorted(item[SK]["S"] for item in items)
+        return sorted(item[SK]["S"] for item in self._registry())
+
+    def list_states(self) -> list[tuple[str, SymbolState]]:
+        """Every symbol's registry record, from the one Query (eventually consistent)."""
+        return sorted(((item[SK]["S"], state_from_item(item)) for item in self._registry()), key=lambda pair: pair[0])
 
 
 @dataclass(frozen=True)
@@ -438,12 +486,17 @@ def batch_digest(keys: Sequence[int]) -> str:
     return hashlib.blake2b(",".join(map(str, keys)).encode(), digest_size=8).hexdigest()
 
 
-def _minute_candles(ticks: Iterable[tuple[int, Decimal]]) -> dict[int, Candle]:
+def _minute_candles(ticks: Iterable[tuple[int, Decimal, int | None]]) -> dict[int, Candle]:
+    """1m candles of (key, price, expires_at) ticks, each with the earliest expiry it counted."""
     by_minute: dict[int, list[tuple[int, Decimal]]] = {}
-    for key, price in ticks:
-        by_minute.setdefault(bucket_start(event_ms(key), MINUTE_MS), []).append((key, price))
+    expiries: dict[int, int] = {}
+    for key, price, expires in ticks:
+        minute = bucket_start(event_ms(key), MINUTE_MS)
+        by_minute.setdefault(minute, []).append((key, price))
+        if expires is not None:
+            expiries[minute] = min(expires, expiries.get(minute, expires))
     return {minute: candle for minute, group in by_minute.items()
-            if (candle := aggregate(group, minute)) is not None}
+            if (candle := aggregate(group, minute, expiries.get(minute))) is not None}
 
 
 def _stored_candles(store: CandleStore, symbol: str,
@@ -505,24 +558,22 @@ def dense_run(previous: int, old_watermark: int | None, new_watermark: int, pack
     return min(run, MAX_DENSE_HOURS)
 
 
-def _still_whole(store: CandleStore, symbol: str, minutes: Sequence[int], batch_keys: Sequence[int]) -> list[int]:
-    """Of late minutes beyond the retention horizon, those a recomputation cannot make smaller:
-    no candle stored yet (a backfill), or every tick the stored candle counted is still there
-    (the minute's ticks outside this batch number at least its count: ticks only arrive, so
-    fewer means TTL took some). One tick Query per such minute with a candle; the path is rare
-    (a late tick more than the retention old), and it is what lets a backfill that arrives out
-    of order build every candle."""
+def _still_whole(store: CandleStore, symbol: str, minutes: Sequence[int], now_ms: int | None) -> list[int]:
+    """Of late minutes beyond the retention horizon, those a recomputation from the stored
+    ticks cannot make smaller: no candle stored yet (a backfill, in any order), or a candle
+    whose ticks all expire more than the margin after now (`Candle.expires`: TTL deletes
+    only expired items, so every tick it counted is still there, and stays for the step).
+    A candle without `expires` counted ticks without a retention, which never expire.
+    One candle Query per cluster of such minutes: the path is rare (a late tick more than
+    the retention old)."""
+    from functions.shared.price_table.ticks import EXPIRY_MARGIN_MS  # not on the API's import path
+
     held = _stored_candles(store, symbol, {"1m": minutes})
-    in_batch = set(batch_keys)
     whole = []
     for minute in minutes:
         candle = held.get(("1m", minute))
-        if candle is None:
-            whole.append(minute)
-            continue
-        others = [key for key, _ in store.read_ticks(symbol, minute, minute + MINUTE_MS, consistent=True)
-                  if key not in in_batch]
-        if len(others) >= candle.count:
+        if (candle is None or candle.expires is None
+                or (now_ms is not None and candle.expires * 1000 > now_ms + EXPIRY_MARGIN_MS)):
             whole.append(minute)
     return whole
 
@@ -542,14 +593,14 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms,
                                 close_until_ms)
         if plan.skipped_minutes:
-            plan = plan.recompute_skipped(_still_whole(store, symbol, plan.skipped_minutes, keys))
+            plan = plan.recompute_skipped(_still_whole(store, symbol, plan.skipped_minutes, now_ms))
         if not plan.has_work:
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused,
                                 skipped_minutes=len(plan.skipped_minutes))
         minutes: dict[int, Candle] = {}
         for start, end in plan.minute_ranges():
-            minutes.update(_minute_candles(store.read_ticks(symbol, start, end, consistent=True)))
+            minutes.update(_minute_candles(store.read_tick_expiries(symbol, start, end)))
         stored = _stored_candles(store, symbol, stored_needed(plan))
         result = materialize(plan, state.prefixes if state else {}, minutes, stored)
         refused += store.put_candles(symbol, result.candles)
@@ -561,7 +612,7 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                           hour_packs)
         recent = ((digest,) if digest is not None else ()) + (state.batches if state else ())
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                recent[:RECENT_BATCHES], dense)
+                                recent[:RECENT_BATCHES], dense, int(time.time() * 1000) if now_ms is None else now_ms)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
@@ -587,55 +638,79 @@ def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tic
     return replace(writes, read_requests=store.read_requests, write_requests=store.write_requests)
 
 
-SWEEP_QUIET_MS = 15 * MINUTE_MS
+SWEEP_QUIET_MS = 15 * MINUTE_MS     # minutes this far back close: on-time ticks have long arrived
+SWEEP_IDLE_MS = 60 * MINUTE_MS      # only symbols with no maintenance step for this long (wall clock)
+SWEEP_WORKERS = 8
 
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What one sweep did: the symbols it closed, what that wrote, and the symbols whose step
-    failed (with the error's type and text; the others are done regardless)."""
+    """What one sweep did: how many symbols the registry holds, the steps that closed minutes,
+    the symbols whose step failed (with the error), and those not reached before the deadline."""
 
     checked: int
     closed: tuple[CandleWrites, ...]
     failed: tuple[tuple[str, str], ...]
-    read_requests: int
-    write_requests: int
+    unreached: tuple[str, ...] = ()
+    read_requests: int = 0
+    write_requests: int = 0
 
 
-def sweep_store(store: CandleStore, now_ms: int, oldest_recomputable_ms: int | None = None) -> SweepResult:
-    """Close the forming minutes of every symbol quiet for `SWEEP_QUIET_MS` (see `sweep`)."""
+def sweep_store(store: CandleStore, now_ms: int, oldest_recomputable_ms: int | None = None,
+                deadline: float | None = None, workers: int = 1) -> SweepResult:
+    """Close the forming minutes of every idle symbol (see `sweep`). `deadline` (time.monotonic())
+    stops starting new symbols in time for the caller to report the rest, stalest first."""
     cutoff = bucket_start(now_ms - SWEEP_QUIET_MS, MINUTE_MS)
-    symbols = store.list_symbols()
+    states = store.list_states()
+    idle = sorted(((symbol, state) for symbol, state in states
+                   if state.watermark < cutoff and state.maintained_at <= now_ms - SWEEP_IDLE_MS),
+                  key=lambda pair: pair[1].watermark)
+
+    def close(pair: tuple[str, SymbolState]) -> CandleWrites | Exception | None:
+        symbol, state = pair
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        try:
+            if not store.has_ticks(symbol, state.watermark, cutoff):
+                return CandleWrites(symbol, watermark=state.watermark)  # nothing forming: nothing to write
+            return maintain_store(store, symbol, (), oldest_recomputable_ms, now_ms, close_until_ms=cutoff)
+        except Exception as error:  # noqa: BLE001 - one symbol's failure must not keep the others open
+            return error
+
     closed: list[CandleWrites] = []
     failed: list[tuple[str, str]] = []
-    for symbol in symbols:
-        state = store.read_state(symbol, consistent=False)  # an old W only costs a no-op step below
-        if state is None or state.watermark >= cutoff:
-            continue
-        try:
-            closed.append(maintain_store(store, symbol, (), oldest_recomputable_ms, now_ms,
-                                         close_until_ms=cutoff))
-        except Exception as error:  # noqa: BLE001 - one symbol's failure must not keep the others open
-            failed.append((symbol, f"{type(error).__name__}: {error}"[:300]))
-    return SweepResult(len(symbols), tuple(closed), tuple(failed), 0, 0)
+    unreached: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(idle) or 1))) as pool:
+        for (symbol, state), outcome in zip(idle, pool.map(close, idle), strict=True):
+            if outcome is None:
+                unreached.append(symbol)
+            elif isinstance(outcome, Exception):
+                failed.append((symbol, f"{type(outcome).__name__}: {outcome}"[:300]))
+            elif outcome.watermark != state.watermark:
+                closed.append(outcome)
+    return SweepResult(len(states), tuple(closed), tuple(failed), tuple(unreached))
 
 
 def sweep(dynamodb: Any, candle_table: str, tick_table: str, now_ms: int,
-          oldest_recomputable_ms: int | None = None) -> SweepResult:
-    """Close the forming minutes of every symbol that has been quiet for `SWEEP_QUIET_MS`: its
-    watermark moves to the minute `SWEEP_QUIET_MS` before now, as a tick then would move it.
+          oldest_recomputable_ms: int | None = None, deadline: float | None = None) -> SweepResult:
+    """Close the forming minutes of every symbol that no step has touched for `SWEEP_IDLE_MS`
+    and that holds ticks before the minute `SWEEP_QUIET_MS` ago: its watermark moves there, as
+    a tick then would move it.
 
     Why: a symbol's newest minute stays forming until a later tick of it arrives, and only its
     ticks hold it. With a tick retention (TTL), a symbol quiet for longer than the retention
     (a daily alert with `tick_retention_days: 1`, a delisted pair) would have those ticks
     deleted before any candle held them. The enricher runs this hourly (a schedule the
-    pipeline stack adds with a retention), so a forming minute is closed long before its
-    ticks can expire. A tick of a closed minute that arrives later is a late tick, corrected
-    as any other. Cost: one registry Query, a GetItem per symbol, and the closing writes of
-    the quiet symbols only (nothing for a symbol already swept: its W is past the cutoff).
+    pipeline stack adds with a retention), so a forming minute closes within about two hours
+    of its symbol's last step, long before its ticks can expire. Busy symbols, a backfill in
+    progress and a lagging stream are left to their own steps (their registry's
+    `maintained_at` is recent), so their ticks are not made late. A tick of a swept minute
+    that arrives later is a late tick, corrected as any other. Cost: one registry Query, one
+    Limit-1 tick Query per idle symbol, and the closing writes of the symbols with something
+    forming (an idle symbol costs its Query once it is swept).
     """
     store = DynamoCandleStore(dynamodb, candle_table, tick_table)
-    result = sweep_store(store, now_ms, oldest_recomputable_ms)
+    result = sweep_store(store, now_ms, oldest_recomputable_ms, deadline, SWEEP_WORKERS)
     return replace(result, read_requests=store.read_requests, write_requests=store.write_requests)
 
 
