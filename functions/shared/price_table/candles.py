@@ -11,7 +11,9 @@ the enricher's history Query of the prices table.
   conditioned on it). About 80 bytes: one write unit. Four attributes rather than eight (a
   Number each for start/open/high/low/close): a day of 1m candles is 1,440 items, and every
   attribute value costs a reader's SDK a parse step (botocore walks each one through the
-  model), so the read API's handler time follows the attribute count.
+  model), so the read API's handler time follows the attribute count. A 1m candle of ticks
+  stored with a retention also has `x` (N): the earliest `expires_at` of its ticks, which
+  tells a late tick beyond the retention horizon whether its minute is still whole.
 - Hour pack of 1m candles, one per symbol and closed hour with ticks: series =
   "<SYMBOL>#1m/1h", sk = the hour's start (15 digits), `m` (S: each non-empty minute as
   "<minute of the hour> <open> <high> <low> <close> <count>", ";"-separated, in time order),
@@ -29,8 +31,9 @@ the enricher's history Query of the prices table.
   whose forming bucket [bucket_start(W), W) has ticks (see `functions.shared.candles`),
   `batches` (S, digests of the last batches applied), `dense_hours` (N: how many of the
   newest closed hours, in a row, have a pack of at least DENSE_MINUTES candles; what lets
-  a reader use packs and still keep the read bound, see `_stored_minutes`). Under 1 KB:
-  one write unit.
+  a reader use packs and still keep the read bound, see `_stored_minutes`), `maintained_ms`
+  (N: the wall clock of the last step, so the sweep of quiet symbols leaves busy ones alone).
+  Under 1 KB: one write unit.
 
 Maintenance, per symbol of a stream batch, after its ticks are stored: read the registry
 (consistent GetItem), plan (pure), recompute the planned 1m candles from the ticks (one
