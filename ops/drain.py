@@ -102,8 +102,7 @@ def survey(queue: str, messages: list[dict[str, Any]], now: float) -> Survey:
 def redrive_update(dynamodb: Any, table: str, body: dict[str, Any], retention_days: int | None = None
                    ) -> StoreOutcome:
     """Store a queued update with the webhook's own write; `retention_days` is the environment's
-    `tick_retention_days`, so the item expires as the webhook would have made it expire (from
-    its original receipt)."""
+    `tick_retention_days`: the item expires that many days after this write (`tick_expiry`)."""
     if body.get("kind") != "price-update":
         raise ValueError(f"not a webhook DLQ message (kind={body.get('kind')!r})")
     return store_update(dynamodb, table, PriceUpdate.from_message(body["update"]), retention_days)[0]

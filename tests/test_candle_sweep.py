@@ -154,6 +154,35 @@ def test_past_the_deadline_no_symbol_is_started_and_the_rest_are_reported():
     assert {state.watermark for state in store.states.values()} == {T0}
 
 
+def test_late_ticks_alone_do_not_keep_a_symbol_from_being_swept():
+    """Only a step that moves W counts as activity: a backfill of late ticks into a quiet symbol
+    (W stays) must not keep its forming minute open while TTL runs."""
+    store, symbol = MemoryStore(), "DELISTED-USD"
+    forming = [(sort_key(T0 + 5_000, 0), Decimal("2"))]
+    _step(store, symbol, [(sort_key(T0 - 10 * MINUTE_MS, 0), Decimal("1"))] + forming, T0 + 6_000, days=1)
+    now = T0 + 3 * HOUR_MS
+    late = [(sort_key(T0 - 9 * MINUTE_MS, 0), Decimal("3"))]
+    assert _step(store, symbol, late, now - MINUTE_MS, days=1).late_minutes == 1
+    assert [w.symbol for w in sweep_store(store, now).closed] == [symbol]
+    assert store.states[symbol].watermark == now - SWEEP_QUIET_MS
+
+
+def test_a_step_after_the_sweeps_registry_read_wins():
+    store, symbol = MemoryStore(), "RACE-USD"
+    _step(store, symbol, [(sort_key(T0 + 5_000, 0), Decimal("2"))], T0 + 6_000)
+    now = T0 + 3 * HOUR_MS
+    listed = store.list_states
+
+    def step_in_between() -> list:
+        states = listed()
+        _step(store, symbol, [(sort_key(now - 30_000, 0), Decimal("3"))], now - 29_000)  # a live step
+        return states
+
+    store.list_states = step_in_between  # type: ignore[method-assign]
+    assert sweep_store(store, now).closed == ()
+    assert store.states[symbol].watermark == now - MINUTE_MS  # as the live step left it
+
+
 # ---- late ticks beyond the horizon: recomputed only when nothing counted can be gone -----------
 
 def test_a_late_tick_where_ttl_took_a_counted_tick_leaves_the_candle_as_it_was():

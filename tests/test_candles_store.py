@@ -251,11 +251,15 @@ def test_a_drain_between_the_live_steps_writes_and_its_registry_update(tables):
     tables.assert_matches_pandas("BNB-USD")
 
 
-def realistic(symbol: str, key: int, price: Decimal) -> dict[str, Any]:
-    return tick_item(Tick(symbol, key, price))
+def realistic(symbol: str, key: int, price: Decimal, expires: str | None = None) -> dict[str, Any]:
+    """A tick as the webhook stores it; with `expires` (a retention), its `expires_at`, which the
+    1m candles then keep as `x`: the read bound must hold with those bytes too."""
+    item = tick_item(Tick(symbol, key, price))
+    return item if expires is None else {**item, "expires_at": {"N": expires}}
 
 
-def test_read_units_stay_within_the_bound(tables):
+@pytest.mark.parametrize("expires", [None, "1800000000"])
+def test_read_units_stay_within_the_bound(tables, expires):
     """units <= (bytes returned + bytes of the forming interval's ticks) / 4 KB + 2, for every
     interval, priced from the items each request returned (moto does not bill capacity).
     "Forming": every bucket at or after the one holding W, which the read computes from ticks."""
@@ -263,7 +267,7 @@ def test_read_units_stay_within_the_bound(tables):
     start = MIDNIGHT - 2 * 86_400_000
     moments = sorted(start + rng.randrange(2 * 86_400_000 + 30 * MINUTE_MS) for _ in range(400))
     keys = [sort_key(moment, 0) for moment in moments]
-    items = [realistic("BTC-USD", key, Decimal(rng.randrange(10_000, 20_000))) for key in keys]
+    items = [realistic("BTC-USD", key, Decimal(rng.randrange(10_000, 20_000)), expires) for key in keys]
     for first in range(0, len(keys), 100):
         tables.store(items[first:first + 100])
         tables.maintain("BTC-USD", keys[first:first + 100])
@@ -296,7 +300,8 @@ def test_read_units_stay_within_the_bound(tables):
     assert min(margins.values()) >= 0
 
 
-def test_1m_reads_keep_the_bound_for_dense_and_sparse_symbols_and_use_packs_when_dense(tables):
+@pytest.mark.parametrize("expires", [None, "1800000000"])
+def test_1m_reads_keep_the_bound_for_dense_and_sparse_symbols_and_use_packs_when_dense(tables, expires):
     """The pack plan's rule (`_stored_minutes`): ranges, limits and densities from a tick
     every 15 s to one every 25 minutes, over 7 hours; each answer equal to the stored ticks'
     candles, each request within the bound, and the dense symbol's long ranges from packs."""
@@ -307,7 +312,7 @@ def test_1m_reads_keep_the_bound_for_dense_and_sparse_symbols_and_use_packs_when
         moment, items[symbol] = start, []
         while moment < end:
             price = Decimal(rng.randrange(10_000, 99_999)).scaleb(-2)
-            items[symbol].append(realistic(symbol, sort_key(int(moment), 0), price))
+            items[symbol].append(realistic(symbol, sort_key(int(moment), 0), price, expires))
             moment += spacing * rng.uniform(0.5, 1.5)
     # As the stream delivers them: all symbols in time order, batches of 100, a step per symbol.
     stream = sorted((item for stored in items.values() for item in stored),

@@ -87,8 +87,11 @@ def test_webhook_items_expire_retention_days_after_receipt(webhook_aws, retentio
     if retention is None:
         assert _expiry(btc) is None and _expiry(eth) is None
     else:
-        assert _expiry(btc) == NOW_MS // 1000 + retention * 86_400
-        assert _expiry(eth) == (NOW_MS + 3_600_000) // 1000 + retention * 86_400  # dated an hour ahead
+        # From the latest of receipt, the tick's own time and the write (here the test's clock is
+        # fixed in the past, so the write's wall clock is the latest; in service they are ~equal).
+        for item, own in ((btc, NOW_MS - 90_000), (eth, NOW_MS + 3_600_000)):  # eth: dated an hour ahead
+            latest = max(NOW_MS, own, int(item["stored_at"]["N"]))
+            assert _expiry(item) == latest // 1000 + retention * 86_400
 
 
 # ---- the webhook-DLQ re-drive ---------------------------------------------------------------------
@@ -108,7 +111,8 @@ def drain_stack(moto_endpoint) -> tuple[dict[str, Any], dict[str, str]]:
 @pytest.mark.parametrize("retention", [7, None])
 def test_drain_redrives_webhook_updates_with_the_environments_retention(drain_stack, retention):
     """`invoke drain-dlq --queue webhook` stores with the environment's tick_retention_days; the
-    item expires from its original receipt, as the webhook would have made it expire."""
+    item expires that many days after the re-drive, never stored already expired (its receipt
+    here is in the past: a message older than the retention would be)."""
     clients, outputs = drain_stack
     received = NOW_MS - 2 * 3_600_000
     update = PriceUpdate("LATE-USD", received - 1_000, Decimal("50.5"), "x", "test", received)
@@ -120,7 +124,9 @@ def test_drain_redrives_webhook_updates_with_the_environments_retention(drain_st
 
     assert report.ok and report.stored == 1
     [item] = scan_items(clients["dynamodb"], TABLE)
-    assert _expiry(item) == (None if retention is None else received // 1000 + retention * 86_400)
+    stored_at = int(item["stored_at"]["N"])
+    assert stored_at > received
+    assert _expiry(item) == (None if retention is None else stored_at // 1000 + retention * 86_400)
 
 
 # ---- the enricher ---------------------------------------------------------------------------------

@@ -566,7 +566,8 @@ def _still_whole(store: CandleStore, symbol: str, minutes: Sequence[int], now_ms
     ticks cannot make smaller: no candle stored yet (a backfill, in any order), or a candle
     whose ticks all expire more than the margin after now (`Candle.expires`: TTL deletes
     only expired items, so every tick it counted is still there, and stays for the step).
-    A candle without `expires` counted ticks without a retention, which never expire.
+    A candle without `expires` counted ticks without a retention, which never expire (the
+    webhook's `expires_at` and the candle's `x` were introduced together).
     One candle Query per cluster of such minutes: the path is rare (a late tick more than
     the retention old)."""
     from functions.shared.price_table.ticks import EXPIRY_MARGIN_MS  # not on the API's import path
@@ -583,20 +584,30 @@ def _still_whole(store: CandleStore, symbol: str, minutes: Sequence[int], now_ms
 
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                    oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
-                   max_attempts: int = MAX_ATTEMPTS, close_until_ms: int | None = None) -> CandleWrites:
-    """One symbol's maintenance step over any `CandleStore` (see `maintain`)."""
+                   max_attempts: int = MAX_ATTEMPTS, close_until_ms: int | None = None,
+                   idle_since_ms: int | None = None) -> CandleWrites:
+    """One symbol's maintenance step over any `CandleStore` (see `maintain`). A sweep passes
+    `close_until_ms` and `idle_since_ms`: it does nothing if a step ran after `idle_since_ms`
+    (seen in the consistent read, so a step racing the sweep's registry Query wins)."""
     keys = sorted({int(key) for key in tick_keys})
     digest = batch_digest(keys) if keys else None  # a sweep (no keys) is not a batch to recognise
     conflicts = refused = written = packed = 0
+    whole: dict[int, bool] = {}  # decided once per call: a redo must not undo half of a step's writes
     for _ in range(max_attempts):
         state = store.read_state(symbol, consistent=True)
         if state is not None and digest is not None and digest in state.batches:
             return CandleWrites(symbol, conflicts=conflicts, watermark=state.watermark, duplicate_batch=True,
                                 candles_written=written, packs_written=packed, stale_refused=refused)
+        if state is not None and idle_since_ms is not None and state.maintained_at > idle_since_ms:
+            return CandleWrites(symbol, conflicts=conflicts, watermark=state.watermark)
         plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms,
                                 close_until_ms)
         if plan.skipped_minutes:
-            plan = plan.recompute_skipped(_still_whole(store, symbol, plan.skipped_minutes, now_ms))
+            unknown = [m for m in plan.skipped_minutes if m not in whole]
+            if unknown:
+                found = set(_still_whole(store, symbol, unknown, now_ms))
+                whole.update({m: m in found for m in unknown})
+            plan = plan.recompute_skipped(m for m in plan.skipped_minutes if whole[m])
         if not plan.has_work:
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused,
@@ -614,8 +625,13 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         dense = dense_run(state.dense_hours if state else 0, state.watermark if state else None, plan.watermark,
                           hour_packs)
         recent = ((digest,) if digest is not None else ()) + (state.batches if state else ())
+        # The step's wall clock, only when W moves: a stream of late ticks alone (a backfill into a
+        # delisted symbol) must not keep the sweep from closing what is forming.
+        maintained = int(time.time() * 1000) if now_ms is None else now_ms
+        if state is not None and plan.watermark == state.watermark:
+            maintained = state.maintained_at
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                recent[:RECENT_BATCHES], dense, int(time.time() * 1000) if now_ms is None else now_ms)
+                                recent[:RECENT_BATCHES], dense, maintained)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
@@ -643,7 +659,7 @@ def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tic
 
 SWEEP_QUIET_MS = 15 * MINUTE_MS     # minutes this far back close: on-time ticks have long arrived
 SWEEP_IDLE_MS = 60 * MINUTE_MS      # only symbols with no maintenance step for this long (wall clock)
-SWEEP_WORKERS = 8
+SWEEP_WORKERS = 4  # x the step's own write threads: within the enricher client's 20 connections
 
 
 @dataclass(frozen=True)
@@ -664,9 +680,10 @@ def sweep_store(store: CandleStore, now_ms: int, oldest_recomputable_ms: int | N
     """Close the forming minutes of every idle symbol (see `sweep`). `deadline` (time.monotonic())
     stops starting new symbols in time for the caller to report the rest, stalest first."""
     cutoff = bucket_start(now_ms - SWEEP_QUIET_MS, MINUTE_MS)
+    idle_since = now_ms - SWEEP_IDLE_MS
     states = store.list_states()
     idle = sorted(((symbol, state) for symbol, state in states
-                   if state.watermark < cutoff and state.maintained_at <= now_ms - SWEEP_IDLE_MS),
+                   if state.watermark < cutoff and state.maintained_at <= idle_since),
                   key=lambda pair: pair[1].watermark)
 
     def close(pair: tuple[str, SymbolState]) -> CandleWrites | Exception | None:
@@ -676,7 +693,8 @@ def sweep_store(store: CandleStore, now_ms: int, oldest_recomputable_ms: int | N
         try:
             if not store.has_ticks(symbol, state.watermark, cutoff):
                 return CandleWrites(symbol, watermark=state.watermark)  # nothing forming: nothing to write
-            return maintain_store(store, symbol, (), oldest_recomputable_ms, now_ms, close_until_ms=cutoff)
+            return maintain_store(store, symbol, (), oldest_recomputable_ms, now_ms, close_until_ms=cutoff,
+                                  idle_since_ms=idle_since)
         except Exception as error:  # noqa: BLE001 - one symbol's failure must not keep the others open
             return error
 
@@ -689,7 +707,7 @@ def sweep_store(store: CandleStore, now_ms: int, oldest_recomputable_ms: int | N
                 unreached.append(symbol)
             elif isinstance(outcome, Exception):
                 failed.append((symbol, f"{type(outcome).__name__}: {outcome}"[:300]))
-            elif outcome.watermark != state.watermark:
+            elif outcome.watermark == cutoff != state.watermark:  # a live step that won keeps its own W
                 closed.append(outcome)
     return SweepResult(len(states), tuple(closed), tuple(failed), tuple(unreached))
 
@@ -710,7 +728,7 @@ def sweep(dynamodb: Any, candle_table: str, tick_table: str, now_ms: int,
     `maintained_at` is recent), so their ticks are not made late. A tick of a swept minute
     that arrives later is a late tick, corrected as any other. Cost: one registry Query, one
     Limit-1 tick Query per idle symbol, and the closing writes of the symbols with something
-    forming (an idle symbol costs its Query once it is swept).
+    forming (an idle symbol costs its Query once it is swept). `SWEEP_WORKERS` at a time.
     """
     store = DynamoCandleStore(dynamodb, candle_table, tick_table)
     result = sweep_store(store, now_ms, oldest_recomputable_ms, deadline, SWEEP_WORKERS)

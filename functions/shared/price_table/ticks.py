@@ -60,13 +60,14 @@ class KeySpaceExhausted(Exception):
     """More distinct updates in one millisecond for one symbol than the probe limit."""
 
 
-def tick_expiry(update: PriceUpdate, retention_days: int) -> int:
+def tick_expiry(update: PriceUpdate, retention_days: int, stored_at_ms: int = 0) -> int:
     """The tick's `expires_at`: epoch SECONDS (DynamoDB TTL ignores milliseconds), `retention_days`
-    after its receipt, or after its own time when that is later (the webhook takes ticks dated up
-    to a day ahead). So every tick of a minute M lives at least until M + retention, which is
-    what `oldest_recomputable_ms` relies on; a tick re-driven from the webhook DLQ keeps its
-    receipt, so it expires as if it had been stored then."""
-    return max(update.received_at_ms, update.event_ms) // 1000 + retention_days * DAY_SECONDS
+    after the latest of its receipt, its own time (the webhook takes ticks dated up to a day
+    ahead) and its write. So every tick of a minute M lives at least until M + retention, which
+    is what `oldest_recomputable_ms` relies on, and no tick is ever stored already expired: one
+    re-driven from the webhook DLQ days later gets its full retention from the re-drive (else
+    TTL would remove it as soon as it was stored, and its candle could not take it)."""
+    return max(update.received_at_ms, update.event_ms, stored_at_ms) // 1000 + retention_days * DAY_SECONDS
 
 
 def oldest_recomputable_ms(now_ms: int, retention_days: int) -> int:
@@ -90,7 +91,7 @@ def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None
     if stored_at_ms is not None:
         item[STORED_AT] = stored_at_ms
     if retention_days is not None:
-        item[EXPIRES_AT] = tick_expiry(update, retention_days)
+        item[EXPIRES_AT] = tick_expiry(update, retention_days, stored_at_ms or 0)
     for name in OPTIONAL_NUMBERS:
         value = getattr(update, name)
         if value is not None:
