@@ -4,7 +4,6 @@ log alerts, alarms and the price readers' policy."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from cdktf import AssetType, TerraformAsset, TerraformOutput
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
@@ -43,7 +42,6 @@ from functions.price_enricher.indicators import Windows
 from functions.price_enricher.settings import SWEEP_ACTION
 from functions.price_enricher.settings import Settings as EnricherSettings
 from functions.shared.observability import METRICS_NAMESPACE
-from functions.shared.settings import variable_names
 from functions.webhook_processor.settings import Settings as WebhookSettings
 from stacks.artifacts import BuiltZip, SynthPaths
 from stacks.base import EnvironmentStack
@@ -74,8 +72,6 @@ HANDLERS = {
 }
 # The functions whose error lines reach log-alerts (log-alerts' own errors raise its alarm instead).
 ERROR_LINE_SOURCES = ("webhook_processor", "price_enricher", "price_api")
-# The variable the enricher and the API read the candle table's name from.
-CANDLE_TABLE_VARIABLE = "CANDLE_TABLE_NAME"
 
 
 class PipelineStack(EnvironmentStack):
@@ -252,24 +248,12 @@ class PipelineStack(EnvironmentStack):
         return self.functions[function]
 
     def _enricher_environment(self) -> dict[str, str]:
-        """The enricher's contract, plus the candle table's name.
-
-        The enricher's settings module belongs to its own work; the stack passes the candle
-        table and the tick retention through the contract's fields when it declares them, and
-        writes CANDLE_TABLE_NAME itself until then, so neither side waits for the other.
-        """
+        """The enricher's contract: its tables, topic, windows, and the tick retention if any."""
         config, storage = self.config, self.storage
-        declared = variable_names(EnricherSettings)
-        optional: dict[str, Any] = {}
-        if "candle_table_name" in declared:
-            optional["candle_table_name"] = storage.candles.name
-        if "tick_retention_days" in declared and config.tick_retention_days is not None:
-            optional["tick_retention_days"] = config.tick_retention_days
-        environment = EnricherSettings(
+        return EnricherSettings(
             table_name=storage.table.name, topic_arn=storage.success_topic.arn,
-            windows=Windows.from_mapping(config.indicator_windows.model_dump()), **optional).environment()
-        environment.setdefault(CANDLE_TABLE_VARIABLE, storage.candles.name)
-        return environment
+            windows=Windows.from_mapping(config.indicator_windows.model_dump()),
+            candle_table_name=storage.candles.name, tick_retention_days=config.tick_retention_days).environment()
 
     def _function(self, function: str, statements: list[dict], environment: dict[str, str], *,
                   key_actions: list[str] | None = None) -> LambdaFunction:

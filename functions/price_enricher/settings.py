@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from functions.price_enricher.indicators import Windows
+from functions.shared.price_table.ticks import TICK_RETENTION_VARIABLE
 from functions.shared.settings import Contract, env, from_environment, json_text, json_value, to_environment
 
-TICK_RETENTION_VARIABLE = "TICK_RETENTION_DAYS"
 # The input of the hourly schedule the pipeline stack adds with a tick retention: the enricher
 # then closes quiet symbols' forming candle minutes instead of processing stream records.
 SWEEP_ACTION = "close-quiet-candles"
@@ -42,8 +42,4 @@ class Settings(Contract):
         return from_environment(cls, environ)
 
     def environment(self) -> dict[str, str]:
-        """The variables the stack writes; an unset retention writes no variable at all."""
-        rendered = to_environment(self)
-        if self.tick_retention_days is None:
-            rendered.pop(TICK_RETENTION_VARIABLE, None)
-        return rendered
+        return to_environment(self)

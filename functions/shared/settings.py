@@ -167,13 +167,15 @@ def from_environment(cls: type[T], environ: Mapping[str, str]) -> T:
 
 
 def to_environment(settings: Any) -> dict[str, str]:
-    """The variables a stack writes for these settings (secret fields are never rendered)."""
+    """The variables a stack writes for these settings (secret fields are never rendered). An
+    optional setting left unset (None) writes no variable: read back, it is its default None."""
     rendered: dict[str, str] = {}
     for item in fields(settings):
         name = item.metadata.get("env")
-        if name is None or item.metadata["secret"]:
+        value = getattr(settings, item.name)
+        if name is None or item.metadata["secret"] or value is None:
             continue
-        rendered[name] = item.metadata["render"](getattr(settings, item.name))
+        rendered[name] = item.metadata["render"](value)
     return rendered
 
 

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from functions.shared.price_table.ticks import TICK_RETENTION_VARIABLE
 from functions.shared.settings import Contract, env, from_environment, replace, to_environment
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 DEFAULT_QUOTE = "USD"
 MAX_SKEW_SECONDS = 300
 SECRETS_ARN_VARIABLE = "WEBHOOK_SECRETS_ARN"
-TICK_RETENTION_VARIABLE = "TICK_RETENTION_DAYS"
 
 
 class Settings(Contract):
@@ -52,10 +52,8 @@ class Settings(Contract):
         return from_environment(cls, environ)
 
     def environment(self) -> dict[str, str]:
-        """The variables the stack writes; an unset retention writes no variable at all."""
+        """The variables the stack writes; no secrets ARN (settings built in code) writes none."""
         rendered = to_environment(self)
-        if self.tick_retention_days is None:
-            rendered.pop(TICK_RETENTION_VARIABLE, None)
         if not self.secrets_arn:
             rendered.pop(SECRETS_ARN_VARIABLE, None)
         return rendered

@@ -13,7 +13,7 @@ a duplicate. A write never overwrites an item (it may carry enrichment already).
 
 With a retention (an environment's `tick_retention_days`), every stored item carries
 `expires_at` (EXPIRES_AT, the table's TTL attribute, enabled by the storage stack): epoch
-seconds, that many days after the tick's receipt, or after its own time if it is dated ahead
+seconds, that many days after the latest of the tick's receipt, its write and its own time
 (`tick_expiry`). The enricher's put and corrections rewrite whole items, so it stays; candle
 maintenance keeps away from minutes whose ticks may have expired (`oldest_recomputable_ms`).
 """
@@ -38,6 +38,8 @@ MAX_PROBES = 50
 STORED_AT = "stored_at"
 # The TTL attribute: the storage stack enables DynamoDB TTL on this name (stacks import it from here).
 EXPIRES_AT = "expires_at"
+# The environment variable that tells the webhook and the enricher the retention in days.
+TICK_RETENTION_VARIABLE = "TICK_RETENTION_DAYS"
 DAY_SECONDS = 86_400
 # The candle horizon's safety margin (`oldest_recomputable_ms`): TTL may delete an item at any
 # moment after its expiry, judged by AWS's clock, and a maintenance step reads its ticks a little
