@@ -251,6 +251,14 @@ class CandleResult(Record):
         self._init(failed, read_requests, write_requests)
 
 
+def candle_horizon(settings: Settings, now_ms: int) -> int | None:
+    """The oldest tick time whose minute candle maintenance may recompute from stored ticks:
+    None without a retention (ticks are kept), else the retention horizon (`price_table.ticks`)."""
+    if settings.tick_retention_days is None:
+        return None
+    return oldest_recomputable_ms(now_ms, settings.tick_retention_days)
+
+
 def maintain_candles(dynamodb: Any, settings: Settings, by_symbol: Mapping[str, Sequence[StreamItem]],
                      now_ms: int) -> CandleResult:
     """Bring each symbol's candles up to date with the batch's ticks, after they are stored.
@@ -267,8 +275,7 @@ def maintain_candles(dynamodb: Any, settings: Settings, by_symbol: Mapping[str, 
     """
     if not settings.candle_table_name or not by_symbol:
         return CandleResult()
-    horizon = (None if settings.tick_retention_days is None
-               else oldest_recomputable_ms(now_ms, settings.tick_retention_days))
+    horizon = candle_horizon(settings, now_ms)
 
     def run(symbol: str) -> candles.CandleWrites | Exception:
         try:
@@ -305,9 +312,8 @@ def sweep_quiet_symbols(settings: Settings, dynamodb: Any, now: float | None = N
     if not settings.candle_table_name:
         raise SweepFailed("no candle table configured (CANDLE_TABLE_NAME): nothing can be swept")
     now_ms = int((time.time() if now is None else now) * 1000)
-    horizon = (None if settings.tick_retention_days is None
-               else oldest_recomputable_ms(now_ms, settings.tick_retention_days))
-    result = candles.sweep(dynamodb, settings.candle_table_name, settings.table_name, now_ms, horizon, deadline)
+    result = candles.sweep(dynamodb, settings.candle_table_name, settings.table_name, now_ms,
+                           candle_horizon(settings, now_ms), deadline)
     metrics("QuietSymbolsClosed", len(result.closed))
     metrics("CandleWriteRequests", result.write_requests)
     summary = {"checked": result.checked, "closed": len(result.closed),

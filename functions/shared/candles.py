@@ -131,13 +131,13 @@ class Plan:
     - `closing`: [start, end) of the minutes that close in this step, recomputed from ticks.
     - `skipped_minutes`: late minutes older than the retention horizon, not recomputed
       (their other ticks may have expired; their candles are kept as they are), unless the
-      step finds they have no candle yet (`recompute_skipped`).
+      store step finds them whole (`recompute_skipped`).
 
     The minutes that close are never clamped to the horizon: they were forming, so nothing
     of them is stored but their ticks, and skipping them would drop those ticks from every
     candle. A tick expires no sooner than its own minute + the retention, and the candle
-    sweep (`price_table.candles.sweep`) closes a quiet symbol's forming minutes within the
-    hour, so their ticks are all still there.
+    sweep (`price_table.candles.sweep`) closes a quiet symbol's forming minutes within about
+    two hours, so their ticks are all still there.
     """
 
     previous_watermark: int | None

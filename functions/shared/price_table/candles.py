@@ -338,23 +338,23 @@ class DynamoCandleStore:
             return items
         return self._query(**arguments)
 
-    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
-        return [(key, price) for key, price, _ in self._rows(self._tick_items(symbol, start_ms, end_ms, consistent))]
-
-    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
-        return self._rows(self._tick_items(symbol, start_ms, end_ms, consistent=True))
-
-    @staticmethod
-    def _rows(items: Iterable[Mapping[str, Any]]) -> list[tuple[int, Decimal, int | None]]:
-        from functions.shared.price_table.ticks import EXPIRES_AT  # the item format's; not on the API's path
-
-        rows = []
-        for item in items:
+    def _priced(self, symbol: str, start_ms: int, end_ms: int,
+                consistent: bool) -> Iterable[tuple[Mapping[str, Any], int, Decimal]]:
+        """(item, sort key, price) of the price items in [start, end)."""
+        for item in self._tick_items(symbol, start_ms, end_ms, consistent):
             price = tick_price(item)
             if price is not None:
-                expiry = item.get(EXPIRES_AT, {}).get("N")
-                rows.append((int(item[SORT_KEY]["N"]), price, int(expiry) if expiry is not None else None))
-        return rows
+                yield item, int(item[SORT_KEY]["N"]), price
+
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
+        return [(key, price) for _, key, price in self._priced(symbol, start_ms, end_ms, consistent)]
+
+    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
+        # Maintenance only: the read API's path (read_ticks) does not import the tick item module.
+        from functions.shared.price_table.ticks import EXPIRES_AT
+
+        return [(key, price, int(item[EXPIRES_AT]["N"]) if EXPIRES_AT in item else None)
+                for item, key, price in self._priced(symbol, start_ms, end_ms, consistent=True)]
 
     def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool:
         """Whether any item is stored in [start, end): one Query of Limit 1 (0.5 read units)."""
