@@ -238,10 +238,9 @@ def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, so
 
 def _secrets_entry(configuration: Any, source: str) -> Any:
     """The source's entry in the environment's webhook secrets (mode and secrets), or None."""
-    from ops.secrets import read_document, secret_id, secretsmanager_client
+    from ops.secrets import source_entry
 
-    client = secretsmanager_client(configuration, os.environ)
-    return read_document(client, secret_id(configuration)).document.get(source)
+    return source_entry(configuration, source)
 
 
 @task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,

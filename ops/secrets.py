@@ -174,15 +174,12 @@ def _write(client: Any, name: str, stored: Stored, document: dict[str, Any]) -> 
 
 
 def _require_source(source: str | None) -> str:
-    from functions.webhook_processor.signature import parse_secrets
+    from functions.webhook_processor.signature import SOURCE_ID_RULE, is_source_id
 
     if not source:
         raise SecretsError("--source is required for this action")
-    try:
-        parse_secrets(json.dumps({source: ["x" * MIN_SECRET_LENGTH]}))
-    except ValueError:
-        raise SecretsError("--source: 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter "
-                           "or digit") from None
+    if not is_source_id(source):  # not repeated: a secret pasted in its place must not show
+        raise SecretsError(f"--source: {SOURCE_ID_RULE}")
     return source
 
 
@@ -294,17 +291,14 @@ def set_allowed_ips(client: Any, name: str, source: str | None, addresses: list[
     return Change(source, len(values), _write(client, name, stored, document))
 
 
-def current_secret(config: EnvironmentConfig, source: str, client: Any | None = None,
-                   environ: Mapping[str, str] | None = None) -> str | None:
-    """The source's newest secret (what a sender signs with), or None; for `invoke relay`, never printed."""
+def source_entry(config: EnvironmentConfig, source: str, client: Any | None = None,
+                 environ: Mapping[str, str] | None = None) -> Any:
+    """The source's entry in the environment's secrets document (its mode and secrets, as the
+    webhook's parser reads it), or None; for `invoke relay`, which signs with it and never prints it."""
     import os
 
     client = client or secretsmanager_client(config, os.environ if environ is None else environ)
-    document = read_document(client, secret_id(config)).document
-    if source not in document:
-        return None
-    values = _entry_secrets(source, document[source])
-    return values[0] if values else None
+    return read_document(client, secret_id(config)).document.get(source)
 
 
 def seed_local_secrets(config: EnvironmentConfig, client: Any) -> str:

@@ -140,10 +140,10 @@ def relay_settings(config: EnvironmentConfig, outputs: Mapping[str, Any] | None,
     data["webhook_url"] = webhook_url
     if not isinstance(data.get("source"), str) or not data["source"]:
         raise RelaySetupError(f"--source is required: {config.name} has no HMAC source to default to")
-    from functions.webhook_processor.signature import is_source_id
+    from functions.webhook_processor.signature import SOURCE_ID_RULE, is_source_id
 
     if not is_source_id(data["source"]):  # not repeated: a secret pasted in its place must not show
-        raise RelaySetupError("--source: 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+        raise RelaySetupError(f"--source: {SOURCE_ID_RULE}")
     secret = hmac_secret(config, data["source"], entry_of(data["source"]))
     data.pop("secret_file", None)
     data["secret_env"] = SECRET_VARIABLE

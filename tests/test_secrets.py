@@ -300,13 +300,13 @@ def test_no_secret_resource_is_one_line(moto_endpoint):
         ops.run_command(CONFIG, bare, "list")
 
 
-def test_local_seeding_and_the_relays_current_secret(client):
+def test_local_seeding_and_the_relays_source_entry(client):
     version = ops.seed_local_secrets(CONFIG, client)
     seeded = parse_secrets(client.get_secret_value(SecretId=NAME)["SecretString"])
     assert seeded.keys() == {"local-demo", "local-tradingview"}
     assert client.describe_secret(SecretId=NAME)["VersionIdsToStages"][version] == ["AWSCURRENT"]
-    assert ops.current_secret(CONFIG, "local-demo", client) == CONFIG.local_webhook_secrets["local-demo"][0]
-    assert ops.current_secret(CONFIG, "unknown", client) is None
+    assert ops.source_entry(CONFIG, "local-demo", client) == CONFIG.local_webhook_secrets["local-demo"]
+    assert ops.source_entry(CONFIG, "unknown", client) is None
     with pytest.raises(ops.SecretsError, match="only an emulated environment"):
         ops.seed_local_secrets(load_config("dev"), client)
 

@@ -36,12 +36,7 @@ MAX_SIGNATURE_HEADER = 2048
 MIN_TOKEN_LENGTH = 16
 CREDENTIAL_FIELDS = ("source", "token")
 _SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-
-
-def is_source_id(text: str) -> bool:
-    """Whether `text` can name a source (1-64 letters, digits, '_', '.', ':' or '-'). Tools check
-    an id with this before they repeat it: a secret pasted where the id goes is never echoed."""
-    return bool(_SOURCE_ID.fullmatch(text))
+SOURCE_ID_RULE = "1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")       # ASCII only: '²'.isdigit() is true, int('²') fails
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _HEADER_FORMAT = "X-Signature must be 't=<unix seconds>,v1=<64 hex digits>'"
@@ -211,6 +206,12 @@ def _source_entry(source: str, value: Any) -> SourceAuth:
     return SourceAuth(mode, tuple(secret.encode() for secret in secrets), networks)
 
 
+def is_source_id(text: str) -> bool:
+    """Whether `text` can name a source (SOURCE_ID_RULE). Tools check an id with this before
+    they repeat it: a secret pasted where the id goes is never echoed."""
+    return bool(_SOURCE_ID.fullmatch(text))
+
+
 def parse_secrets(raw: str | None) -> dict[str, SourceAuth]:
     """WEBHOOK_SECRETS → each source's authentication; fails loudly, in one line, never quoting a secret.
 
@@ -222,7 +223,7 @@ def parse_secrets(raw: str | None) -> dict[str, SourceAuth]:
         data = json.loads(raw or "{}", object_pairs_hook=_pairs_without_duplicates)
     except _DuplicateKey as duplicate:
         key = str(duplicate)
-        shown = repr(key) if _SOURCE_ID.fullmatch(key) and len(key) <= 64 else "a key"
+        shown = repr(key) if is_source_id(key) else "a key"
         raise ValueError(f"WEBHOOK_SECRETS: key {shown} appears twice in one object") from None
     except ValueError as error:
         line, column = getattr(error, "lineno", "?"), getattr(error, "colno", "?")
@@ -231,9 +232,8 @@ def parse_secrets(raw: str | None) -> dict[str, SourceAuth]:
         raise ValueError("WEBHOOK_SECRETS must be a JSON object of source id -> secret(s)")
     sources: dict[str, SourceAuth] = {}
     for position, (source, value) in enumerate(data.items()):
-        if not _SOURCE_ID.fullmatch(source):
-            raise ValueError(f"WEBHOOK_SECRETS: source ids must be 1-64 letters, digits, '_', '.', ':' or '-' "
-                             f"starting with a letter or digit (entry {position + 1} is not)")
+        if not is_source_id(source):
+            raise ValueError(f"WEBHOOK_SECRETS: source ids must be {SOURCE_ID_RULE} (entry {position + 1} is not)")
         sources[source] = _source_entry(source, value)
     return sources
 
