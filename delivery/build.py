@@ -29,8 +29,8 @@ from typing import Literal
 from delivery.paths import BUILD_DIR, FUNCTIONS_DIR, ROOT
 from errors import PipelineError
 from stacks.artifacts import BuiltZip
+from stacks.names import FUNCTION_NAMES
 
-FUNCTION_NAMES = ("webhook_processor", "price_enricher", "log_alerts", "price_api")
 SHARED_PACKAGE = "shared"
 # The runtime ships boto3; a copy in the zip would only add cold-start time and drift.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six")

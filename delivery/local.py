@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform, runtime_python
+from delivery.build import LAMBDA_ARM64, build_all, host_platform, runtime_python
 from delivery.deployer import Deployer, deploy_environment, write_outputs
 from delivery.paths import BUILD_DIR, ROOT
 from delivery.synth import SynthesizedApp, synth_environment
@@ -29,7 +29,7 @@ from environments.config import EnvironmentConfig, LocalStateBackend, load_confi
 from errors import PipelineError
 from ops.secrets import seed_local_secrets
 from senders.relay import RUNNING_LOCAL, write_running_local
-from stacks.names import function_name
+from stacks.names import FUNCTION_NAMES, function_name
 
 TARGETS = ("embedded", "localstack")
 LOCALSTACK_ENDPOINT = "http://127.0.0.1:4566"

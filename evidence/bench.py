@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from delivery.build import FUNCTION_NAMES, LAMBDA_ARM64, build_all, host_platform, runtime_python
+from delivery.build import LAMBDA_ARM64, build_all, host_platform, runtime_python
 from delivery.paths import BUILD_DIR, RESULTS_DIR
 from emulator.moto_server import EmbeddedEmulator
 from emulator.runtime import provided_libraries, unpack
@@ -36,6 +36,7 @@ from errors import PipelineError
 from evidence.capacity import item_size, read_units, write_units
 from functions.shared.price_table.keys import table_definition
 from functions.webhook_processor.settings import Settings as WebhookSettings
+from stacks.names import FUNCTION_NAMES
 
 HANDLER_MODULES = {name: f"functions.{name}.handler" for name in FUNCTION_NAMES}
 

@@ -2,18 +2,29 @@
 
 from environments.config import EnvironmentConfig
 
+# The one list of the functions: the package under functions/ -> its resource name. The build,
+# the stacks, the local runtime and the benchmarks all iterate this mapping.
 FUNCTION_RESOURCES = {
     "webhook_processor": "webhook-processor",
     "price_enricher": "price-enricher",
     "log_alerts": "log-alerts",
     "price_api": "price-api",
 }
+FUNCTION_NAMES = tuple(FUNCTION_RESOURCES)
+# The tables' base names (the environment's suffix is appended by `EnvironmentConfig.resource_name`).
+PRICES_TABLE_RESOURCE = "crypto-prices"
+CANDLES_TABLE_RESOURCE = "price-candles"
 # One Secrets Manager secret per environment holds every webhook source's signing secrets.
 WEBHOOK_SECRETS_RESOURCE = "webhook-secrets"
 
 
 def function_name(config: EnvironmentConfig, function: str) -> str:
     return config.resource_name(FUNCTION_RESOURCES[function])
+
+
+def handler_path(function: str) -> str:
+    """Every function's entry point has the same place: functions/<package>/handler.py, `handler`."""
+    return f"functions.{function}.handler.handler"
 
 
 def role_name(config: EnvironmentConfig, function: str) -> str:

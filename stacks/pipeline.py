@@ -47,7 +47,7 @@ from stacks.artifacts import BuiltZip, SynthPaths
 from stacks.base import EnvironmentStack
 from stacks.checkov_skips import skip_check
 from stacks.iam import lambda_assume_role_policy, policy_document, statement
-from stacks.names import FUNCTION_RESOURCES, function_name, log_group_name, role_name
+from stacks.names import FUNCTION_RESOURCES, function_name, handler_path, log_group_name, role_name
 from stacks.storage import StorageStack
 
 # Error lines in the functions' logs: Powertools logs carry "level":"ERROR"; the runtime
@@ -63,12 +63,6 @@ NO_LAMBDA_DLQ_REASONS = {
                   "log-alerts Errors alarm on the alerts topic, and a DLQ of alerts nobody reads adds nothing.",
     "price_api": "Invoked synchronously by its function URL, where a Lambda DLQ never fires; a failed "
                  "read is the caller's 5xx to retry, and nothing is lost.",
-}
-HANDLERS = {
-    "webhook_processor": "functions.webhook_processor.handler.handler",
-    "price_enricher": "functions.price_enricher.handler.handler",
-    "log_alerts": "functions.log_alerts.handler.handler",
-    "price_api": "functions.price_api.handler.handler",
 }
 # The functions whose error lines reach log-alerts (log-alerts' own errors raise its alarm instead).
 ERROR_LINE_SOURCES = ("webhook_processor", "price_enricher", "price_api")
@@ -281,14 +275,14 @@ class PipelineStack(EnvironmentStack):
             ),
         )
         if function not in self.artifacts:
-            raise ValueError(f"no built zip for {function}: the build must list it (delivery.build.FUNCTION_NAMES)")
+            raise ValueError(f"no built zip for {function}: the build must list it (stacks.names.FUNCTION_NAMES)")
         artifact = self.artifacts[function]
         asset = TerraformAsset(self, f"{function}-zip", path=str(artifact.path), type=AssetType.FILE)
         lambda_function = LambdaFunction(
             self, function,
             function_name=name,
             role=role.arn,
-            handler=HANDLERS[function],
+            handler=handler_path(function),
             runtime=config.lambda_runtime,
             architectures=["arm64"],
             filename=asset.path,

@@ -31,7 +31,9 @@ from stacks.base import EnvironmentStack
 from stacks.checkov_skips import skip_check
 from stacks.iam import policy_document, statement
 from stacks.names import (
+    CANDLES_TABLE_RESOURCE,
     FUNCTION_RESOURCES,
+    PRICES_TABLE_RESOURCE,
     log_group_name,
     relay_execution_role_name,
     relay_log_group_name,
@@ -105,7 +107,7 @@ class StorageStack(EnvironmentStack):
                  target_key_id=self.key.key_id)
 
         self.table = self._table(
-            "prices", "crypto-prices", (PARTITION_KEY, "S"), (SORT_KEY, "N"),
+            "prices", PRICES_TABLE_RESOURCE, (PARTITION_KEY, "S"), (SORT_KEY, "N"),
             stream_enabled=True,
             stream_view_type="NEW_AND_OLD_IMAGES",
             # Only with a retention: without one, no TTL block at all, and every tick is kept. The
@@ -116,7 +118,8 @@ class StorageStack(EnvironmentStack):
                  if config.tick_retention_days is not None else None),
         )
         # No stream: candles are written by the enricher and read by the API; nothing reacts to them.
-        self.candles = self._table("candles", "price-candles", (CANDLE_PARTITION_KEY, "S"), (CANDLE_SORT_KEY, "S"))
+        self.candles = self._table("candles", CANDLES_TABLE_RESOURCE, (CANDLE_PARTITION_KEY, "S"),
+                                   (CANDLE_SORT_KEY, "S"))
         self.webhook_secrets = SecretsmanagerSecret(
             self, "webhook-secrets",
             name=webhook_secrets_name(config),

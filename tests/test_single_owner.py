@@ -1,0 +1,59 @@
+"""Facts with one owner: a second spelling of them in the project's code fails here.
+
+Read from the source with `ast`, so the check costs no import of the stacks' bindings.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from stacks.names import CANDLES_TABLE_RESOURCE, FUNCTION_NAMES, FUNCTION_RESOURCES, PRICES_TABLE_RESOURCE
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE_FOLDERS = ("functions", "stacks", "delivery", "emulator", "ops", "evidence", "demo", "senders", "environments")
+OWNER = ROOT / "stacks" / "names.py"
+
+
+def code_files() -> list[Path]:
+    files = [p for folder in CODE_FOLDERS for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]
+    return sorted(files + [ROOT / "tasks.py", ROOT / "main.py"])
+
+
+def string_literals(path: Path) -> list[tuple[int, str]]:
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def spelled_elsewhere(values: set[str], skip: tuple[str, ...] = ()) -> list[str]:
+    return [f"{path.relative_to(ROOT)}:{line} spells {value!r}"
+            for path in code_files() if path != OWNER and path.relative_to(ROOT).parts[0] not in skip
+            for line, value in string_literals(path) if value in values]
+
+
+def test_the_function_list_is_the_packages_that_have_a_handler():
+    packages = {p.parent.name for p in (ROOT / "functions").glob("*/handler.py")}
+    assert set(FUNCTION_NAMES) == packages
+    assert tuple(FUNCTION_RESOURCES) == FUNCTION_NAMES
+
+
+@pytest.mark.parametrize(("fact", "skip"), [
+    pytest.param({PRICES_TABLE_RESOURCE, CANDLES_TABLE_RESOURCE}, (), id="table base names"),
+    # The handlers name their Powertools service as a default for runs outside Lambda (the stack
+    # sets POWERTOOLS_SERVICE_NAME from FUNCTION_RESOURCES); functions/ may not import stacks/.
+    pytest.param(set(FUNCTION_RESOURCES.values()), ("functions",), id="function resource names"),
+])
+def test_a_fact_is_spelled_only_by_its_owner(fact, skip):
+    assert spelled_elsewhere(fact, skip) == []
+
+
+def test_the_check_finds_a_second_spelling(tmp_path, monkeypatch):
+    stray = ROOT / "ops" / "_stray_spelling_for_test.py"
+    stray.write_text(f'NAME = "{PRICES_TABLE_RESOURCE}"\n')
+    try:
+        assert spelled_elsewhere({PRICES_TABLE_RESOURCE}) == [f"ops/_stray_spelling_for_test.py:1 spells "
+                                                              f"{PRICES_TABLE_RESOURCE!r}"]
+    finally:
+        stray.unlink()
