@@ -8,13 +8,15 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+from emulator.session import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from environments.config import ENVIRONMENT_NAMES, load_config
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-# Tests never reach AWS: dummy credentials, and botocore >= 1.44.4 needs this for moto's Streams.
+# Tests never reach AWS: the emulator's dummy credentials (one owner: emulator.session), and
+# botocore >= 1.44.4 needs the endpoint mode for moto's Streams.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_ACCESS_KEY_ID"] = ACCESS_KEY_ID
+os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_ACCESS_KEY
 os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
 os.environ.pop("AWS_PROFILE", None)
 
