@@ -18,8 +18,12 @@ EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|#)", re.IGNORECASE)
 TICKET = re.compile(r"\bissues?[\s#-]*\d+|\bitem\s+\d+\b|(?<![\w&/])#\d+\b", re.IGNORECASE)
 
 
+PACKAGE_READMES = ("relay/README.md", "client/README.md", "emulator/README.md")
+
+
 def documents() -> list[Path]:
-    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+    """The README, the docs pages, and the READMEs of the folders that have one."""
+    return [README, *sorted((ROOT / "docs").glob("*.md")), *(ROOT / name for name in PACKAGE_READMES)]
 
 
 def relative_links(text: str) -> list[str]:
