@@ -381,7 +381,7 @@ def bench_latency(stack: Any, updates: int, per_request: int = 10) -> dict[str, 
 
 @dataclass(frozen=True)
 class BenchPlan:
-    """The sizes of one `invoke bench` run: `full` for the README, `quick` proves it still runs."""
+    """The sizes of one `invoke bench` run: `full` for docs/evidence.md, `quick` proves it still runs."""
 
     webhook_batches: tuple[int, ...]
     enricher_batches: tuple[int, ...]

@@ -15,7 +15,7 @@ than the watermark unless a tick is late, and this stream has none. The first
 `warmup_minutes` are maintained but not counted (each symbol's registry record is created
 once, not per update).
 
-`python -m evidence.candle_overhead [minutes [start_ms]]` prints a report (for the README and the
+`python -m evidence.candle_overhead [minutes [start_ms]]` prints a report (for docs/evidence.md and the
 cost model); `tests/test_candles_store.py` runs a short one and checks the budget.
 """
 

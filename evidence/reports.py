@@ -1,7 +1,7 @@
 """Rich tables for `invoke bench` and `invoke cost`.
 
 Targets are shown next to the figure they judge ("yes"/"MISSED"), never asserted: the
-benchmarks report, the reader decides (README "Evidence: cost and work per update").
+benchmarks report, the reader decides (docs/evidence.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""POST a signed webhook the way an integrator does (see the README's webhook contract)."""
+"""POST a signed webhook the way an integrator does (see docs/webhook-contract.md)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ long-lived process whose guarantee is "received means on disk" (an SQLite spool)
 replaces its Binance connection only every ~24 h. A Lambda would lose the spool at every
 hand-over, overlap two connections each cycle (Kraken rows carry the receive time, so an
 overlap stores ticks twice), and need a state store and a scheduler of its own. One Spot
-task of 0.25 vCPU runs the relay as written; README "The exchange relay" has the trade-offs.
+task of 0.25 vCPU runs the relay as written; docs/operations.md, "Where the relay runs", has the trade-offs.
 
 What is in the task:
 - `relay-setup` (essential=false, runs first, exits): receives the webhook secrets document

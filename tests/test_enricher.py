@@ -88,7 +88,7 @@ def test_hundred_record_multi_symbol_batch_costs_one_query_per_symbol(pipeline):
     assert pipeline.enrich(batch) == {"batchItemFailures": []}
     assert counter.calls == {"Query": 5, "PutItem": 100}
     requests_per_record = counter.total() / len(batch)
-    assert requests_per_record == pytest.approx(1.05)  # the README quotes this figure
+    assert requests_per_record == pytest.approx(1.05)  # docs/candles-and-indicators.md quotes this figure
     for symbol in symbols:
         latest = max(pipeline.items(symbol), key=lambda i: i["timestamp"])
         assert latest["sma_5"] == Decimal("217.0")  # 215..219

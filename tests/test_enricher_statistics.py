@@ -2,7 +2,7 @@
 
 `indicators.fmean` and `indicators.stdev` replace `statistics.fmean` and `statistics.stdev`
 to keep `statistics` (and `fractions`) off the enricher's cold start; the stored indicators,
-and the pandas comparison in the README's data contract, must not move by one ulp.
+and the pandas comparison in docs/candles-and-indicators.md, must not move by one ulp.
 """
 
 from __future__ import annotations

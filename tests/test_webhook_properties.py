@@ -76,7 +76,7 @@ payloads = st.one_of(
     st.lists(elements, max_size=5),
     st.lists(elements, max_size=3).map(lambda v: {"updates": v}),
 )
-timed_alerts = st.fixed_dictionaries({   # TradingView alerts as the README's template produces them
+timed_alerts = st.fixed_dictionaries({   # TradingView alerts as docs/webhook-contract.md's template produces them
     "symbol": st.sampled_from(["BTCUSDT", "XBTUSD", "ETHUSD", "BINANCE:BTCUSDT", "KRAKEN:DOTUSD", "LPTUSD"]),
     "exchange": st.sampled_from(["BINANCE", "KRAKEN", "COINBASE"]),
     "price": st.one_of(st.floats(min_value=1e-8, max_value=1e6),  # a bare JSON number, as {{close}} gives

@@ -1,4 +1,4 @@
-"""Indicator formulas (the data contract in the README), free of AWS.
+"""Indicator formulas (the contract in docs/candles-and-indicators.md), free of AWS.
 
 Per symbol, over its items ordered by `timestamp`, the current item included:
   sma_<n>         mean of the last n prices

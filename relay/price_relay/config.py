@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from price_relay.exchanges import get_exchange
 
 DEFAULT_SECRET_ENV = "RELAY_SECRET"  # noqa: S105 - the variable's name, not a secret
-MAX_WEBHOOK_UPDATES = 1000            # the webhook's limit per request (README, "Bodies")
+MAX_WEBHOOK_UPDATES = 1000            # the webhook's limit per request (docs/webhook-contract.md, "Bodies")
 MAX_WEBHOOK_BODY = 1024 * 1024        # and its body limit
 _SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

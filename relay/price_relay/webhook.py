@@ -1,6 +1,6 @@
 """The webhook client: sign a batch body exactly as the webhook contract says and POST it.
 
-Signing (README, "The webhook contract"): `X-Signature: t=<unix seconds>,v1=<hex>`,
+Signing (docs/webhook-contract.md, "Authentication"): `X-Signature: t=<unix seconds>,v1=<hex>`,
 hex = HMAC-SHA256(secret, b"<t>." + body). A re-sent batch keeps its body bytes and gets
 a fresh `t` (the webhook refuses a `t` more than 300 s off).
 

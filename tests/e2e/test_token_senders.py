@@ -25,7 +25,7 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
 
 
 def _alert(source: str, token: str, ticker: str, exchange: str, close: str, timenow: str) -> bytes:
-    # The message template of the README with TradingView's placeholders filled in; {{close}} unquoted.
+    # The message template of docs/webhook-contract.md with TradingView's placeholders filled in; {{close}} unquoted.
     return (f'{{"source": "{source}", "token": "{token}", "symbol": "{ticker}", "exchange": "{exchange}", '
             f'"price": {close}, "timestamp": "{timenow}"}}').encode()
 

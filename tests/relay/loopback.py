@@ -1,5 +1,5 @@
 """Loopback stand-ins for the relay's tests: an exchange websocket server that replays
-scripts of recorded frames, and the webhook, verifying signatures as the README says.
+scripts of recorded frames, and the webhook, verifying signatures as docs/webhook-contract.md says.
 
 Both bind 127.0.0.1 only.
 """
@@ -219,7 +219,7 @@ class Received:
 
 
 class WebhookStandIn:
-    """The webhook on 127.0.0.1, as the README's contract describes it.
+    """The webhook on 127.0.0.1, as docs/webhook-contract.md describes it.
 
     - 401 unless X-Source is known and X-Signature `t=<unix>,v1=<hex>[,v1=...]` carries a
       valid HMAC-SHA256 of b"<t>." + body within 300 s;
