@@ -78,7 +78,7 @@ def test_the_bound_refuses_the_newest_ticks(tmp_path: Path) -> None:
             batch, _ = await spool.take_batch("coinbase", 10, 1_000_000, 1000)
             assert batch is not None and batch.body.decode().count('"type":"ticker"') == 10
             assert frames.coinbase_ticker(10) not in batch.body.decode()
-            aside = await spool.set_aside(batch, 400, "format: refused")
+            aside, _ = await spool.set_aside(batch, 400, "format: refused")
             assert aside == 10 and spool.depth == 0
             rows = await spool.set_aside_rows()
             assert len(rows) == 10 and rows[0]["payload"] == frames.coinbase_ticker(0)
