@@ -159,3 +159,16 @@ def test_the_trade_channel_is_the_default_and_the_ticker_channel_an_option():
 def test_a_symbol_the_webhook_would_refuse_is_refused_at_start(exchange, symbol, reason):
     with pytest.raises(ConfigError, match=f"{exchange}.symbols: .*{reason}"):
         ExchangeConfig(exchange, (symbol,))
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_shifted_and_renamed_frames_still_make_the_expected_ticks(exchange):
+    """The e2e's variant of the recordings (its own market, recent times) keeps their windows."""
+    rename, shift = {"BTC": "RTBQ", "ETH": "RTEQ"}, 60_000 * 1_000_000
+    config = ExchangeConfig(exchange, trade_frames.symbols(exchange, rename))
+    spec, aggregator = get_exchange(exchange), TradeAggregator(exchange, config.stored_symbols, 1000)
+    out: list[str] = []
+    for text in trade_frames.frames(exchange, rename, shift):
+        frame = spec.trades(json.loads(text, parse_float=Decimal))
+        out += aggregator.add(frame) if frame is not None else []
+    _same(_ticks(out + aggregator.flush()), trade_frames.expected(exchange, rename, shift), exchange)
