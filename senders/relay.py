@@ -82,7 +82,7 @@ def hmac_secret(config: EnvironmentConfig, source: str, entry: Any) -> str:
 
 
 def _from_file(config_file: str, *, exchange: str | None, symbols: str | None,
-               ws_url: str | None) -> dict[str, Any]:
+               ws_url: str | None, channel: str | None = None) -> dict[str, Any]:
     """The --config file's object, its relative spool made relative to the file (as the
     price_relay CLI reads it); exchange options are refused next to the file's exchanges."""
     from price_relay.config import ConfigError, read_config_file
@@ -91,8 +91,9 @@ def _from_file(config_file: str, *, exchange: str | None, symbols: str | None,
         data = read_config_file(config_file)
     except ConfigError as error:
         raise RelaySetupError(str(error)) from None
-    if "exchanges" in data and (exchange or symbols or ws_url):
-        raise RelaySetupError("--exchange/--symbols/--ws-url cannot be combined with the config file's exchanges")
+    if "exchanges" in data and (exchange or symbols or ws_url or channel):
+        raise RelaySetupError("--exchange/--symbols/--ws-url/--channel cannot be combined with the config file's "
+                              "exchanges")
     spool = data.get("spool")
     if isinstance(spool, str) and spool.strip():
         base = Path(config_file).expanduser().resolve().parent
@@ -102,19 +103,25 @@ def _from_file(config_file: str, *, exchange: str | None, symbols: str | None,
 
 def relay_settings(config: EnvironmentConfig, outputs: Mapping[str, Any] | None, secret_lookup: SecretLookup,
                    *, source: str | None, exchange: str | None, symbols: str | None, ws_url: str | None,
-                   config_file: str | None, spool: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+                   config_file: str | None, spool: str | None,
+                   channel: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """The relay's configuration mapping and the environment holding its secret.
+
+    `channel`: "trade" (the relay's default: traded quantity as volume) or "ticker".
 
     `secret_lookup(source)` returns the source's entry in the environment's secrets
     document, or None (unused for `local`, whose document is in its environment file).
     """
-    data = _from_file(config_file, exchange=exchange, symbols=symbols, ws_url=ws_url) if config_file else {}
-    if exchange or symbols or ws_url or "exchanges" not in data:
+    data = _from_file(config_file, exchange=exchange, symbols=symbols, ws_url=ws_url,
+                      channel=channel) if config_file else {}
+    if exchange or symbols or ws_url or channel or "exchanges" not in data:
         if not exchange or not symbols:
             raise RelaySetupError("give --exchange and --symbols, or --config FILE with exchanges")
         entry: dict[str, Any] = {"exchange": exchange, "symbols": [s for s in symbols.split(",") if s]}
         if ws_url:
             entry["ws_url"] = ws_url
+        if channel:
+            entry["channel"] = channel
         data["exchanges"] = [entry]
     if spool:
         data["spool"] = str(Path(spool).expanduser().resolve())

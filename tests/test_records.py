@@ -28,6 +28,8 @@ class DataclassUpdate:
     volume: Decimal | None = None
     bid: Decimal | None = None
     ask: Decimal | None = None
+    volume_24h: Decimal | None = None
+    trades: Decimal | None = None
 
 
 ARGS = ("BTC-USD", 1_700_000_000_000, Decimal("64000.5"), "binance", "feed", 1_700_000_000_040)

@@ -302,3 +302,17 @@ def test_the_files_secret_settings_give_way_to_the_environments_secret(spool_dir
 def test_neither_exchange_options_nor_a_config_is_one_line(running):
     with pytest.raises(RelaySetupError, match="give --exchange and --symbols, or --config FILE"):
         settings(exchange="binance")
+
+
+def test_invoke_relay_reads_trades_by_default_and_tickers_on_request(running):
+    default, environ = settings(exchange="binance", symbols="BTCUSDT")
+    assert relay_config(default, environ).exchanges[0].channel == "trade"
+    ticker, environ = settings(exchange="binance", symbols="BTCUSDT", channel="ticker")
+    assert ticker["exchanges"] == [{"exchange": "binance", "symbols": ["BTCUSDT"], "channel": "ticker"}]
+    assert relay_config(ticker, environ).exchanges[0].channel == "ticker"
+
+
+def test_invoke_relay_refuses_a_symbol_the_webhook_would_refuse(running):
+    data, environ = settings(exchange="binance", symbols="ADAFDUSD")
+    with pytest.raises(Exception, match="binance.symbols: 'ADAFDUSD'.*ambiguous"):
+        relay_config(data, environ)

@@ -34,6 +34,8 @@ class GenericUpdate(BaseModel):
     volume: Any = None
     bid: Any = None
     ask: Any = None
+    volume_24h: Any = None   # added after the model was replaced: the same rule as volume
+    trades: Any = None       # added after: a whole number >= 0
 
     @field_validator("price")
     @classmethod
@@ -45,10 +47,18 @@ class GenericUpdate(BaseModel):
     def _positive(cls, value: Any) -> Decimal | None:
         return None if value is None else exact_decimal(value, positive=True)
 
-    @field_validator("volume")
+    @field_validator("volume", "volume_24h")
     @classmethod
     def _not_negative(cls, value: Any) -> Decimal | None:
         return None if value is None else exact_decimal(value, positive=False)
+
+    @field_validator("trades")
+    @classmethod
+    def _whole(cls, value: Any) -> Decimal | None:
+        number = None if value is None else exact_decimal(value, positive=False)
+        if number is not None and number != number.to_integral_value():
+            raise ValueError("must be a whole number")
+        return number
 
 
 def reference_update(raw: dict[str, Any]) -> tuple[str, Any]:
@@ -185,6 +195,7 @@ BASE = {"symbol": "BTC", "price": 1, "exchange": "x"}
     {"price": True}, {"price": "0"}, {"exchange": "bad exchange!"}, {"exchange": "x\n"}, {"exchange": "A" * 33},
     {"exchange": "\u00e9"}, {"exchange": "\u0661"}, {"exchange": ""}, {"exchange": None}, {"volume": -1},
     {"volume": 0}, {"volume": None}, {"bid": 0}, {"ask": "x"}, {"timestamp": object()}, {"unknown": 1},
+    {"volume_24h": -1}, {"volume_24h": "12.5"}, {"trades": 3}, {"trades": "2.5"}, {"trades": -1},
 ])
 def test_named_edges_get_the_models_answer(change):
     raw = {**BASE, **change}

@@ -12,14 +12,18 @@ from typing import Any
 from functions.shared.records import Record
 
 MESSAGE_VERSION = 1
-OPTIONAL_NUMBERS = ("volume", "bid", "ask")
+# volume: traded base quantity since this venue's previous tick (summed into candles).
+# volume_24h: the venue's own rolling 24 h figure, stored as sent and never summed.
+# trades: how many trades the tick aggregates (the relay's trade channels), an integer.
+OPTIONAL_NUMBERS = ("volume", "bid", "ask", "volume_24h", "trades")
 
 
 class PriceUpdate(Record):
     """One update: immutable, compared and hashed by value (a `Record`, not a frozen dataclass,
     for the cold start: see `functions.shared.records`)."""
 
-    __slots__ = ("symbol", "event_ms", "price", "exchange", "source", "received_at_ms", "volume", "bid", "ask")
+    __slots__ = ("symbol", "event_ms", "price", "exchange", "source", "received_at_ms", "volume", "bid", "ask",
+                 "volume_24h", "trades")
 
     symbol: str          # BASE-QUOTE, upper case
     event_ms: int        # the update's own time, epoch milliseconds
@@ -30,10 +34,13 @@ class PriceUpdate(Record):
     volume: Decimal | None
     bid: Decimal | None
     ask: Decimal | None
+    volume_24h: Decimal | None
+    trades: Decimal | None
 
     def __init__(self, symbol: str, event_ms: int, price: Decimal, exchange: str, source: str, received_at_ms: int,
-                 volume: Decimal | None = None, bid: Decimal | None = None, ask: Decimal | None = None) -> None:
-        self._init(symbol, event_ms, price, exchange, source, received_at_ms, volume, bid, ask)
+                 volume: Decimal | None = None, bid: Decimal | None = None, ask: Decimal | None = None,
+                 volume_24h: Decimal | None = None, trades: Decimal | None = None) -> None:
+        self._init(symbol, event_ms, price, exchange, source, received_at_ms, volume, bid, ask, volume_24h, trades)
 
     def identity(self) -> tuple[object, ...]:
         """What makes two updates the same update: a redelivery matches on all of it.
@@ -41,7 +48,8 @@ class PriceUpdate(Record):
         Source and receive time are left out: the same tick resent (or relayed by
         another sender) is still the same tick.
         """
-        return (self.symbol, self.event_ms, self.exchange, self.price, self.volume, self.bid, self.ask)
+        return (self.symbol, self.event_ms, self.exchange, self.price,
+                *(getattr(self, name) for name in OPTIONAL_NUMBERS))
 
     def to_message(self) -> dict[str, Any]:
         """JSON-safe form for the DLQ: numbers as strings so nothing is rounded."""

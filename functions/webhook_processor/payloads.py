@@ -23,7 +23,9 @@ from decimal import Decimal
 from typing import Any
 
 from functions.shared.price_update import PriceUpdate
-from functions.webhook_processor.normalize import event_time_ms, exact_decimal, normalize_symbol
+from functions.webhook_processor import kraken_names
+from functions.webhook_processor.normalize import event_time_ms, exact_decimal
+from functions.webhook_processor.symbols import normalize_symbol
 
 MAX_UPDATES = 1000
 FORMATS = ("generic", "binance", "coinbase", "kraken")
@@ -74,12 +76,15 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-BINANCE_STREAM_NAMES = {"symbol": "s", "price": "c", "bid": "b", "ask": "a", "volume": "v", "timestamp": "E"}
+# Exchange tickers carry a rolling 24 h volume (Binance `v`/`volume`, Coinbase `volume_24h`,
+# Kraken `volume`/`v[1]`): it is the venue's `volume_24h`, never a tick's `volume` (traded
+# quantity since the venue's previous tick), which a candle sums.
+BINANCE_STREAM_NAMES = {"symbol": "s", "price": "c", "bid": "b", "ask": "a", "volume_24h": "v", "timestamp": "E"}
 BINANCE_REST_NAMES = {"symbol": "symbol", "price": "lastPrice", "bid": "bidPrice", "ask": "askPrice",
-                      "volume": "volume", "timestamp": "closeTime"}
+                      "volume_24h": "volume", "timestamp": "closeTime"}
 COINBASE_NAMES = {"symbol": "product_id", "price": "price", "bid": "best_bid", "ask": "best_ask",
-                  "volume": "volume_24h", "timestamp": "time"}
-KRAKEN_WS_NAMES = {"symbol": "symbol", "price": "last", "bid": "bid", "ask": "ask", "volume": "volume",
+                  "volume_24h": "volume_24h", "timestamp": "time"}
+KRAKEN_WS_NAMES = {"symbol": "symbol", "price": "last", "bid": "bid", "ask": "ask", "volume_24h": "volume",
                    "timestamp": "timestamp"}
 
 
@@ -108,11 +113,11 @@ def _coinbase(element: dict[str, Any]) -> list[Row]:
 
 
 def _kraken_rest_pair(pair: str) -> str:
-    """Kraken REST pair names: XXBTZUSD → XBT/USD (X marks crypto, Z fiat); others (XBTUSDT, DOTUSD,
-    USDTZUSD) are split by `normalize_symbol`, which knows Kraken's compact names."""
-    if len(pair) == 8 and pair[0] in "XZ" and pair[4] in "XZ":
-        return f"{pair[1:4]}/{pair[5:]}"
-    return pair
+    """Kraken REST pair keys: two legacy asset codes (XXBTZUSD, XETHZEUR, XETHXXBT) become
+    BASE/QUOTE by Kraken's own table (`kraken_names`); an unknown name in that spelling is an
+    error; others (XBTUSDT, DOTUSD, USDTZUSD) are split by `normalize_symbol`."""
+    legacy = kraken_names.legacy_pair(pair)
+    return pair if legacy is None else f"{legacy[0]}/{legacy[1]}"
 
 
 def _kraken(element: dict[str, Any]) -> list[Row]:
@@ -147,10 +152,15 @@ def _kraken(element: dict[str, Any]) -> list[Row]:
             value = ticker.get(key)
             return value[position] if isinstance(value, list) and len(value) > position else None
 
-        updates.append(Row({"symbol": _kraken_rest_pair(pair), "price": at("c", 0), "bid": at("b", 0),
-                            "ask": at("a", 0), "volume": at("v", 1), "exchange": "kraken"},
+        try:
+            symbol = _kraken_rest_pair(pair)
+        except ValueError as error:
+            updates.append(Row({}, error=f"{where}: {str(error)[:120]}"))
+            continue
+        updates.append(Row({"symbol": symbol, "price": at("c", 0), "bid": at("b", 0),
+                            "ask": at("a", 0), "volume_24h": at("v", 1), "exchange": "kraken"},
                            {"symbol": where, "price": f"{where}.c[0]", "bid": f"{where}.b[0]",
-                            "ask": f"{where}.a[0]", "volume": f"{where}.v[1]"}))
+                            "ask": f"{where}.a[0]", "volume_24h": f"{where}.v[1]"}))
     return updates
 
 
@@ -249,6 +259,7 @@ def parse_updates(data: Any, *, format_hint: str | None, source: str, received_a
 #   symbol: str, 1-40 characters;  price: required, > 0;  exchange: str, 1-32 characters,
 #   ^[A-Za-z0-9][A-Za-z0-9_.-]*$;  timestamp: anything (event_time_ms reads it);
 #   volume: >= 0 or null;  bid, ask: > 0 or null;  other keys ignored.
+# Added since (no pydantic counterpart): volume_24h: >= 0 or null; trades: an integer >= 0 or null.
 # Strings are stripped first (str_strip_whitespace) of what pydantic-core (Rust's
 # char::is_whitespace) strips: Unicode White_Space. Python's str.strip() would also strip
 # U+001C..U+001F, which pydantic kept (and the symbol's checks then refuse).
@@ -309,7 +320,16 @@ def validate_generic(raw: dict[str, Any]) -> dict[str, Any]:
     exchange = _text(raw, "exchange", EXCHANGE_MAX_LENGTH, _EXCHANGE)
     return {"symbol": symbol, "price": price, "exchange": exchange, "timestamp": raw.get("timestamp"),
             "volume": _optional_number(raw, "volume", positive=False),
-            "bid": _optional_number(raw, "bid", positive=True), "ask": _optional_number(raw, "ask", positive=True)}
+            "bid": _optional_number(raw, "bid", positive=True), "ask": _optional_number(raw, "ask", positive=True),
+            "volume_24h": _optional_number(raw, "volume_24h", positive=False), "trades": _trades(raw)}
+
+
+def _trades(raw: dict[str, Any]) -> Decimal | None:
+    """How many trades a tick aggregates: a whole number >= 0, or absent."""
+    value = _optional_number(raw, "trades", positive=False)
+    if value is not None and value != value.to_integral_value():
+        raise UpdateError("trades", "must be a whole number")
+    return value
 
 
 def _validated(raw: dict[str, Any], source: str, received_at_ms: int, default_event_ms: int | None,
@@ -325,4 +345,4 @@ def _validated(raw: dict[str, Any], source: str, received_at_ms: int, default_ev
         raise UpdateError("timestamp", str(error)) from None
     return PriceUpdate(symbol=symbol, event_ms=event_ms, price=fields["price"], exchange=fields["exchange"].lower(),
                        source=source, received_at_ms=received_at_ms, volume=fields["volume"], bid=fields["bid"],
-                       ask=fields["ask"])
+                       ask=fields["ask"], volume_24h=fields["volume_24h"], trades=fields["trades"])

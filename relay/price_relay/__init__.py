@@ -1,4 +1,4 @@
-"""price-relay: exchange websocket tickers -> the price webhook, in signed batches,
+"""price-relay: exchange websocket trades (or tickers) -> the price webhook, in signed batches,
 through an on-disk spool so that nothing is lost while the webhook is unreachable.
 
 Python API (what the project's Invoke task and benchmark call):
@@ -8,7 +8,9 @@ Python API (what the project's Invoke task and benchmark call):
 - `run(config) -> int` (blocking, until SIGINT/SIGTERM) and `arun(config) -> int` (async);
 - `price_relay.bench.measure(ticks) -> dict`.
 
-It talks to the webhook over HTTP only and imports nothing from the pipeline's code.
+It talks to the webhook over HTTP only. The one piece of the pipeline's code it imports is
+the webhook's symbol rules (`functions.webhook_processor.symbols`, standard library only),
+to refuse at start a symbol the webhook would refuse (see `price_relay.symbols`).
 """
 
 from price_relay.cli import arun, main, run

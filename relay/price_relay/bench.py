@@ -86,7 +86,8 @@ async def forward(frames: list[str], symbols: tuple[str, ...], webhook_url: str,
         port = server.sockets[0].getsockname()[1]
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as directory:
             config = RelayConfig(
-                exchanges=(ExchangeConfig("binance", symbols, ws_url=f"ws://127.0.0.1:{port}/stream"),),
+                exchanges=(ExchangeConfig("binance", symbols, ws_url=f"ws://127.0.0.1:{port}/stream",
+                                          channel="ticker"),),
                 webhook_url=webhook_url, source=source, secret=Secret(secret),
                 spool_path=Path(directory) / "spool.db", batch_size=batch_size, batch_seconds=0.2,
                 silence_seconds=60, drain_seconds=0, stats_seconds=3600)

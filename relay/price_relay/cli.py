@@ -30,7 +30,7 @@ The webhook secret is read from the environment variable named by --secret-env
 --config FILE is a JSON object with the same settings, several exchanges at once:
   {{"webhook_url": "https://...", "source": "relay-1", "secret_env": "{DEFAULT_SECRET_ENV}",
    "spool": "relay.db", "batch_size": 100, "batch_seconds": 1.0,
-   "exchanges": [{{"exchange": "binance", "symbols": ["BTCUSDT", "ETHUSDT"]}},
+   "exchanges": [{{"exchange": "binance", "symbols": ["BTCUSDT", "ETHUSDT"], "channel": "trade"}},
                  {{"exchange": "kraken", "symbols": ["BTC/USD"], "ws_url": "wss://..."}}]}}
 Options given on the command line override the file's values; --exchange, --symbols
 and --ws-url cannot be combined with a file's "exchanges".
@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="exchange to read (one; use --config for several)")
     parser.add_argument("--symbols", help="comma-separated symbols as the exchange writes them: "
                         "binance BTCUSDT, coinbase BTC-USD, kraken BTC/USD")
+    parser.add_argument("--channel", choices=["trade", "ticker"],
+                        help="trade (default): the exchange's trade channel (Binance aggTrade, Coinbase matches, "
+                        "Kraken trade), one tick per symbol per window with the traded quantity as volume; "
+                        "ticker: its ticker channel, forwarded as received")
+    parser.add_argument("--trade-window-seconds", type=float,
+                        help="trade channel: at most one tick per symbol per this many seconds (default 1.0)")
     parser.add_argument("--webhook-url", help="the webhook's URL (http or https); ?format=<exchange> is added")
     parser.add_argument("--source", help="source id sent as X-Source; the webhook knows its secret by it")
     secret = parser.add_mutually_exclusive_group()
@@ -79,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--silence-seconds", type=float, help="a stream silent this long is reconnected (default 30)")
     parser.add_argument("--spool-max", type=int, help="spool bound in ticks (default 1,000,000): a loud warning at "
                         "80%%, new ticks refused and counted as dropped at the bound")
+    parser.add_argument("--set-aside-max", type=int, help="set-aside rows kept (ticks the webhook refused; "
+                        "default 10,000): the oldest go first, and any older than 7 days")
     parser.add_argument("--max-connection-seconds", type=float, help="replace a connection after this long "
                         "(default: binance 85800 = 23 h 50 min, before its 24 h limit; others never)")
     parser.add_argument("--config", metavar="FILE",
@@ -90,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _GLOBAL_OPTIONS = {"webhook_url": "webhook_url", "source": "source", "batch_size": "batch_size",
-                   "batch_seconds": "batch_seconds", "silence_seconds": "silence_seconds", "spool_max": "spool_max"}
+                   "batch_seconds": "batch_seconds", "silence_seconds": "silence_seconds", "spool_max": "spool_max",
+                   "trade_window_seconds": "trade_window_seconds", "set_aside_max": "set_aside_max"}
 
 
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RelayConfig:
@@ -113,10 +122,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
             data["secret_env"] = args.secret_env
         else:
             data["secret_file"] = str(Path(args.secret_file).expanduser().resolve())
-    if args.exchange or args.symbols or args.ws_url or args.max_connection_seconds:
+    if args.exchange or args.symbols or args.ws_url or args.max_connection_seconds or args.channel:
         if "exchanges" in data:
-            raise ConfigError("--exchange/--symbols/--ws-url/--max-connection-seconds cannot be combined with the "
-                              "config file's exchanges")
+            raise ConfigError("--exchange/--symbols/--ws-url/--max-connection-seconds/--channel cannot be combined "
+                              "with the config file's exchanges")
         if not args.exchange or not args.symbols:
             raise ConfigError("--exchange and --symbols are required (or a --config file with exchanges)")
         exchange: dict[str, Any] = {"exchange": args.exchange, "symbols": args.symbols.split(",")}
@@ -124,6 +133,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
             exchange["ws_url"] = args.ws_url
         if args.max_connection_seconds:
             exchange["max_connection_seconds"] = args.max_connection_seconds
+        if args.channel:
+            exchange["channel"] = args.channel
         data["exchanges"] = [exchange]
     if "exchanges" not in data:
         raise ConfigError("--exchange and --symbols are required (or a --config file with exchanges)")

@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from price_relay.exchanges import get_exchange
+from price_relay.exchanges.base import CHANNELS
+from price_relay.symbols import stored_symbol
 
 DEFAULT_SECRET_ENV = "RELAY_SECRET"  # noqa: S105 - the variable's name, not a secret
 MAX_WEBHOOK_UPDATES = 1000            # the webhook's limit per request (docs/webhook-contract.md, "Bodies")
@@ -96,6 +98,9 @@ class ExchangeConfig:
     symbols: tuple[str, ...]
     ws_url: str | None = None
     max_connection_seconds: float | None = None
+    # "trade" (default): the exchange's trade channel, aggregated into ticks with volume;
+    # "ticker": its ticker channel, forwarded as received (the rolling figure is volume_24h).
+    channel: str = "trade"
 
     def __post_init__(self) -> None:
         try:
@@ -112,6 +117,7 @@ class ExchangeConfig:
                 continue
             try:
                 symbol = spec.normalize_symbol(item)
+                stored_symbol(symbol)  # the webhook's own rules: refused here, not set aside forever
             except ValueError as error:
                 raise ConfigError(f"{spec.name}.symbols: {error}") from None
             if symbol not in symbols:
@@ -123,6 +129,14 @@ class ExchangeConfig:
             object.__setattr__(self, "ws_url", _check_url(self.ws_url, ("ws", "wss"), f"{spec.name}.ws_url"))
         if self.max_connection_seconds is not None:
             _positive(self.max_connection_seconds, f"{spec.name}.max_connection_seconds")
+        if self.channel not in CHANNELS:
+            raise ConfigError(f"{spec.name}.channel: must be one of {', '.join(CHANNELS)} "
+                              f"(got {str(self.channel)[:20]!r})")
+
+    @property
+    def stored_symbols(self) -> dict[str, str]:
+        """The exchange's spelling -> the symbol the webhook stores (BTCUSDT -> BTC-USDT)."""
+        return {symbol: stored_symbol(symbol) for symbol in self.symbols}
 
     @property
     def connection_limit_seconds(self) -> float | None:
@@ -155,6 +169,12 @@ class RelayConfig:
     drain_seconds: float = 5.0
     stats_seconds: float = 60.0
     max_body_bytes: int = 900_000
+    # Trade channels: at most one tick per symbol per window of trade time.
+    trade_window_seconds: float = 1.0
+    # Set-aside rows (ticks the webhook refused) are kept for an operator, but bounded:
+    # the oldest beyond set_aside_max go, and any older than set_aside_max_age_seconds.
+    set_aside_max: int = 10_000
+    set_aside_max_age_seconds: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         if isinstance(self.secret, str):
@@ -195,6 +215,11 @@ class RelayConfig:
                 or self.drain_seconds < 0:
             raise ConfigError("drain_seconds: must be a number >= 0")
         _positive(self.max_body_bytes, "max_body_bytes", integer=True, maximum=MAX_WEBHOOK_BODY - 1024)
+        _positive(self.trade_window_seconds, "trade_window_seconds", maximum=60)
+        if int(self.trade_window_seconds * 1000) < 1:
+            raise ConfigError("trade_window_seconds: must be at least 0.001")
+        _positive(self.set_aside_max, "set_aside_max", integer=True)
+        _positive(self.set_aside_max_age_seconds, "set_aside_max_age_seconds")
 
     def exchange(self, name: str) -> ExchangeConfig:
         """The configuration of one exchange by name."""

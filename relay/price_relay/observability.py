@@ -34,7 +34,8 @@ class Counters:
     received: ticks committed to the spool. sent: ticks in batches the webhook answered
     200/202. accepted, duplicates, queued: sums of the webhook's own counts. set_aside:
     ticks refused by the webhook (4xx batch or `rejected` element). dropped: ticks
-    refused because the spool was full. retried: failed POSTs that will be retried.
+    refused because the spool was full. set_aside_pruned: set-aside rows removed by the
+    bound or the age limit. retried: failed POSTs that will be retried.
     requests: POSTs made. reconnects: websocket connections opened after the first.
     """
 
@@ -44,6 +45,7 @@ class Counters:
     duplicates: int = 0
     queued: int = 0
     set_aside: int = 0
+    set_aside_pruned: int = 0
     dropped: int = 0
     retried: int = 0
     requests: int = 0

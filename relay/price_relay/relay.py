@@ -49,7 +49,9 @@ class Relay:
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.counters = Counters()
-        self.spool = Spool(config.spool_path, max_ticks=config.spool_max, synchronous=config.spool_synchronous)
+        self.spool = Spool(config.spool_path, max_ticks=config.spool_max, synchronous=config.spool_synchronous,
+                           set_aside_max=config.set_aside_max,
+                           set_aside_max_age_ms=int(config.set_aside_max_age_seconds * 1000))
         self.streams: dict[str, ExchangeStream] = {}
         self.failed: BaseException | None = None
         self._queue: asyncio.Queue[tuple[str, str, int]] | None = None
@@ -91,6 +93,8 @@ class Relay:
             stream = ExchangeStream(self.config, exchange, self._sink, self.counters, self._stopping)
             self.streams[exchange.exchange] = stream
             self._stream_tasks.append(self._spawn(stream.run(), f"relay-stream-{exchange.exchange}"))
+            if stream.aggregator is not None:
+                self._worker_tasks.append(self._spawn(self._window_loop(stream), f"relay-trades-{exchange.exchange}"))
 
     async def stop(self, drain_seconds: float | None = None) -> None:
         """Stop reading, commit what was read, send what is spooled for up to
@@ -101,6 +105,9 @@ class Relay:
         loop = asyncio.get_running_loop()
         self._stopping.set()
         await self._cancel(self._stream_tasks)
+        if not self._failure.is_set():
+            for stream in self.streams.values():
+                await stream.send_due(final=True)  # the open trade windows are received trades: send them
         if self._queue is not None and not self._failure.is_set():
             try:
                 await asyncio.wait_for(self._queue.join(), timeout=10)
@@ -147,8 +154,8 @@ class Relay:
         return 1 if self.failed is not None else 0
 
     def snapshot(self) -> dict[str, int]:
-        """The counters and the spool's current depth."""
-        return self.counters.snapshot(self.spool.depth)
+        """The counters, the spool's current depth and the set-aside rows it holds."""
+        return {**self.counters.snapshot(self.spool.depth), "set_aside_held": self.spool.set_aside_held}
 
     def status_text(self) -> str:
         """One line for the live status display."""
@@ -156,7 +163,8 @@ class Relay:
         links = " ".join(f"{name}:{'up' if s.connected else 'down'}" for name, s in self.streams.items())
         return (f"{links} | received {c['received']} sent {c['sent']} accepted {c['accepted']} "
                 f"dup {c['duplicates']} spooled {c['spooled']} retried {c['retried']} "
-                f"set-aside {c['set_aside']} dropped {c['dropped']} reconnects {c['reconnects']}")
+                f"set-aside {c['set_aside']} (held {c['set_aside_held']}, pruned {c['set_aside_pruned']}) "
+                f"dropped {c['dropped']} reconnects {c['reconnects']}")
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -244,7 +252,11 @@ class Relay:
 
     async def _deliver(self, batch: Batch) -> None:
         config = self.config
-        url = endpoint(config.webhook_url, batch.exchange)
+        # Ticker channels post ?format=<exchange>; trade ticks are the generic format, posted
+        # without one, so the webhook reads each element by its shape (a spool that still holds
+        # tickers from before a switch to trades is delivered too).
+        channel = config.exchange(batch.exchange).channel
+        url = endpoint(config.webhook_url, batch.exchange if channel == "ticker" else None)
         attempt = 0
         while True:
             answer = await asyncio.to_thread(post_batch, url, config.source, config.secret, batch.body,
@@ -255,7 +267,8 @@ class Relay:
                 listed = answer.body.get("rejected") or []
                 rejected = [(item.get("index"), str(item.get("error", "")))
                             for item in listed if isinstance(item, dict)]
-                aside = await self.spool.acknowledge(batch, rejected, answer.status)
+                aside, pruned = await self.spool.acknowledge(batch, rejected, answer.status)
+                self.counters.set_aside_pruned += pruned
                 counters = self.counters
                 counters.sent += batch.size
                 counters.accepted += _count(answer.body, "accepted")
@@ -275,8 +288,9 @@ class Relay:
                 return
             if answer.outcome is Outcome.SET_ASIDE:
                 error = answer.error or f"HTTP {answer.status}"
-                aside = await self.spool.set_aside(batch, answer.status, error)
+                aside, pruned = await self.spool.set_aside(batch, answer.status, error)
                 self.counters.set_aside += aside
+                self.counters.set_aside_pruned += pruned
                 log.error("the webhook refused the batch; set aside, not retried", extra={
                     "event": "set_aside", **details, "error": error})
                 self._progress.set()
@@ -290,6 +304,13 @@ class Relay:
                         "event": "retry", **details, "attempt": attempt, "retry_in": round(delay, 3),
                         "error": answer.error})
             await asyncio.sleep(delay)
+
+    async def _window_loop(self, stream: ExchangeStream) -> None:
+        """Close trade windows on the local clock (a quiet symbol's last window goes too)."""
+        period = min(0.25, self.config.trade_window_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            await stream.send_due()
 
     async def _stats_loop(self) -> None:
         while True:

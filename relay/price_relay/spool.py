@@ -10,7 +10,11 @@ Tables:
 - `batches`: a batch is fixed when formed: its ticks, in id order, make its body, so a
   re-send after a failure (or after a restart) has exactly the same bytes.
 - `set_aside`: ticks the webhook refused (a 4xx, or listed in `rejected`), with the
-  status and error, kept for an operator and never retried automatically.
+  status and error, kept for an operator and never retried automatically. Bounded
+  apart from the ticks: at most `set_aside_max` rows (the oldest go first) and none
+  older than `set_aside_max_age_ms`, pruned whenever rows are set aside and at open.
+  A refused tick will never be delivered, so keeping the newest sample of what was
+  refused, and why, is what an operator needs; an unbounded table is not.
 
 The spool is bounded (`max_ticks`): at the bound new ticks are refused (dropped and
 counted) rather than old ones evicted, because the old ones were already counted as
@@ -95,9 +99,13 @@ def body_of(payloads: list[str]) -> bytes:
 class Spool:
     """The async face of the SQLite spool (see module docstring)."""
 
-    def __init__(self, path: Path, *, max_ticks: int, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, max_ticks: int, synchronous: str = "FULL", set_aside_max: int = 10_000,
+                 set_aside_max_age_ms: int = 7 * 86_400_000) -> None:
         self.path = Path(path)
         self.max_ticks = max_ticks
+        self.set_aside_max = set_aside_max
+        self.set_aside_max_age_ms = set_aside_max_age_ms
+        self._set_aside_held = 0
         self.synchronous = synchronous
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
@@ -128,6 +136,11 @@ class Spool:
             self._executor = None
 
     @property
+    def set_aside_held(self) -> int:
+        """Set-aside rows the spool holds now (bounded by set_aside_max)."""
+        return self._set_aside_held
+
+    @property
     def depth(self) -> int:
         """Ticks in the spool (unbatched and batched, not the set-aside ones)."""
         return self._depth
@@ -145,12 +158,13 @@ class Spool:
         until the oldest pending tick is due, or None when nothing is pending)."""
         return await self._call(self._take_batch, exchange, max_count, max_bytes, max_age_ms)
 
-    async def acknowledge(self, batch: Batch, rejected: Sequence[tuple[object, str]], status: int) -> int:
+    async def acknowledge(self, batch: Batch, rejected: Sequence[tuple[object, str]],
+                          status: int) -> tuple[int, int]:
         """The webhook took the batch: remove its ticks; the `rejected` (index, error)
-        elements go to `set_aside`. Returns how many were set aside."""
+        elements go to `set_aside`. Returns (rows set aside, old rows pruned by the bound)."""
         return await self._call(self._acknowledge, batch, rejected, status)
 
-    async def set_aside(self, batch: Batch, status: int, error: str) -> int:
+    async def set_aside(self, batch: Batch, status: int, error: str) -> tuple[int, int]:
         """The webhook refused the whole batch (4xx): move all its ticks to `set_aside`."""
         rejected = [(index, error) for index in range(batch.size)]
         return await self._call(self._acknowledge, batch, rejected, status)
@@ -213,6 +227,14 @@ class Spool:
         self._depth = self._scalar("SELECT COUNT(*) FROM ticks")
         self._unbatched = dict(db.execute("SELECT exchange, COUNT(*) FROM ticks WHERE batch_id IS NULL "
                                           "GROUP BY exchange").fetchall())
+        self._set_aside_held = self._scalar("SELECT COUNT(*) FROM set_aside")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._prune_set_aside(int(time.time() * 1000))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -292,7 +314,20 @@ class Spool:
         self._unbatched[exchange] = max(0, self._unbatched.get(exchange, 0) - len(chosen))
         return self._load_batch(batch_id, exchange), None
 
-    def _acknowledge(self, batch: Batch, rejected: Sequence[tuple[object, str]], status: int) -> int:
+    def _prune_set_aside(self, now_ms: int) -> int:
+        """Inside a transaction: drop set-aside rows past the age limit, then the oldest
+        beyond the bound. Returns how many went."""
+        db = self._conn
+        pruned = db.execute("DELETE FROM set_aside WHERE set_aside_ms < ?",
+                            (now_ms - self.set_aside_max_age_ms,)).rowcount
+        held = self._set_aside_held - pruned
+        if held > self.set_aside_max:
+            pruned += db.execute("DELETE FROM set_aside WHERE id IN (SELECT id FROM set_aside ORDER BY id LIMIT ?)",
+                                 (held - self.set_aside_max,)).rowcount
+        self._set_aside_held = self._scalar("SELECT COUNT(*) FROM set_aside")
+        return pruned
+
+    def _acknowledge(self, batch: Batch, rejected: Sequence[tuple[object, str]], status: int) -> tuple[int, int]:
         db = self._conn
         now_ms = int(time.time() * 1000)
         aside = []
@@ -301,6 +336,7 @@ class Spool:
             if isinstance(index, int) and 0 <= index < batch.size and index not in seen:
                 seen.add(index)
                 aside.append((batch.tick_ids[index], status, str(error)[:1000], now_ms))
+        held_before = self._set_aside_held
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO set_aside (tick_id, exchange, payload, received_ms, status, error, "
@@ -309,9 +345,12 @@ class Spool:
             removed = db.execute("DELETE FROM ticks WHERE exchange = ? AND batch_id = ?",
                                  (batch.exchange, batch.id)).rowcount
             db.execute("DELETE FROM batches WHERE id = ?", (batch.id,))
+            self._set_aside_held += len(aside)
+            pruned = self._prune_set_aside(now_ms) if aside else 0
             db.execute("COMMIT")
         except BaseException:
+            self._set_aside_held = held_before
             db.execute("ROLLBACK")
             raise
         self._depth -= removed
-        return len(aside)
+        return len(aside), pruned

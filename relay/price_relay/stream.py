@@ -29,6 +29,7 @@ from price_relay.backoff import full_jitter
 from price_relay.config import ExchangeConfig, RelayConfig, redact_url
 from price_relay.exchanges import FrameKind, get_exchange
 from price_relay.observability import Counters, get_logger
+from price_relay.trades import TradeAggregator
 
 log = get_logger("stream")
 
@@ -48,7 +49,10 @@ class ExchangeStream:
         self.config = config
         self.exchange = exchange
         self.spec = get_exchange(exchange.exchange)
-        self.url = self.spec.ws_url(exchange.symbols, exchange.ws_url)
+        self.url = self.spec.ws_url(exchange.symbols, exchange.ws_url, exchange.channel)
+        self.aggregator = TradeAggregator(self.spec.name, exchange.stored_symbols,
+                                          max(1, int(config.trade_window_seconds * 1000))) \
+            if exchange.channel == "trade" else None
         self.sink = sink
         self.counters = counters
         self.stopping = stopping
@@ -73,7 +77,7 @@ class ExchangeStream:
                     self.connected = True
                     log.info("connected", extra={"event": "connected", "exchange": name,
                                                  "url": redact_url(self.url), "symbols": list(self.exchange.symbols)})
-                    for message in self.spec.subscribe_messages(self.exchange.symbols):
+                    for message in self.spec.subscribe_messages(self.exchange.symbols, self.exchange.channel):
                         await ws.send(message)
                     proactive = await self._read(ws)
                     if proactive:
@@ -136,6 +140,14 @@ class ExchangeStream:
             if await self._handle(frame):
                 self._delivered = True  # this connection works: the backoff starts over
 
+    async def send_due(self, final: bool = False) -> None:
+        """Hand the closed trade windows (every open one when `final`) to the spool writer."""
+        if self.aggregator is None:
+            return
+        now_ms = int(time.time() * 1000)
+        for payload in self.aggregator.flush() if final else self.aggregator.due(now_ms):
+            await self.sink(self.spec.name, payload, now_ms)
+
     async def _handle(self, frame: str | bytes) -> bool:
         """Classify one frame; forward a ticker. Returns True for a ticker."""
         name = self.spec.name
@@ -146,8 +158,21 @@ class ExchangeStream:
             log.warning("frame is not JSON; ignored", extra={"event": "bad_frame", "exchange": name,
                                                              "bytes": len(frame)})
             return False
+        if self.aggregator is not None:
+            try:
+                trades = self.spec.trades(message)
+            except (ValueError, ArithmeticError) as error:
+                log.warning("trade frame malformed; ignored", extra={"event": "bad_frame", "exchange": name,
+                                                                     "error": str(error)[:200]})
+                return False
+            if trades is not None:
+                for payload in self.aggregator.add(trades):
+                    await self.sink(name, payload, int(time.time() * 1000))
+                return True
         kind = self.spec.classify(message)
-        if kind is FrameKind.TICKER:
+        if kind is FrameKind.TICKER and self.aggregator is not None:
+            log.debug("ticker on a trade subscription; ignored", extra={"event": "ignored", "exchange": name})
+        elif kind is FrameKind.TICKER:
             received_ms = int(time.time() * 1000)
             try:
                 payload = jsontext.dumps(message) if self.spec.stamp_event_time(message, received_ms) else text

@@ -65,11 +65,13 @@ def signature_header(secret: Secret, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={sign(secret.reveal(), timestamp, body)}"
 
 
-def endpoint(webhook_url: str, exchange: str) -> str:
-    """`<webhook_url>?format=<exchange>`, keeping any query the URL already has."""
+def endpoint(webhook_url: str, exchange: str | None) -> str:
+    """`<webhook_url>?format=<exchange>` (no `format` for None), keeping any other query."""
     parts = urlsplit(webhook_url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "format"]
-    return urlunsplit(parts._replace(query=urlencode(query + [("format", exchange)])))
+    if exchange is not None:
+        query.append(("format", exchange))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _answer(status: int, raw: bytes) -> WebhookAnswer:

@@ -1,6 +1,6 @@
 """The relay's tests run against this checkout's `relay/` sources (not whatever version
 of price-relay may be installed), so the package directory goes first on sys.path, and
-on PYTHONPATH for the CLI subprocesses."""
+on PYTHONPATH for the CLI subprocesses (with the project root, for the webhook's symbol rules)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-RELAY_DIR = Path(__file__).resolve().parents[2] / "relay"
+ROOT = Path(__file__).resolve().parents[2]
+RELAY_DIR = ROOT / "relay"
 sys.path.insert(0, str(RELAY_DIR))
 
 
@@ -18,5 +19,6 @@ sys.path.insert(0, str(RELAY_DIR))
 def subprocess_env() -> dict[str, str]:
     """Environment for `python -m price_relay` runs: this checkout's sources, no secret."""
     env = {k: v for k, v in os.environ.items() if k != "RELAY_SECRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(RELAY_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # The project root too: the relay checks its symbols with the webhook's own module.
+    env["PYTHONPATH"] = os.pathsep.join([str(RELAY_DIR), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env

@@ -199,6 +199,10 @@ def check_element(fmt: str, element: Any) -> str | None:
         if element.get("channel") != "ticker" or not isinstance(element.get("data"), list):
             return "data: must be a non-empty list of tickers"
         rows = [(row.get("last"), row.get("timestamp")) for row in element["data"]]
+    elif fmt == "generic":
+        if not isinstance(element.get("symbol"), str) or not isinstance(element.get("exchange"), str):
+            return "symbol: is required"
+        rows = [(element.get("price"), element.get("timestamp"))]
     else:
         return f"format: unknown {fmt!r}"
     for price, event_time in rows:
@@ -352,7 +356,8 @@ def relay_config(tmp_path: Any, exchange: str, ws_url: str, webhook: WebhookStan
     from price_relay.config import ExchangeConfig, RelayConfig
     from tests.relay.frames import SYMBOLS
 
-    exchange_overrides = {k: overrides.pop(k) for k in ("max_connection_seconds",) if k in overrides}
+    exchange_overrides = {k: overrides.pop(k) for k in ("max_connection_seconds", "channel") if k in overrides}
+    exchange_overrides.setdefault("channel", "ticker")  # the ticker scenarios; trade ones pass channel="trade"
     settings: dict[str, Any] = {
         "exchanges": (ExchangeConfig(exchange, SYMBOLS[exchange], ws_url=ws_url, **exchange_overrides),),
         "webhook_url": webhook.url, "source": SOURCE, "secret": SECRET, "spool_path": tmp_path / "spool.db",

@@ -24,7 +24,8 @@ from tests.relay.loopback import SECRET, SOURCE, ScriptedExchange, Send, Webhook
 
 OPTIONS = ["--exchange", "--symbols", "--webhook-url", "--source", "--secret-env", "--secret-file", "--spool",
            "--batch-size", "--batch-seconds", "--ws-url", "--silence-seconds", "--spool-max", "--config",
-           "--max-connection-seconds", "--log-level", "--no-status"]
+           "--max-connection-seconds", "--log-level", "--no-status", "--channel", "--trade-window-seconds",
+           "--set-aside-max"]
 
 
 def relay_cli(args: list[str], env: dict[str, str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
@@ -67,6 +68,9 @@ def replace(args: list[str], option: str, value: str) -> list[str]:
     ("no symbols", lambda a: a[2:], "--exchange and --symbols are required"),
     ("secret file missing", lambda a: a + ["--secret-file", "/nonexistent/secret"], "secret_file: cannot read"),
     ("bad source", lambda a: replace(a, "--source", "two words"), "source: must be"),
+    ("a symbol the webhook refuses", lambda a: replace(a, "--symbols", "ADAFDUSD"), "'ADAFDUSD': the webhook"),
+    ("bad channel", lambda a: a + ["--channel", "trades"], "invalid choice: 'trades'"),
+    ("bad window", lambda a: a + ["--trade-window-seconds", "0"], "trade_window_seconds: must be a positive"),
 ])
 def test_bad_configuration_exits_2_with_one_line(subprocess_env: dict[str, str], good_args: list[str], case: str,
                                                  edit: Any, message: str) -> None:
@@ -131,7 +135,7 @@ def test_config_file_lists_several_exchanges(tmp_path: Path) -> None:
     ({"secret": "x"}, "secret: is never read from the config file"),
     ({"bogus": 1}, "config: unknown key 'bogus'"),
     ({"exchanges": [{"exchange": "binance", "symbols": ["BTCUSDT"], "extra": 1}]}, "unknown key 'extra'"),
-    ({"exchanges": [{"exchange": "binance", "symbols": ["BTCUSDT"]}, {"exchange": "binance", "symbols": ["X1234"]}]},
+    ({"exchanges": [{"exchange": "binance", "symbols": ["BTCUSDT"]}, {"exchange": "binance", "symbols": ["ETHBTC"]}]},
      "each exchange may be listed once"),
     ({"exchanges": []}, "exchanges: must be a non-empty list"),
     ({"spool_max": -1}, "spool_max: must be a positive integer"),
@@ -209,7 +213,8 @@ def test_killed_relay_process_resumes_from_its_spool(tmp_path: Path, subprocess_
             config_file = write_json(tmp_path / "relay.json", {
                 "webhook_url": webhook.url, "source": SOURCE, "spool": "spool.db", "batch_size": 5,
                 "batch_seconds": 0.2, "backoff_base_seconds": 0.02, "backoff_max_seconds": 0.1, "drain_seconds": 2,
-                "exchanges": [{"exchange": "binance", "symbols": ["BTCUSDT"], "ws_url": server.url}]})
+                "exchanges": [{"exchange": "binance", "symbols": ["BTCUSDT"], "ws_url": server.url,
+                               "channel": "ticker"}]})
             first = await start(config_file, tmp_path / "first.log")
             try:
                 await until(lambda: spool_ticks(spool) == 8, timeout=8, what="8 ticks spooled by the first process")
@@ -255,7 +260,8 @@ def test_status_line_on_a_terminal(tmp_path: Path, subprocess_env: dict[str, str
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "price_relay", "--exchange", "binance", "--symbols", "BTCUSDT",
                 "--webhook-url", webhook.url, "--source", SOURCE, "--spool", str(tmp_path / "spool.db"),
-                "--ws-url", server.url, "--batch-size", "3", env={**subprocess_env, "RELAY_SECRET": SECRET,
+                "--ws-url", server.url, "--channel", "ticker", "--batch-size", "3",
+                env={**subprocess_env, "RELAY_SECRET": SECRET,
                                                                   "TERM": "xterm", "COLUMNS": "200"},
                 stdout=slave, stderr=subprocess.DEVNULL)
             try:

@@ -36,8 +36,8 @@ EXCHANGES = ("binance", "coinbase", "kraken")
 
 
 def zero_counters(**counts: int) -> dict[str, int]:
-    names = ("received", "sent", "accepted", "duplicates", "queued", "set_aside", "dropped", "retried", "requests",
-             "reconnects", "spooled")
+    names = ("received", "sent", "accepted", "duplicates", "queued", "set_aside", "set_aside_pruned", "dropped",
+             "retried", "requests", "reconnects", "spooled", "set_aside_held")
     base = dict.fromkeys(names, 0)
     return {**base, **counts}
 
@@ -315,7 +315,7 @@ def test_a_400_sets_the_batch_aside_without_retrying(tmp_path: Path, webhook: We
         snapshot, rows = run_async(scenario())
     assert webhook.count(400) == 1 and webhook.count() == 2          # refused once, never retried
     assert webhook.stored == later
-    assert snapshot == zero_counters(received=10, sent=5, accepted=5, set_aside=5, requests=2)
+    assert snapshot == zero_counters(received=10, sent=5, accepted=5, set_aside=5, set_aside_held=5, requests=2)
     assert [row["payload"] for row in rows] == refused
     assert {(row["status"], row["error"]) for row in rows} == {(400, "format: refused by the test")}
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "event", "") == "set_aside"]
@@ -333,7 +333,7 @@ def test_rejected_items_of_a_200_are_set_aside_and_the_rest_accepted(tmp_path: P
                 return relay.snapshot(), await relay.spool.set_aside_rows()
 
     snapshot, rows = run_async(scenario())
-    assert snapshot == zero_counters(received=4, sent=4, accepted=3, set_aside=1, requests=1)
+    assert snapshot == zero_counters(received=4, sent=4, accepted=3, set_aside=1, set_aside_held=1, requests=1)
     assert [(row["payload"], row["status"], row["error"]) for row in rows] == [
         (ticks[1], 200, "price: must be greater than 0")]
 

@@ -78,7 +78,7 @@ def test_the_bound_refuses_the_newest_ticks(tmp_path: Path) -> None:
             batch, _ = await spool.take_batch("coinbase", 10, 1_000_000, 1000)
             assert batch is not None and batch.body.decode().count('"type":"ticker"') == 10
             assert frames.coinbase_ticker(10) not in batch.body.decode()
-            aside = await spool.set_aside(batch, 400, "format: refused")
+            aside, _ = await spool.set_aside(batch, 400, "format: refused")
             assert aside == 10 and spool.depth == 0
             rows = await spool.set_aside_rows()
             assert len(rows) == 10 and rows[0]["payload"] == frames.coinbase_ticker(0)
@@ -129,3 +129,73 @@ def test_measure_reports_throughput(tmp_path: Path) -> None:
     assert result["webhook_requests"] == 4 and result["webhook_requests_per_tick"] == pytest.approx(0.01)
     assert result["ticks_per_second"] > 0 and result["counters"]["sent"] == 400
     assert result["spool_synchronous"] == "FULL"
+
+
+def test_set_aside_rows_are_bounded_keeping_the_newest(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        spool = Spool(tmp_path / "spool.db", max_ticks=100, set_aside_max=5)
+        await spool.open()
+        try:
+            pruned_total = 0
+            for round_ in range(3):
+                await spool.add([("binance", frames.binance_ticker(round_ * 4 + i), now_ms()) for i in range(4)])
+                batch, _ = await spool.take_batch("binance", 4, 1_000_000, 0)
+                assert batch is not None
+                aside, pruned = await spool.set_aside(batch, 400, "symbol: refused")
+                assert aside == 4
+                pruned_total += pruned
+            rows = await spool.set_aside_rows()
+            assert spool.set_aside_held == len(rows) == 5 and pruned_total == 7
+            assert [r["payload"] for r in rows] == [frames.binance_ticker(i) for i in range(7, 12)]
+        finally:
+            await spool.close()
+
+    run_async(scenario())
+
+
+def test_set_aside_rows_older_than_the_age_limit_are_removed(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+
+    async def fill() -> None:
+        spool = Spool(path, max_ticks=100)
+        await spool.open()
+        await spool.add([("kraken", frames.kraken_ticker(i), now_ms()) for i in range(3)])
+        batch, _ = await spool.take_batch("kraken", 3, 1_000_000, 0)
+        assert batch is not None
+        await spool.set_aside(batch, 400, "refused")
+        await spool.close()
+
+    run_async(fill())
+    with sqlite3.connect(path) as db:  # two of them were set aside 8 days ago
+        db.execute("UPDATE set_aside SET set_aside_ms = set_aside_ms - 8 * 86400000 WHERE id <= 2")
+
+    async def reopen() -> tuple[int, int]:
+        spool = Spool(path, max_ticks=100, set_aside_max_age_ms=7 * 86_400_000)
+        await spool.open()
+        try:
+            return spool.set_aside_held, len(await spool.set_aside_rows())
+        finally:
+            await spool.close()
+
+    assert run_async(reopen()) == (1, 1)
+
+
+def test_a_refusing_webhook_leaves_at_most_the_bound_of_set_aside_rows_and_the_status_counts_them(
+        tmp_path: Path) -> None:
+    webhook = WebhookStandIn({SOURCE: [SECRET]}).start()
+    webhook.mode = "400"
+    try:
+        ticks = [frames.binance_ticker(i) for i in range(30)]
+
+        async def scenario() -> tuple[dict[str, int], str]:
+            async with ScriptedExchange([[Send(ticks)]]) as server:
+                config = relay_config(tmp_path, "binance", server.url, webhook, batch_size=10, set_aside_max=12)
+                async with Relay(config) as relay:
+                    await until(lambda: relay.counters.set_aside == 30, what="30 set aside")
+                    return relay.snapshot(), relay.status_text()
+
+        snapshot, status = run_async(scenario())
+    finally:
+        webhook.stop()
+    assert snapshot["set_aside_held"] == 12 and snapshot["set_aside_pruned"] == 18
+    assert "set-aside 30 (held 12, pruned 18)" in status

@@ -11,7 +11,55 @@ from __future__ import annotations
 import enum
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CHANNELS = ("trade", "ticker")  # trade: the default (traded quantity); ticker: the venue's snapshot
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One trade as the exchange reported it: its own symbol spelling, its per-book id
+    (increasing per symbol on all three exchanges), exact price and base quantity, and
+    the exchange's trade time in epoch ms."""
+
+    symbol: str
+    trade_id: int
+    price: Decimal
+    quantity: Decimal
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class TradeFrame:
+    """The trades of one frame. `snapshot`: trades that happened before this subscription
+    (Kraken's snapshot, Coinbase's `last_match`): counted only when a reconnect left a gap."""
+
+    trades: tuple[Trade, ...]
+    snapshot: bool = False
+
+
+def iso_ms(text: Any) -> int:
+    """RFC 3339 time (Coinbase `time`, Kraken v2 `timestamp`) -> epoch ms; ValueError otherwise."""
+    if not isinstance(text, str):
+        raise ValueError("time must be an RFC 3339 string")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("time must carry a zone")
+    return (moment - _EPOCH) // timedelta(milliseconds=1)  # integers: no float rounding
+
+
+def number(value: Any) -> Decimal:
+    """An exchange number (a string, or a JSON number parsed as Decimal) -> a finite Decimal > 0."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise ValueError("must be a number")
+    result = Decimal(value)
+    if not result.is_finite() or result <= 0:
+        raise ValueError("must be a finite number > 0")
+    return result
 
 
 class FrameKind(enum.Enum):
@@ -43,13 +91,18 @@ class Exchange(ABC):
             raise ValueError(f"{self.name} symbols are written like {self.symbol_example} (got {raw.strip()[:40]!r})")
         return symbol
 
-    def ws_url(self, symbols: tuple[str, ...], override: str | None) -> str:
+    def ws_url(self, symbols: tuple[str, ...], override: str | None, channel: str = "ticker") -> str:
         """The URL to connect to: the override (tests, private gateways) or the public endpoint."""
         return override or self.default_ws_url
 
     @abstractmethod
-    def subscribe_messages(self, symbols: tuple[str, ...]) -> list[str]:
+    def subscribe_messages(self, symbols: tuple[str, ...], channel: str = "ticker") -> list[str]:
         """Text frames to send right after connecting (may be empty)."""
+
+    @abstractmethod
+    def trades(self, message: Any) -> TradeFrame | None:
+        """The trades of a trade-channel frame, or None when the frame is not one.
+        ValueError when it is one but a field is malformed (the frame is logged and skipped)."""
 
     @abstractmethod
     def classify(self, message: Any) -> FrameKind:

@@ -11,7 +11,12 @@ Documented in Kraken's Spot WebSocket v2 reference (ticker, heartbeat, ping, sta
 - `{"channel": "heartbeat"}` about once a second without other traffic;
 - application ping `{"method": "ping"}`, answered with `{"method": "pong", ...}`; Kraken
   drops connections idle for about a minute, so the relay pings at an interval;
-- `{"channel": "status", ...}` on connect: ignored.
+- `{"channel": "status", ...}` on connect: ignored;
+- trade (the default here): subscribe with `"channel": "trade", "snapshot": true`; frames
+  `{"channel": "trade", "type": "snapshot"|"update", "data": [{"symbol", "side", "price",
+  "qty", "ord_type", "trade_id", "timestamp"}]}`, several trades per frame possible,
+  `trade_id` a sequence number per book, `timestamp` RFC 3339; the snapshot holds the
+  most recent 50 trades (used only to fill a reconnect's gap).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import re
 from typing import Any
 
-from price_relay.exchanges.base import Exchange, FrameKind
+from price_relay.exchanges.base import Exchange, FrameKind, Trade, TradeFrame, iso_ms, number
 
 
 class Kraken(Exchange):
@@ -30,8 +35,27 @@ class Kraken(Exchange):
     symbol_pattern = re.compile(r"[A-Z0-9]{2,10}/[A-Z0-9]{2,10}")
     default_app_ping_seconds = 20.0
 
-    def subscribe_messages(self, symbols: tuple[str, ...]) -> list[str]:
-        return [json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": list(symbols)}})]
+    def subscribe_messages(self, symbols: tuple[str, ...], channel: str = "ticker") -> list[str]:
+        params: dict[str, Any] = {"channel": channel, "symbol": list(symbols)}
+        if channel == "trade":
+            params["snapshot"] = True
+        return [json.dumps({"method": "subscribe", "params": params})]
+
+    def trades(self, message: Any) -> TradeFrame | None:
+        if not isinstance(message, dict) or message.get("channel") != "trade" \
+                or message.get("type") not in ("snapshot", "update"):
+            return None
+        rows = message.get("data")
+        if not isinstance(rows, list):
+            raise ValueError("trade: data must be a list")
+        trades = []
+        for row in rows:
+            if not isinstance(row, dict) or not isinstance(row.get("trade_id"), int) \
+                    or not isinstance(row.get("symbol"), str):
+                raise ValueError("trade: each row needs symbol and trade_id")
+            trades.append(Trade(row["symbol"], row["trade_id"], number(row.get("price")), number(row.get("qty")),
+                                iso_ms(row.get("timestamp"))))
+        return TradeFrame(tuple(trades), snapshot=message["type"] == "snapshot")
 
     def app_ping(self) -> str | None:
         return json.dumps({"method": "ping"})
