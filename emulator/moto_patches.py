@@ -91,7 +91,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.ecs.responses import EC2ContainerServiceResponse
-from moto.secretsmanager.models import SecretsManagerBackend
+from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sqs.models import Queue, SQSBackend
 
 # ---- 1. atomic writes ---------------------------------------------------------------------------
@@ -339,8 +339,9 @@ _original_update_stage = SecretsManagerBackend.update_secret_version_stage
 def _update_stage_moving_current(self: SecretsManagerBackend, secret_id: str, version_stage: str,
                                  remove_from_version_id: str, move_to_version_id: str) -> tuple[str, str]:
     answer = _original_update_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
-    if version_stage == "AWSCURRENT" and move_to_version_id:
-        self.secrets[secret_id].set_default_version_id(move_to_version_id)
+    secret = self.secrets[secret_id]
+    if version_stage == "AWSCURRENT" and move_to_version_id and isinstance(secret, FakeSecret):
+        secret.set_default_version_id(move_to_version_id)
     return answer
 
 
