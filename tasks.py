@@ -158,9 +158,11 @@ def e2e(c, target="embedded"):
 @task(help={"env": ENV_HELP, "suffix": SUFFIX_HELP})
 @one_line_errors
 def plan(c, env=None, suffix=None):
-    """Build, synth and `terraform plan` every stack of an environment (nothing is applied)."""
+    """Check the credentials, then build, synth and `terraform plan` every stack (nothing is applied)."""
+    from delivery.deployer import check_credentials
     from delivery.deployer import deploy as run_deploy
 
+    print(check_credentials(resolve(env, suffix), os.environ))
     configuration, app = _synthesized(env, suffix)
     run_deploy(configuration, app, dict(os.environ), plan_only=True)
 
@@ -169,22 +171,31 @@ def plan(c, env=None, suffix=None):
             "auto_approve": "skip the typed confirmation (prod)", "dry_run": "print the commands, run nothing"})
 @one_line_errors
 def deploy(c, env=None, stack=None, auto_approve=False, dry_run=False, suffix=None):
-    """Build, synth, then terraform init/plan/apply each stack in dependency order."""
+    """Check the credentials, build, synth, then terraform init/plan/apply each stack in dependency order."""
+    from delivery.deployer import check_credentials
     from delivery.deployer import deploy as run_deploy
 
+    if not dry_run:
+        print(check_credentials(resolve(env, suffix), os.environ))
     configuration, app = _synthesized(env, suffix)
     run_deploy(configuration, app, dict(os.environ), stack=stack, auto_approve=auto_approve, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP, "auto_approve": "skip the typed confirmation (prod)",
-            "dry_run": "print the commands, run nothing", "suffix": SUFFIX_HELP})
+            "dry_run": "print the commands, run nothing", "suffix": SUFFIX_HELP,
+            "skip_backup": "where the environment backs its tables up first (prod): destroy without a backup, "
+                           "after typing the environment's name"})
 @one_line_errors
-def destroy(c, env=None, auto_approve=False, dry_run=False, suffix=None):
-    """Destroy every stack of an environment in reverse dependency order."""
+def destroy(c, env=None, auto_approve=False, dry_run=False, suffix=None, skip_backup=False):
+    """Destroy every stack in reverse dependency order; prod's tables are backed up first."""
+    from delivery.deployer import check_credentials
     from delivery.deployer import destroy as run_destroy
 
+    if not dry_run:
+        print(check_credentials(resolve(env, suffix), os.environ))
     configuration, app = _synthesized(env, suffix)
-    run_destroy(configuration, app, dict(os.environ), auto_approve=auto_approve, dry_run=dry_run)
+    run_destroy(configuration, app, dict(os.environ), auto_approve=auto_approve, dry_run=dry_run,
+                skip_backup=skip_backup)
 
 
 @task(help={"env": ENV_HELP, "suffix": SUFFIX_HELP})

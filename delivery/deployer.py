@@ -7,6 +7,11 @@ No secret goes through terraform: the webhook secrets live in Secrets Manager an
 with `invoke secrets` (ops/secrets.py), so a deploy needs no secret in its environment.
 Saved plan files are deleted as soon as they are applied (or the run stops): a plan holds
 every attribute of every resource, and nothing needs it afterwards.
+
+Before anything is built, the tasks check that the target answers (`check_credentials`): an
+AWS account through STS, or the running emulator. Where the environment says
+`backup_before_destroy` (prod), `destroy` first takes an on-demand backup of every table
+and waits until each is AVAILABLE (docs/operations-destroy.md says how to restore one).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,12 +210,139 @@ def _terraform_env(config: EnvironmentConfig, environ: dict[str, str]) -> dict[s
 def _confirm_prod(config: EnvironmentConfig, action: str, auto_approve: bool, confirm: Confirm) -> None:
     if config.name != "prod" or auto_approve:
         return
+    _typed_name(config, action, confirm)
+
+
+def _typed_name(config: EnvironmentConfig, action: str, confirm: Confirm, warning: str = "") -> None:
     try:
-        answer = confirm(f"{action} {config.name}: type the environment name to continue: ")
+        answer = confirm(f"{action} {config.name}{warning}: type the environment name to continue: ")
     except EOFError:
         answer = ""
     if answer.strip() != config.name:
         raise Aborted(f"{action} of {config.name} not confirmed; nothing was run")
+
+
+class CredentialsError(PipelineError):
+    """The target cannot be reached or refuses the credentials; one line, said before any build."""
+
+
+STS_CONFIG = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2}}
+
+
+def check_credentials(config: EnvironmentConfig, environ: Mapping[str, str], *, client: Any | None = None) -> str:
+    """One STS GetCallerIdentity against the environment's target: the AWS account of the default
+    credential chain, or the emulator for an emulated environment. Said first, because build and
+    synth take most of a minute and terraform's credential failure is a ten-line tail at their end.
+    Returns the line that says who is deploying where; raises CredentialsError in one line."""
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+    endpoint = config.emulator_endpoint(environ)
+    if client is None:
+        settings = Config(**STS_CONFIG)  # type: ignore[arg-type]
+        if endpoint:
+            client = session.client("sts", endpoint, config.region, config=settings)
+        else:
+            import boto3
+
+            client = boto3.session.Session(region_name=config.region).client("sts", config=settings)
+    try:
+        identity = client.get_caller_identity()
+    except Exception as error:  # every failure of the SDK is one line; anything else is a bug, raised
+        reason = (error.response.get("Error", {}).get("Code") if isinstance(error, ClientError)
+                  else type(error).__name__)
+        if endpoint:
+            raise CredentialsError(f"no AWS emulator answers at {endpoint} ({reason}): start `invoke local` "
+                                   f"first, or point AWS_ENDPOINT_URL at a running one; nothing was built") from None
+        if isinstance(error, NoCredentialsError):
+            raise CredentialsError(f"no AWS credentials for {config.name}: set AWS_PROFILE (and run `aws sso login` "
+                                   "if it uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; "
+                                   "nothing was built") from None
+        if isinstance(error, EndpointConnectionError):
+            raise CredentialsError(f"cannot reach AWS STS in {config.region} to check the credentials for "
+                                   f"{config.name}; nothing was built") from None
+        if isinstance(error, ClientError | BotoCoreError):
+            raise CredentialsError(f"the AWS credentials for {config.name} do not work ({reason}): refresh them "
+                                   "(`aws sso login`, or new keys); nothing was built") from None
+        raise
+    where = f"the emulator at {endpoint}" if endpoint else f"AWS account {identity.get('Account')}"
+    return f"{config.name}: {where} as {identity.get('Arn')}"
+
+
+# ---- backups before a destroy ------------------------------------------------------------------
+BACKUP_WAIT_SECONDS = 1800  # DynamoDB backs a table up in seconds to minutes whatever its size
+BACKUP_POLL_SECONDS = 5
+
+
+class BackupError(PipelineError):
+    """A table could not be backed up before a destroy; nothing was destroyed."""
+
+
+@dataclass(frozen=True)
+class TableBackup:
+    table: str
+    arn: str
+    key_arn: str | None  # the KMS key the backup is encrypted with: restoring needs it
+
+    def line(self) -> str:
+        key = f", encrypted with {self.key_arn}" if self.key_arn else ""
+        return f"    {self.table}: backup {self.arn} AVAILABLE{key}"
+
+
+def table_names(app: SynthesizedApp) -> list[str]:
+    """Every DynamoDB table the synthesized stacks declare, by name (sorted): the stacks own the list."""
+    return sorted(str(resource["name"]) for stack in app.stacks
+                  for resource in stack.document().get("resource", {}).get("aws_dynamodb_table", {}).values())
+
+
+def _code(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else type(error).__name__
+
+
+def backup_tables(client: Any, tables: list[str], *, echo: Callable[[str], None] = print,
+                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                  timeout: float = BACKUP_WAIT_SECONDS) -> list[TableBackup]:
+    """An on-demand backup (CreateBackup) of each table that exists, then wait until every one
+    is AVAILABLE: only then may the tables go. On-demand backups outlive their table (point-in-time
+    recovery does not: it goes with the table). Any failure raises BackupError."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    started: list[tuple[str, str, str | None]] = []
+    for table in tables:
+        try:
+            described = client.describe_table(TableName=table)["Table"]
+        except Exception as error:  # noqa: BLE001
+            if _code(error) == "ResourceNotFoundException":
+                echo(f"    {table}: no such table, nothing to back up")
+                continue
+            raise BackupError(f"cannot read table {table} to back it up ({_code(error)}); nothing was destroyed; "
+                              "`--skip-backup` destroys without a backup (it asks for the name)") from None
+        try:
+            arn = client.create_backup(TableName=table, BackupName=f"{table}-before-destroy-{stamp}")[
+                "BackupDetails"]["BackupArn"]
+        except Exception as error:  # noqa: BLE001
+            raise BackupError(f"backing up {table} failed ({_code(error)}); nothing was destroyed; "
+                              "`--skip-backup` destroys without a backup (it asks for the name)") from None
+        started.append((table, arn, (described.get("SSEDescription") or {}).get("KMSMasterKeyArn")))
+        echo(f"    {table}: backup {arn} started")
+    deadline = clock() + timeout
+    waiting = {arn for _, arn, _ in started}
+    while waiting:
+        for arn in sorted(waiting):
+            status = client.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"]
+            if status == "AVAILABLE":
+                waiting.discard(arn)
+            elif status != "CREATING":
+                raise BackupError(f"backup {arn} is {status}; nothing was destroyed")
+        if waiting and clock() >= deadline:
+            raise BackupError(f"{len(waiting)} backup(s) not AVAILABLE after {timeout:.0f} s "
+                              f"({', '.join(sorted(waiting))}); nothing was destroyed: run destroy again later")
+        if waiting:
+            sleep(BACKUP_POLL_SECONDS)
+    backups = [TableBackup(table, arn, key) for table, arn, key in started]
+    for backup in backups:
+        echo(backup.line())
+    return backups
 
 
 def make_deployer(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *,
@@ -249,18 +382,46 @@ def deploy(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, st
 
 
 def destroy(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *, auto_approve: bool = False,
-            dry_run: bool = False, confirm: Confirm = input, runner: Runner | None = None,
-            echo: Callable[[str], None] = print) -> None:
-    """Destroy every stack in reverse dependency order (pipeline before storage)."""
+            dry_run: bool = False, skip_backup: bool = False, confirm: Confirm = input,
+            runner: Runner | None = None, echo: Callable[[str], None] = print, dynamodb: Any | None = None,
+            sleep: Callable[[float], None] = time.sleep,
+            clock: Callable[[], float] = time.monotonic) -> list[TableBackup]:
+    """Destroy every stack in reverse dependency order (pipeline before storage).
+
+    Where the environment says `backup_before_destroy` (prod), every table is first backed up
+    on demand and each backup waited for until AVAILABLE; a failed backup stops the destroy
+    before terraform runs. `skip_backup` destroys without one, only after the operator types
+    the environment's name (`auto_approve` does not stand in for it). Returns the backups taken.
+    """
+    if skip_backup and not config.backup_before_destroy:
+        raise Aborted(f"--skip-backup: {config.name} takes no backup before destroy (backup_before_destroy "
+                      "is off); nothing was run")
     deployer = make_deployer(config, app, environ, runner=runner, echo=echo)
     steps = deployer.destroy_steps()
+    tables = table_names(app) if config.backup_before_destroy and not skip_backup else []
     if dry_run:
+        if tables:
+            echo(f"# first: an on-demand backup of {', '.join(tables)}, each waited for until AVAILABLE")
         for line in deployer.describe(steps):
             echo(line)
-        return
-    _confirm_prod(config, "destroy", auto_approve, confirm)
+        return []
+    if skip_backup:
+        _typed_name(config, "destroy", confirm, " WITHOUT backing up its tables")
+    else:
+        _confirm_prod(config, "destroy", auto_approve, confirm)
+    backups: list[TableBackup] = []
+    if tables:
+        if dynamodb is None:
+            dynamodb = session.clients_for(config.emulator_endpoint(environ), config.region, ("dynamodb",))[
+                "dynamodb"]
+        echo(f"==> backing up {len(tables)} table(s) before the destroy")
+        backups = backup_tables(dynamodb, tables, echo=echo, sleep=sleep, clock=clock)
     deployer.run_steps(steps)
     outputs_file(config).unlink(missing_ok=True)
+    if backups:
+        echo(f"the backups stay; they restore while the KMS key exists ({config.key_deletion_window_days} days "
+             "from now unless its deletion is cancelled): docs/operations-destroy.md")
+    return backups
 
 
 def collect_outputs(config: EnvironmentConfig, app: SynthesizedApp, environ: dict[str, str], *,

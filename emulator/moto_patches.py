@@ -60,6 +60,11 @@
    SQS itself does not count the queue to deliver a message: here the retention check reads
    its one attribute, and while a message is being sent the three counts, which nothing
    in `send_message` reads, are not computed.
+8. Moving AWSCURRENT moves what GetSecretValue answers. moto's UpdateSecretVersionStage moves
+   the AWSCURRENT label but keeps answering GetSecretValue (without a stage or version) from
+   the version that held it before, so a change staged and then made current
+   (`invoke secrets`, ops/secrets.py) was invisible to the webhook's reads. Secrets Manager
+   answers the version that holds AWSCURRENT; this points moto's default version at it.
 
 Hand-written because no moto setting covers any of them; the emulator installs them, and
 tests/test_moto_patches.py checks the answers are moto's, the writes atomic and the
@@ -86,6 +91,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.sqs.models import Queue, SQSBackend
 
 # ---- 1. atomic writes ---------------------------------------------------------------------------
@@ -326,11 +332,25 @@ def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
     return bool(retain_until > unix_time())
 
 
+# ---- 8. AWSCURRENT moved by UpdateSecretVersionStage -------------------------------------------
+_original_update_stage = SecretsManagerBackend.update_secret_version_stage
+
+
+def _update_stage_moving_current(self: SecretsManagerBackend, secret_id: str, version_stage: str,
+                                 remove_from_version_id: str, move_to_version_id: str) -> tuple[str, str]:
+    answer = _original_update_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+    secret = self.secrets[secret_id]
+    if version_stage == "AWSCURRENT" and move_to_version_id and isinstance(secret, FakeSecret):
+        secret.set_default_version_id(move_to_version_id)
+    return answer
+
+
 # ---- switch -------------------------------------------------------------------------------------
 def install() -> None:
     """Idempotent: writes become atomic, queries partition-sized, stream records stay,
     attribute values are written as they are, ECS services keep their strategy,
-    moto's module list is taken once, and SQS reads one attribute without counting the queue."""
+    moto's module list is taken once, SQS reads one attribute without counting the queue, and
+    moving AWSCURRENT moves what GetSecretValue answers."""
     for name, method in _original_writes.items():
         setattr(DynamoDBBackend, name, _serialized(method))
     Table.query = _query  # type: ignore[method-assign]
@@ -343,6 +363,7 @@ def install() -> None:
         setattr(Queue, name, _count_unless_sending(count))
     SQSBackend.send_message = _send_message_without_counts  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = _within_retention  # type: ignore[method-assign]
+    SecretsManagerBackend.update_secret_version_stage = _update_stage_moving_current  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -358,3 +379,4 @@ def uninstall() -> None:
         setattr(Queue, name, count)
     SQSBackend.send_message = _original_send_message  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = _original_retention_check  # type: ignore[method-assign]
+    SecretsManagerBackend.update_secret_version_stage = _original_update_stage  # type: ignore[method-assign]

@@ -207,6 +207,12 @@ class EnvironmentConfig(_Strict):
     # Days a tick stays in the prices table (DynamoDB TTL on `expires_at`, which the webhook
     # writes). Unset keeps every tick forever, and the table has no TTL.
     tick_retention_days: int | None = Field(default=None, ge=1, le=3650)
+    # `invoke destroy` first takes an on-demand backup of every table and waits until each is
+    # AVAILABLE (or refuses; `--skip-backup` with the typed name skips it), and the KMS key the
+    # tables and their backups are encrypted with gets the longest deletion window, 30 days
+    # instead of 7: the time a destroyed environment's backups stay restorable
+    # (docs/operations-destroy.md). Prod must have it.
+    backup_before_destroy: bool = False
     # The exchange relay on ECS Fargate; off (no relay stack) unless the file has a `relay` section.
     relay: RelaySettings | None = None
     # Dev-only signing secrets, allowed in the local environment alone. They are never in
@@ -222,7 +228,17 @@ class EnvironmentConfig(_Strict):
             raise ValueError("local_webhook_secrets is allowed only in the local environment")
         if self.aws_endpoint_url is not None and self.backend.type != "local":
             raise ValueError("an emulator endpoint (aws_endpoint_url) needs the local state backend")
+        if self.name == "prod" and not self.backup_before_destroy:
+            raise ValueError("prod needs backup_before_destroy: true (`invoke destroy --skip-backup` skips it "
+                             "for one run, with the typed name)")
         return self
+
+    @property
+    def key_deletion_window_days(self) -> int:
+        """The KMS key's deletion window: the longest AWS allows (30 days) where destroy backs the
+        tables up, since those backups are encrypted with this key and restore only while it
+        exists; the shortest (7) elsewhere, so that a disposable copy's key goes soon."""
+        return 30 if self.backup_before_destroy else 7
 
     @property
     def is_emulated(self) -> bool:

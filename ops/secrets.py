@@ -17,6 +17,10 @@ change: an added secret is accepted, and a retired one refused, at most a minute
 `list` shows sources, modes and counts, never a value. Every document is checked with the
 webhook's own parser before it is written, so a bad edit never reaches the functions.
 
+Two operators at once: each change goes live only if the version it read is still the
+current one (`_write`); the other change then stays, and this one changes nothing and says
+so in one line. A generated secret is printed only once its change is live.
+
 Nothing here prints or raises with a secret's value; the caller prints the one value it
 is handed back, and only when it asked for a generated secret.
 """
@@ -155,21 +159,61 @@ def _check(document: dict[str, Any]) -> str:
     return text
 
 
+STAGED = "AWSPENDING"  # the label a change's new version waits under until it becomes AWSCURRENT
+
+
+class ChangeLost(SecretsError):
+    """Another change moved AWSCURRENT after this one read it; this one changed nothing."""
+
+
+def _unstage(client: Any, name: str, version: str) -> None:
+    """Best effort: take the staging label off a version this change wrote (a lost change's
+    version then holds no label, and GetSecretValue never answers it). A label that another
+    change's staging has already taken is left where it is."""
+    try:
+        client.update_secret_version_stage(SecretId=name, VersionStage=STAGED, RemoveFromVersionId=version)
+    except Exception:  # noqa: BLE001 - the change's outcome does not depend on it
+        pass
+
+
 def _write(client: Any, name: str, stored: Stored, document: dict[str, Any]) -> str:
-    """Store the new document as AWSCURRENT; fail if another change landed since it was read."""
+    """Make `document` AWSCURRENT only if the version `stored` was read from still is.
+
+    Two steps, so that the check and the change are one atomic step of Secrets Manager: the
+    new version is staged (PutSecretValue with AWSPENDING, which leaves AWSCURRENT where it
+    is), then AWSCURRENT is moved from the version read to the new one. Secrets Manager
+    refuses the move when the version read no longer holds AWSCURRENT, i.e. when another
+    change landed since the read: that change stays, this one is not live, and ChangeLost
+    says so. (Writing first and checking afterwards, as before, left the loser's document live
+    over the winner's: an added secret vanished, or a retired one came back.) A secret's first
+    value has no version to move from: Secrets Manager makes the first version written
+    AWSCURRENT itself, so the change went live only if its own version is that one.
+    """
     text = _check(document)
     try:
-        written = client.put_secret_value(SecretId=name, SecretString=text, ClientRequestToken=str(uuid.uuid4()))
-        stages = client.describe_secret(SecretId=name).get("VersionIdsToStages") or {}
+        written = client.put_secret_value(SecretId=name, SecretString=text, ClientRequestToken=str(uuid.uuid4()),
+                                          VersionStages=[STAGED])
     except Exception as error:  # noqa: BLE001
-        raise SecretsError(f"writing secret {name} failed: {_error_code(error) or type(error).__name__}") from None
+        raise SecretsError(f"writing secret {name} failed: {_error_code(error) or type(error).__name__}; "
+                           "nothing was changed") from None
     version = str(written["VersionId"])
-    if stored.version_id is not None:
-        previous = [v for v, labels in stages.items() if "AWSPREVIOUS" in labels]
-        if previous != [stored.version_id]:
-            raise SecretsError(f"another change to {name} landed while this one ran (expected version "
-                               f"{stored.version_id} before {version}); run `invoke secrets --action list` "
-                               "and repeat the change")
+    lost = ChangeLost(f"another change to {name} landed after this one read version {stored.version_id}; "
+                      "nothing was changed: run `invoke secrets --action list` and repeat the change")
+    if stored.version_id is None:
+        if "AWSCURRENT" not in (written.get("VersionStages") or []):
+            _unstage(client, name, version)
+            raise lost
+    else:
+        try:
+            client.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=version,
+                                               RemoveFromVersionId=stored.version_id)
+        except Exception as error:  # noqa: BLE001
+            _unstage(client, name, version)
+            if _error_code(error) == "InvalidParameterException":  # the version read no longer holds AWSCURRENT
+                raise lost from None
+            raise SecretsError(f"writing secret {name} failed: {_error_code(error) or type(error).__name__}; "
+                               "nothing was changed") from None
+    _unstage(client, name, version)
     return version
 
 
@@ -266,7 +310,9 @@ def remove_source(client: Any, name: str, source: str | None) -> Change:
 
 def allowed_ips_from(spec: str | None) -> list[str]:
     """`--allowed-ips`: a sender's name (`tradingview`), IPs/networks separated by commas, or `any`
-    (no restriction: an empty list). The webhook's parser checks each address when it is written."""
+    (no restriction: an empty list). Only the word `any` lifts the restriction: an empty item
+    is an error, so that `","` (an unset variable between commas) cannot lift it. The webhook's
+    parser checks each address when it is written."""
     text = (spec or "").strip()
     if not text:
         raise SecretsError("--allowed-ips is required: tradingview, any, or IPs/networks separated by commas")
@@ -274,7 +320,11 @@ def allowed_ips_from(spec: str | None) -> list[str]:
         return list(PUBLISHED_IPS[text.lower()])
     if text.lower() == "any":
         return []
-    return [part.strip() for part in text.split(",") if part.strip()]
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):  # "," or "10.0.0.1,": an unset shell variable, which must not lift or narrow anything
+        raise SecretsError("--allowed-ips has an empty item (an unset variable?): give tradingview, any "
+                           "(no restriction), or IPs/networks separated by commas; nothing was changed")
+    return parts
 
 
 def set_allowed_ips(client: Any, name: str, source: str | None, addresses: list[str]) -> Change:

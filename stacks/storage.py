@@ -89,7 +89,9 @@ class StorageStack(EnvironmentStack):
             self, "key",
             description=f"Crypto price pipeline data and function settings ({config.suffix})",
             enable_key_rotation=True,
-            deletion_window_in_days=7,
+            # 30 days where destroy backs the tables up (their backups restore only while this key
+            # exists), 7 elsewhere: environments/config.py, key_deletion_window_days.
+            deletion_window_in_days=config.key_deletion_window_days,
             policy=policy_document(
                 statement("AccountAdministersKey", KEY_ADMIN_ACTIONS, ["*"], principal={"AWS": account_root}),
                 # Role ARNs are built from their fixed names: the roles live in the pipeline

@@ -34,6 +34,20 @@ def test_optional_features_are_off_in_every_environment_file():
         assert load_config(name).relay is None
 
 
+def test_prod_and_only_prod_backs_up_before_destroy_and_keeps_its_key_30_days(tmp_path):
+    for name in ENVIRONMENT_NAMES:
+        config = load_config(name)
+        assert config.backup_before_destroy is (name == "prod")
+        assert config.key_deletion_window_days == (30 if name == "prod" else 7)
+    opted_in = load_config("dev", directory=_write(tmp_path, "dev", BASE + "backup_before_destroy: true\n"))
+    assert opted_in.backup_before_destroy and opted_in.key_deletion_window_days == 30
+    prod = (ROOT / "environments" / "prod.yaml").read_text().replace("backup_before_destroy: true", "")
+    with pytest.raises(ConfigError, match="prod needs backup_before_destroy: true"):
+        load_config("prod", directory=_write(tmp_path, "prod", prod))
+    with pytest.raises(ConfigError, match="backup_before_destroy: Input should be a valid boolean"):
+        load_config("dev", directory=_write(tmp_path, "dev", BASE + "backup_before_destroy: maybe\n"))
+
+
 def test_a_relay_section_is_read_with_its_defaults(tmp_path):
     relay = load_config("dev", directory=_write(tmp_path, "dev", BASE + RELAY)).relay
     assert relay is not None and relay.source == "binance-relay"

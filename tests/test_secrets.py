@@ -290,8 +290,90 @@ def test_a_change_made_meanwhile_is_reported(client):
     _add(client, OLD)
     stale = ops.read_document(client, NAME)
     client.put_secret_value(SecretId=NAME, SecretString=json.dumps({SOURCE: [OLD], "other": [NEW]}))
-    with pytest.raises(ops.SecretsError, match="another change .* landed while this one ran"):
+    with pytest.raises(ops.SecretsError, match="another change .* landed"):
         ops._write(client, NAME, stale, {SOURCE: [NEW, OLD]})
+    assert _stored(client) == {SOURCE: [OLD], "other": [NEW]}
+
+
+# ---- two operators at once: only a change based on the current version goes live -----------------
+
+def _meanwhile(client: Any, operation: str, change: Any) -> list[str]:
+    """Run `change` (another operator's, on their own client) once, right before this client's next
+    `operation` call: the interleaving two terminals produce when both edit at the same moment."""
+    ran: list[str] = []
+
+    def other_operator(**_: Any) -> None:
+        if not ran:
+            ran.append(operation)
+            change()
+
+    client.meta.events.register(f"before-call.secrets-manager.{operation}", other_operator)
+    return ran
+
+
+@pytest.fixture
+def other(moto_endpoint) -> Any:
+    """The second operator's own client."""
+    return boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_endpoint)
+
+
+@pytest.mark.parametrize("operation", ["PutSecretValue", "UpdateSecretVersionStage"])
+def test_an_add_that_loses_a_race_changes_nothing_and_the_winners_secret_stays(client, other, operation):
+    """A adds a generated secret while B adds one: B's landed after A read, so A's change is not live
+    (B's token must not vanish), A is told in one line, and A's generated secret is never printed."""
+    _add(client, OLD)
+    theirs = "b-token-0123456789abcdef"
+    ran = _meanwhile(client, operation, lambda: _add(other, theirs))
+    with pytest.raises(ops.SecretsError) as raised:
+        ops.run_command(CONFIG, client, "add", source=SOURCE, generate=True)
+    assert ran == [operation]
+    message = str(raised.value)
+    assert "another change" in message and "nothing was changed" in message and "\n" not in message
+    assert _stored(client) == {SOURCE: [theirs, OLD]}       # what the webhook reads: B's change, whole
+    stages = client.describe_secret(SecretId=NAME)["VersionIdsToStages"]
+    assert not any("AWSPENDING" in labels for labels in stages.values())  # A's version is not waiting anywhere
+    assert parse_secrets(json.dumps(_stored(client)))[SOURCE]
+
+
+def test_an_add_based_on_the_document_before_a_retire_does_not_revive_the_retired_secret(client, other):
+    _add(client, OLD)
+    _add(client, NEW)
+    ran = _meanwhile(client, "PutSecretValue", lambda: ops.run_command(CONFIG, other, "retire", source=SOURCE))
+    with pytest.raises(ops.SecretsError, match="another change .* landed"):
+        _add(client, "b-token-0123456789abcdef")
+    assert ran == ["PutSecretValue"]
+    assert _stored(client) == {SOURCE: [NEW]}                # OLD stays retired
+
+
+def test_the_first_value_written_by_two_operators_keeps_the_first_and_refuses_the_second(client, other):
+    ran = _meanwhile(client, "PutSecretValue", lambda: _add(other, OLD))
+    with pytest.raises(ops.SecretsError, match="another change .* landed after this one read version None"):
+        _add(client, NEW, source="tv-alerts")
+    assert ran == ["PutSecretValue"]
+    assert _stored(client) == {SOURCE: [OLD]}
+
+
+def test_a_change_that_wins_is_current_and_leaves_no_staged_version(client):
+    _add(client, OLD)
+    lines = _add(client, NEW)
+    stages = client.describe_secret(SecretId=NAME)["VersionIdsToStages"]
+    current = [version for version, labels in stages.items() if "AWSCURRENT" in labels]
+    assert len(current) == 1 and f"version {current[0]}" in lines[0]
+    assert _stored(client) == {SOURCE: [NEW, OLD]}
+    assert not any("AWSPENDING" in labels for labels in stages.values())
+
+
+@pytest.mark.parametrize("spec", [",", " , ", "", ",,", "10.0.0.1,", ",192.0.2.1"])
+def test_allow_with_an_empty_list_or_item_is_an_error_and_keeps_the_restriction(client, spec):
+    """`--allowed-ips "$UNSET,"` must not lift (or narrow) a restriction: only `any` lifts it."""
+    _add(client, "tv-token-0123456789abcdef", source="tv-alerts", mode="token")
+    ops.run_command(CONFIG, client, "allow", source="tv-alerts", allowed_ips="tradingview")
+    before = client.describe_secret(SecretId=NAME)["VersionIdsToStages"]
+    with pytest.raises(ops.SecretsError) as raised:
+        ops.run_command(CONFIG, client, "allow", source="tv-alerts", allowed_ips=spec)
+    assert "--allowed-ips" in str(raised.value) and "\n" not in str(raised.value)
+    assert len(_stored(client)["tv-alerts"]["allowed_ips"]) == 4
+    assert client.describe_secret(SecretId=NAME)["VersionIdsToStages"] == before
 
 
 def test_no_secret_resource_is_one_line(moto_endpoint):

@@ -51,6 +51,8 @@ def test_storage_stack(synthesized, key):
     storage, _ = _docs(synthesized, key)
     key_resource = _one(storage, "aws_kms_key")
     assert key_resource["enable_key_rotation"] is True
+    # prod's tables are backed up before a destroy and restore only while the key exists: the longest window
+    assert key_resource["deletion_window_in_days"] == (30 if config.name == "prod" else 7)
     assert _one(storage, "aws_kms_alias")["name"] == f"alias/crypto-pipeline-{config.suffix}"
 
     tables = storage["resource"]["aws_dynamodb_table"]
