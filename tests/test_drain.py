@@ -1,5 +1,6 @@
-"""`invoke drain-dlq --queue enricher` (issue 12, item 1): a message is deleted only after
-every record of its sequence range was read and its item verified enriched in the table.
+"""`invoke drain-dlq --queue enricher`: a message is deleted only after every record of its
+sequence range was read, the enricher's retry of the whole range succeeded (indicators, candles,
+announcements) and each item is verified enriched in the table.
 
 Against moto's server (table, stream, queues, topic). The Streams client is wrapped by
 `ShapedStreams`, which serves pages the way DynamoDB Streams may: empty pages while the
@@ -26,7 +27,7 @@ from functions.price_enricher.indicators import Windows
 from functions.shared.price_table import ticks
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, table_definition
 from functions.shared.price_update import PriceUpdate, dead_letter_body
-from ops.drain import DrainReport, drain
+from ops.drain import DrainReport, Lookup, drain
 from ops.drain_cli import exit_code, run_drain
 
 TABLE = "crypto-prices-drain"
@@ -41,9 +42,10 @@ class Stack:
     outputs: dict[str, str]
     stream_arn: str
 
-    def drain(self, queue: str, streams: Any = None) -> DrainReport:
+    def drain(self, queue: str, streams: Any = None, **options: Any) -> DrainReport:
         clients = dict(self.clients, dynamodbstreams=streams or self.clients["dynamodbstreams"])
-        return drain(queue, self.outputs, Windows(), clients)
+        clients.update(options.pop("clients", {}))
+        return drain(queue, self.outputs, Windows(), clients, **options)
 
     def waiting(self, queue: str = "enricher") -> int:
         """Messages in the queue, visible or not: a released message counts, a deleted one does not."""
@@ -169,9 +171,9 @@ class ShapedStreams:
         return page
 
 
-# ---- item 1: the stream path ------------------------------------------------------------------------
+# ---- the stream path ------------------------------------------------------------------------
 
-def test_item1_empty_first_page_is_read_past(stack: Stack) -> None:
+def test_empty_first_pages_are_read_past(stack: Stack) -> None:
     stack.store("EMPTY-USD", 3)
     stack.fail(stack.inserts_of("EMPTY-USD"))
     streams = ShapedStreams(stack.clients["dynamodbstreams"], empty_first=2)
@@ -184,7 +186,7 @@ def test_item1_empty_first_page_is_read_past(stack: Stack) -> None:
     assert report.paths == {"stream": 1} and stack.waiting() == 0
 
 
-def test_item1_range_longer_than_one_page_is_read_to_its_end(stack: Stack) -> None:
+def test_range_longer_than_one_page_is_read_to_its_end(stack: Stack) -> None:
     """Seven INSERTs, with the enricher's own MODIFY records of another symbol between them: the range
     spans pages of at most two records, and one page in the middle is empty."""
     [other] = stack.store("OTHER-USD", 1)
@@ -208,7 +210,7 @@ def test_item1_range_longer_than_one_page_is_read_to_its_end(stack: Stack) -> No
 
 
 @pytest.mark.parametrize("fault", ["expire_second_page", "throttle_second_page"])
-def test_item1_expired_or_throttled_read_goes_on_from_the_last_record(stack: Stack, fault: str) -> None:
+def test_expired_or_throttled_read_goes_on_from_the_last_record(stack: Stack, fault: str) -> None:
     stack.store("EXPIRED-USD", 5)
     stack.fail(stack.inserts_of("EXPIRED-USD"))
     streams = ShapedStreams(stack.clients["dynamodbstreams"], page_size=2, **{fault: True})
@@ -219,10 +221,10 @@ def test_item1_expired_or_throttled_read_goes_on_from_the_last_record(stack: Sta
     assert report.ok and report.enriched == 5 and report.verified == 5 and stack.waiting() == 0
 
 
-# ---- item 1: the table fallback ---------------------------------------------------------------------
+# ---- the table fallback ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("received_ago_ms", [5 * HOUR_MS, 40_000], ids=["webhook-dlq-redrive-5h", "slow-request-40s"])
-def test_item1_trimmed_stream_finds_items_by_their_store_time(stack: Stack, received_ago_ms: int) -> None:
+def test_trimmed_stream_finds_items_by_their_store_time(stack: Stack, received_ago_ms: int) -> None:
     """Updates received hours ago, stored now by the webhook-DLQ re-drive (or late in a large request);
     their stream range is gone by the time the enricher DLQ is drained."""
     received = int(time.time() * 1000) - received_ago_ms
@@ -233,13 +235,14 @@ def test_item1_trimmed_stream_finds_items_by_their_store_time(stack: Stack, rece
     assert stack.drain("webhook").stored == 3
     stack.fail(stack.inserts_of("LATE-USD"))
 
-    report = stack.drain("enricher", ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True))
+    report = stack.drain("enricher", ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True),
+                         lookup=Lookup(symbols=("LATE-USD",)))
 
     assert stack.enriched("LATE-USD") == [True, True, True]
-    assert report.ok and report.paths == {"table scan": 1} and report.verified >= 3 and stack.waiting() == 0
+    assert report.ok and report.paths == {"table": 1} and report.verified >= 3 and stack.waiting() == 0
 
 
-# ---- item 1: nothing is deleted unverified ----------------------------------------------------------
+# ---- nothing is deleted unverified ----------------------------------------------------------
 
 def _never_reached(stack: Stack) -> ShapedStreams:
     stack.store("LOST-USD", 2)
@@ -252,6 +255,12 @@ def _trimmed_and_nothing_stored_then(stack: Stack) -> ShapedStreams:
     day_ago = datetime.fromtimestamp(time.time() - 86_400, UTC).isoformat()
     stack.fail(stack.inserts_of("LOST-USD"), approximateArrivalOfFirstRecord=day_ago,
                approximateArrivalOfLastRecord=day_ago)
+    return ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True)
+
+
+def _trimmed_symbols_unknown(stack: Stack) -> ShapedStreams:
+    stack.store("LOST-USD", 2)
+    stack.fail(stack.inserts_of("LOST-USD"))
     return ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True)
 
 
@@ -272,13 +281,16 @@ def _item_gone_before_the_redrive(stack: Stack) -> ShapedStreams:
 
 @pytest.mark.parametrize("setup, reason", [
     (_never_reached, "empty pages"), (_trimmed_and_nothing_stored_then, "stored"),
-    (_fewer_records_than_the_batch, "batchSize"), (_item_gone_before_the_redrive, "not enriched")],
-    ids=["stream-only-empty-pages", "trimmed-nothing-in-window", "count-short-of-batchSize", "item-gone"])
-def test_item1_unverified_message_stays_and_report_is_not_ok(stack: Stack, setup: Callable[[Stack], ShapedStreams],
+    (_fewer_records_than_the_batch, "batchSize"), (_item_gone_before_the_redrive, "no longer in the table"),
+    (_trimmed_symbols_unknown, "--symbols")],
+    ids=["stream-only-empty-pages", "trimmed-nothing-in-window", "count-short-of-batchSize", "item-gone",
+         "trimmed-symbols-unknown"])
+def test_unverified_message_stays_and_report_is_not_ok(stack: Stack, setup: Callable[[Stack], ShapedStreams],
                                                               reason: str) -> None:
     streams = setup(stack)
 
-    report = stack.drain("enricher", streams)
+    report = stack.drain("enricher", streams, lookup=Lookup(symbols=("LOST-USD",) if "nothing" in setup.__name__
+                                                            else ()))
 
     assert stack.waiting() == 1, "the message was deleted without its range verified enriched"
     assert not report.ok and report.processed == 0 and exit_code(report, dry_run=False) == 1
@@ -286,7 +298,7 @@ def test_item1_unverified_message_stays_and_report_is_not_ok(stack: Stack, setup
     assert reason in left
 
 
-def test_item1_cli_report_says_what_stayed_and_why_exit_1(stack: Stack) -> None:
+def test_cli_report_says_what_stayed_and_why_exit_1(stack: Stack) -> None:
     streams = _never_reached(stack)
     console = Console(record=True, width=200)
 
@@ -299,7 +311,7 @@ def test_item1_cli_report_says_what_stayed_and_why_exit_1(stack: Stack) -> None:
     assert "secret" not in text.lower()
 
 
-def test_item1_redrive_twice_enriches_once_and_second_drain_verifies(stack: Stack) -> None:
+def test_redrive_twice_enriches_once_and_second_drain_verifies(stack: Stack) -> None:
     """A copy of a message whose range is already enriched is verified and deleted; nothing is re-driven
     twice (a second re-drive would announce the items again)."""
     stack.store("TWICE-USD", 2)
