@@ -24,6 +24,9 @@ from rich.console import Console
 from emulator import session
 from environments.config import load_config
 from functions.price_enricher.indicators import Windows
+from functions.price_enricher.service import Settings as EnricherSettings
+from functions.price_enricher.service import process as enrich_batch
+from functions.shared.price_table import candles
 from functions.shared.price_table import ticks
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, table_definition
 from functions.shared.price_update import PriceUpdate, dead_letter_body
@@ -323,3 +326,114 @@ def test_redrive_twice_enriches_once_and_second_drain_verifies(stack: Stack) -> 
     assert stack.enriched("TWICE-USD") == [True, True]
     assert report.ok and report.processed == 2 and report.enriched == 2 and report.verified == 4
     assert stack.waiting() == 0
+
+
+# ---- a range whose indicators were stored but whose candles or announcements failed ------------------
+
+CANDLES = "crypto-candles-drain"
+MINUTE_MS = 60_000
+T0 = 28_333_334 * MINUTE_MS           # a whole minute
+
+
+class Failing:
+    """A client whose calls fail as AWS fails them: `table` any call on that table (a throttled
+    candle step), or `publish` every PublishBatch (SNS refusing). Every other call is the real one."""
+
+    def __init__(self, real: Any, table: str | None = None, publish: bool = False) -> None:
+        self.real, self.table, self.publish = real, table, publish
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if (self.table and kwargs.get("TableName") == self.table) or (self.publish and name == "publish_batch"):
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "rate exceeded"}}, name)
+            return method(*args, **kwargs)
+        return call
+
+
+def _with_candles(stack: Stack) -> None:
+    stack.clients["dynamodb"].create_table(**candles.table_definition(CANDLES))
+    stack.outputs["candle_table_name"] = CANDLES
+
+
+def _tick(stack: Stack, symbol: str, at_ms: int, price: int) -> tuple[str, int]:
+    update = PriceUpdate(symbol, at_ms, Decimal(price), "x", "test", int(time.time() * 1000))
+    return symbol, ticks.store_update(stack.clients["dynamodb"], TABLE, update)[1]
+
+
+def _enrich(stack: Stack, records: list[dict[str, Any]], dynamodb: Any = None, sns: Any = None) -> dict[str, Any]:
+    """The stream attempt: the enricher's `process` over the records, with the clients given."""
+    settings = EnricherSettings(table_name=TABLE, topic_arn=stack.outputs["success_topic_arn"], windows=Windows(),
+                                candle_table_name=stack.outputs.get("candle_table_name", ""))
+    return enrich_batch({"Records": records}, settings, dynamodb or stack.clients["dynamodb"],
+                        sns or stack.clients["sns"])
+
+
+def _minute(stack: Stack, symbol: str, start_ms: int) -> Any:
+    found, _ = candles.read_candles(stack.clients["dynamodb"], CANDLES, TABLE, symbol, "1m", start_ms,
+                                    start_ms + MINUTE_MS, 10)
+    return found[0] if found else None
+
+
+def _late_tick_whose_candle_step_fails(stack: Stack, symbol: str) -> tuple[str, int]:
+    """Minutes 0..2 enriched with their candles; then a late tick in minute 0 (a new high) whose
+    indicators are stored while every candle call is throttled: its range ends in the DLQ."""
+    _with_candles(stack)
+    for offset, price in ((0, 100), (10_000, 101), (MINUTE_MS, 102), (2 * MINUTE_MS, 103), (3 * MINUTE_MS, 104)):
+        _tick(stack, symbol, T0 + offset, price)
+    assert not _enrich(stack, stack.inserts_of(symbol))["batchItemFailures"]
+    assert _minute(stack, symbol, T0).count == 2
+    late = _tick(stack, symbol, T0 + 30_000, 150)
+    [record] = [r for r in stack.inserts_of(symbol) if int(r["dynamodb"]["Keys"][SORT_KEY]["N"]) == late[1]]
+    throttled = Failing(stack.clients["dynamodb"], table=CANDLES)
+    assert _enrich(stack, [record], dynamodb=throttled)["batchItemFailures"]
+    assert stack.enriched(symbol) == [True] * 6      # the indicators were written: only the candle step failed
+    stack.fail([record])
+    return late
+
+
+def test_throttled_candle_step_is_redone_before_the_message_goes(stack: Stack) -> None:
+    _late_tick_whose_candle_step_fails(stack, "CANDLE-USD")
+
+    report = stack.drain("enricher")
+
+    minute = _minute(stack, "CANDLE-USD", T0)
+    assert (minute.count, minute.high, minute.close) == (3, Decimal(150), Decimal(150)), \
+        "the late tick never reached its candle"
+    assert report.ok and report.processed == 1 and stack.waiting() == 0
+
+
+def _subscriber(stack: Stack) -> str:
+    sqs = stack.clients["sqs"]
+    url = sqs.create_queue(QueueName="announcements")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    stack.clients["sns"].subscribe(TopicArn=stack.outputs["success_topic_arn"], Protocol="sqs", Endpoint=arn,
+                                   Attributes={"RawMessageDelivery": "true"})
+    return url
+
+
+def _announced(stack: Stack, url: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while batch := stack.clients["sqs"].receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        found += [json.loads(message["Body"]) for message in batch]
+        for message in batch:
+            stack.clients["sqs"].delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found
+
+
+def test_announcements_that_failed_are_sent_before_the_message_goes(stack: Stack) -> None:
+    """SNS refuses every attempt: the items are enriched, nothing was announced. The drain announces
+    each of them (at least once: an update announced before a later step failed goes out again)."""
+    url = _subscriber(stack)
+    keys = stack.store("SNS-USD", 3)
+    batch = stack.inserts_of("SNS-USD")
+    assert _enrich(stack, batch, sns=Failing(stack.clients["sns"], publish=True))["batchItemFailures"]
+    assert stack.enriched("SNS-USD") == [True] * 3 and _announced(stack, url) == []
+    stack.fail(batch)
+
+    report = stack.drain("enricher")
+
+    announced = _announced(stack, url)
+    assert sorted((m["symbol"], m["timestamp"]) for m in announced) == sorted(keys)
+    assert report.ok and report.processed == 1 and stack.waiting() == 0
