@@ -437,3 +437,78 @@ def test_announcements_that_failed_are_sent_before_the_message_goes(stack: Stack
     announced = _announced(stack, url)
     assert sorted((m["symbol"], m["timestamp"]) for m in announced) == sorted(keys)
     assert report.ok and report.processed == 1 and stack.waiting() == 0
+
+
+# ---- a trimmed range is looked up in its symbols' partitions, not the whole table --------------------
+
+class Counting:
+    """The real DynamoDB client, counting the items each read touches (Query/Scan: ScannedCount,
+    what is billed before a filter; GetItem/BatchGetItem: items returned), and noting each Scan
+    and each line the drain prints in `events`, in order."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.items_read, self.events = real, 0, []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            answer = method(*args, **kwargs)
+            if name in ("query", "scan"):
+                self.items_read += int(answer.get("ScannedCount", 0))
+                self.events.append(name)
+            elif name == "get_item":
+                self.items_read += "Item" in answer
+            elif name == "batch_get_item":
+                self.items_read += sum(len(items) for items in answer.get("Responses", {}).values())
+            return answer
+        return call
+
+
+def _trimmed_ranges_in_a_big_table(stack: Stack, others: int, symbols: list[str]) -> ShapedStreams:
+    """`others` ticks of other symbols, then one failed range of 3 ticks per symbol of `symbols`."""
+    client = stack.clients["dynamodb"]
+    now = int(time.time() * 1000)
+    rows = [ticks.to_item(PriceUpdate(f"BIG{i % 20}-USD", 1_600_000_000_000 + i * 1000, Decimal(1), "x", "test", now),
+                          (1_600_000_000_000 + i * 1000) * 1000, now) for i in range(others)]
+    for start in range(0, len(rows), 25):
+        client.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": row}} for row in rows[start:start + 25]]})
+    for symbol in symbols:
+        stack.store(symbol, 3)
+        stack.fail(stack.inserts_of(symbol))
+    return ShapedStreams(stack.clients["dynamodbstreams"], trimmed=True)
+
+
+def test_trimmed_ranges_read_their_symbols_partitions_not_the_table(stack: Stack) -> None:
+    """Three messages on a table of 6,000 other ticks: each reads its symbols' partitions (the
+    whole-table Scan read every item once per message: 18,009 items)."""
+    symbols = ["TRIM0-USD", "TRIM1-USD", "TRIM2-USD"]
+    streams = _trimmed_ranges_in_a_big_table(stack, 6_000, symbols)
+    counting = Counting(stack.clients["dynamodb"])
+
+    report = stack.drain("enricher", streams, clients={"dynamodb": counting}, lookup=Lookup(symbols=tuple(symbols)))
+
+    assert all(stack.enriched(symbol) == [True] * 3 for symbol in symbols)
+    assert report.ok and report.processed == 3 and stack.waiting() == 0
+    assert "scan" not in counting.events
+    assert report.items_read == 3 * 9          # each message: the three partitions of 3 items
+    assert counting.items_read < 300, counting.items_read   # look-up, the enricher's re-run and the checks
+
+
+def test_whole_table_scan_only_when_asked_and_its_cost_printed_first(stack: Stack) -> None:
+    streams = _trimmed_ranges_in_a_big_table(stack, 500, ["SCAN-USD"])
+    counting = Counting(stack.clients["dynamodb"])
+
+    refused = stack.drain("enricher", streams, clients={"dynamodb": counting})
+
+    assert counting.events == [] and counting.items_read == 0 and stack.waiting() == 1
+    [left] = refused.left
+    assert "--symbols" in left and "--scan-table" in left and "read units" in left
+
+    said: list[str] = []
+    lookup = Lookup(scan_table=True, say=lambda line: (said.append(line), counting.events.append("say")))
+    report = stack.drain("enricher", streams, clients={"dynamodb": counting}, lookup=lookup)
+
+    assert counting.events.index("say") < counting.events.index("scan"), "the cost was not printed before the Scan"
+    assert "items" in said[0] and "read units" in said[0]
+    assert report.ok and report.paths == {"table scan": 1} and report.items_read == 503 and stack.waiting() == 0
