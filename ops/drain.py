@@ -276,6 +276,8 @@ class _Tap:
             try:
                 return method(*args, **kwargs)
             except ClientError as error:
+                if _error_code(error) == "ConditionalCheckFailedException":
+                    raise       # the enricher's idempotent writes meeting their earlier run: not a fault
                 where = kwargs.get("TableName") or str(kwargs.get("TopicArn", "")).rsplit(":", 1)[-1]
                 self._seen.append(f"{name} {where}: {_error_code(error)}".replace(" :", ":"))
                 raise
@@ -440,9 +442,9 @@ def _stored_items(clients: dict[str, Any], settings: EnricherSettings, info: dic
     low, high = stored_window(info)
     dynamodb = clients["dynamodb"]
     if lookup.symbols:
-        images, read = query_stored(dynamodb, settings.table_name, lookup.symbols, low, high)
+        found, read = query_stored(dynamodb, settings.table_name, lookup.symbols, low, high)
         report.items_read += read
-        return f"table ({', '.join(lookup.symbols)})", images
+        return f"table ({', '.join(lookup.symbols)})", found
     if not lookup.scan_table:
         raise NotVerified(f"the stream no longer holds this range and its symbols are unknown: name them "
                           f"with --symbols (reads only their partitions), or pass --scan-table to read the "

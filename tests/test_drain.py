@@ -26,8 +26,7 @@ from environments.config import load_config
 from functions.price_enricher.indicators import Windows
 from functions.price_enricher.service import Settings as EnricherSettings
 from functions.price_enricher.service import process as enrich_batch
-from functions.shared.price_table import candles
-from functions.shared.price_table import ticks
+from functions.shared.price_table import candles, ticks
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, table_definition
 from functions.shared.price_update import PriceUpdate, dead_letter_body
 from ops.drain import DrainReport, Lookup, drain
@@ -337,16 +336,18 @@ T0 = 28_333_334 * MINUTE_MS           # a whole minute
 
 class Failing:
     """A client whose calls fail as AWS fails them: `table` any call on that table (a throttled
-    candle step), or `publish` every PublishBatch (SNS refusing). Every other call is the real one."""
+    candle step; only those naming `symbol`, when given), or `publish` every PublishBatch (SNS
+    refusing). Every other call is the real one."""
 
-    def __init__(self, real: Any, table: str | None = None, publish: bool = False) -> None:
-        self.real, self.table, self.publish = real, table, publish
+    def __init__(self, real: Any, table: str | None = None, publish: bool = False, symbol: str = "") -> None:
+        self.real, self.table, self.publish, self.symbol = real, table, publish, symbol
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.real, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if (self.table and kwargs.get("TableName") == self.table) or (self.publish and name == "publish_batch"):
+            on_table = self.table and kwargs.get("TableName") == self.table and self.symbol in json.dumps(kwargs)
+            if on_table or (self.publish and name == "publish_batch"):
                 raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "rate exceeded"}}, name)
             return method(*args, **kwargs)
         return call
@@ -512,3 +513,73 @@ def test_whole_table_scan_only_when_asked_and_its_cost_printed_first(stack: Stac
     assert counting.events.index("say") < counting.events.index("scan"), "the cost was not printed before the Scan"
     assert "items" in said[0] and "read units" in said[0]
     assert report.ok and report.paths == {"table scan": 1} and report.items_read == 503 and stack.waiting() == 0
+
+
+# ---- what cannot be restored is named; a poison item can be set aside ------------------------------
+
+def test_each_item_not_restored_is_named_with_its_reason(stack: Stack) -> None:
+    late = _late_tick_whose_candle_step_fails(stack, "POISON-USD")
+    console = Console(record=True, width=400)
+
+    report = run_drain(load_config("local"), stack.outputs, "enricher", console=console,
+                       clients=dict(stack.clients, dynamodb=Failing(stack.clients["dynamodb"], table=CANDLES)))
+
+    [left] = report.left
+    assert f"POISON-USD/{late[1]}: candles failed" in left and "ThrottlingException" in left and CANDLES in left
+    text = console.export_text()
+    assert f"POISON-USD/{late[1]}" in text and "--set-aside" in text and stack.waiting() == 1
+
+
+def test_poison_item_set_aside_is_recorded_and_the_rest_drains(stack: Stack, tmp_path: Any) -> None:
+    late = _late_tick_whose_candle_step_fails(stack, "POISON-USD")
+    stack.store("FINE-USD", 2)
+    stack.fail(stack.inserts_of("FINE-USD"))
+    record = tmp_path / "set-aside.jsonl"
+    throttled = {"dynamodb": Failing(stack.clients["dynamodb"], table=CANDLES, symbol="POISON-USD")}  # every time
+
+    report = stack.drain("enricher", clients=throttled, set_aside={f"POISON-USD/{late[1]}"}, set_aside_log=record)
+
+    assert report.ok and report.processed == 2 and stack.waiting() == 0
+    assert stack.enriched("FINE-USD") == [True, True]
+    [entry] = [json.loads(line) for line in record.read_text().splitlines()]
+    assert entry["items"] == [f"POISON-USD/{late[1]}"] and "candles failed" in entry["reason"]
+    assert json.loads(entry["body"])["DDBStreamBatchInfo"]["batchSize"] == 1    # enough to re-send it
+    assert len(stack.items("POISON-USD")) == 6                                   # the tick is not deleted
+    assert [line.split(": ", 1)[1].split(":")[0] for line in report.set_aside] == [f"POISON-USD/{late[1]}"]
+
+
+def test_webhook_message_set_aside_by_its_item_name(stack: Stack, tmp_path: Any) -> None:
+    good = PriceUpdate("GOOD-USD", 1_700_000_000_000, Decimal(1), "x", "test", 1)
+    bad = dead_letter_body(PriceUpdate("BAD-USD", 1_700_000_000_000, Decimal(1), "x", "test", 1), "x", 2)
+    bad["update"]["price"] = "not a number"
+    for body in (dead_letter_body(good, "x", 2), bad):
+        stack.clients["sqs"].send_message(QueueUrl=stack.outputs["webhook_dlq_url"], MessageBody=json.dumps(body))
+    record = tmp_path / "set-aside.jsonl"
+
+    left = stack.drain("webhook", set_aside=set(), set_aside_log=record)
+    assert [line.split(": ")[1] for line in left.left] == ["BAD-USD/1700000000000"] and left.stored == 1
+
+    report = stack.drain("webhook", set_aside={"BAD-USD/1700000000000"}, set_aside_log=record)
+
+    assert report.ok and report.processed == 1 and stack.waiting("webhook") == 0
+    [entry] = [json.loads(line) for line in record.read_text().splitlines()]
+    assert entry["queue"] == "webhook" and entry["items"] == ["BAD-USD/1700000000000"]
+    assert json.loads(entry["body"])["update"]["price"] == "not a number"
+
+
+# ---- AWS out of reach ---------------------------------------------------------------------------------
+
+def test_unreachable_aws_is_one_line(stack: Stack) -> None:
+    from botocore.config import Config
+
+    from errors import PipelineError
+
+    nowhere = session.session().client("sqs", endpoint_url="http://127.0.0.1:9",
+                                       config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+
+    with pytest.raises(PipelineError) as raised:
+        stack.drain("enricher", clients={"sqs": nowhere})
+
+    message = str(raised.value)
+    assert "\n" not in message and "cannot reach AWS" in message and "127.0.0.1:9" in message
+    assert "invoke local" in message
