@@ -66,6 +66,7 @@ class DrainReport:
     done: list[str] = field(default_factory=list)   # enricher: what was verified for each deleted message
     paths: Counter[str] = field(default_factory=Counter)  # enricher: stream, symbols' partitions or table scan
     set_aside: list[str] = field(default_factory=list)   # poison items recorded and taken out of the queue
+    unrestored: list[str] = field(default_factory=list)  # enricher: every item not restored, with its reason
     items_read: int = 0       # enricher: tick items read to find trimmed ranges (Query/Scan, before filters)
 
     @property
@@ -626,6 +627,8 @@ def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[s
                 report.set_aside.append(f"{message['MessageId']}: {name or 'message'}: {reason}")
             else:
                 release(sqs, url, [message])
+                if isinstance(error, NotRestored):
+                    report.unrestored += [f"{message['MessageId']}: {item}" for item in error.items]
                 shown = f"{name}: " if name else ""
                 report.left.append(f"{message['MessageId']}: {shown}{reason}")
                 advance()

@@ -89,6 +89,8 @@ def run_drain(config: EnvironmentConfig, outputs: dict[str, Any], queue: str, *,
                       highlight=False)
     for reason in report.left:
         console.print(f"  [red]left[/red] {escape(reason)}", highlight=False)
+    for item in report.unrestored:
+        console.print(f"  [red]not restored[/red] {escape(item)}", highlight=False)
     if report.left:
         console.print("a poison item: name it with --set-aside SYMBOL/KEY (or the message id) to record it "
                       "and let the rest of the queue drain", highlight=False)

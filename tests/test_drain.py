@@ -526,8 +526,10 @@ def test_each_item_not_restored_is_named_with_its_reason(stack: Stack) -> None:
 
     [left] = report.left
     assert f"POISON-USD/{late[1]}: candles failed" in left and "ThrottlingException" in left and CANDLES in left
+    [item] = report.unrestored
+    assert item.split(": ", 1)[1].startswith(f"POISON-USD/{late[1]}: candles failed")
     text = console.export_text()
-    assert f"POISON-USD/{late[1]}" in text and "--set-aside" in text and stack.waiting() == 1
+    assert f"not restored {item}" in text and "--set-aside" in text and stack.waiting() == 1
 
 
 def test_poison_item_set_aside_is_recorded_and_the_rest_drains(stack: Stack, tmp_path: Any) -> None:
