@@ -600,40 +600,46 @@ def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[s
                                 windows=windows, candle_table_name=outputs.get("candle_table_name", ""),
                                 tick_retention_days=tick_retention_days)
     advance = progress(len(messages)) if progress else (lambda: None)
-    for message in messages:
-        body: Any = None
-        try:
-            body = json.loads(message["Body"])
-            if queue == "webhook":
-                outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body, tick_retention_days)
-                report.stored += outcome == StoreOutcome.STORED
-                report.duplicates += outcome == StoreOutcome.DUPLICATE
-            elif (body.get("requestPayload") or {}).get("action") == SWEEP_ACTION:
-                report.done.append(f"{message['MessageId']}: {rerun_sweep(clients, settings)}")
-            else:
-                line, aside = redrive_failed_batch(clients, settings, body, report, lookup, set_aside)
-                if aside:
+    try:
+        for message in messages:
+            body: Any = None
+            try:
+                body = json.loads(message["Body"])
+                if queue == "webhook":
+                    outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body, tick_retention_days)
+                    report.stored += outcome == StoreOutcome.STORED
+                    report.duplicates += outcome == StoreOutcome.DUPLICATE
+                elif (body.get("requestPayload") or {}).get("action") == SWEEP_ACTION:
+                    report.done.append(f"{message['MessageId']}: {rerun_sweep(clients, settings)}")
+                else:
+                    line, aside = redrive_failed_batch(clients, settings, body, report, lookup, set_aside)
+                    if aside:
+                        assert set_aside_log is not None
+                        record_set_aside(set_aside_log, queue, message, [item_name(a.symbol, a.key) for a in aside],
+                                         "; ".join(str(a) for a in aside))
+                        report.set_aside += [f"{message['MessageId']}: {a}" for a in aside]
+                    report.done.append(f"{message['MessageId']}: {line}")
+            except Exception as error:  # noqa: BLE001 - the message stays, and the report says why
+                reason = f"{type(error).__name__}: {str(error)[:1000]}"
+                name = webhook_item(body) if queue == "webhook" else None
+                if message["MessageId"] in set_aside or (name is not None and name in set_aside):
                     assert set_aside_log is not None
-                    record_set_aside(set_aside_log, queue, message, [item_name(a.symbol, a.key) for a in aside],
-                                     "; ".join(str(a) for a in aside))
-                    report.set_aside += [f"{message['MessageId']}: {a}" for a in aside]
-                report.done.append(f"{message['MessageId']}: {line}")
-        except Exception as error:  # noqa: BLE001 - the message stays, and the report says why
-            reason = f"{type(error).__name__}: {str(error)[:1000]}"
-            name = webhook_item(body) if queue == "webhook" else None
-            if message["MessageId"] in set_aside or (name is not None and name in set_aside):
-                assert set_aside_log is not None
-                record_set_aside(set_aside_log, queue, message, [name or message["MessageId"]], reason)
-                report.set_aside.append(f"{message['MessageId']}: {name or 'message'}: {reason}")
-            else:
-                release(sqs, url, [message])
-                if isinstance(error, NotRestored):
-                    report.unrestored += [f"{message['MessageId']}: {item}" for item in error.items]
-                shown = f"{name}: " if name else ""
-                report.left.append(f"{message['MessageId']}: {shown}{reason}")
-                advance()
-                continue
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        report.processed += 1
-        advance()
+                    record_set_aside(set_aside_log, queue, message, [name or message["MessageId"]], reason)
+                    report.set_aside.append(f"{message['MessageId']}: {name or 'message'}: {reason}")
+                else:
+                    release(sqs, url, [message])
+                    if isinstance(error, NotRestored):
+                        report.unrestored += [f"{message['MessageId']}: {item}" for item in error.items]
+                    shown = f"{name}: " if name else ""
+                    report.left.append(f"{message['MessageId']}: {shown}{reason}")
+                    advance()
+                    continue
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            report.processed += 1
+            advance()
+    except Exception as error:
+        one_line = _unreachable(error, url)   # the queue itself stopped answering mid-drain
+        if one_line is None:
+            raise
+        raise one_line from None
     return report
