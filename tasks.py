@@ -209,18 +209,30 @@ def outputs(c, env=None, suffix=None):
 
 
 @task(name="drain-dlq", help={"env": ENV_HELP, "queue": "webhook or enricher (required)", "suffix": SUFFIX_HELP,
-                              "dry_run": "show what is in the queue, change nothing", "max": "at most N messages"})
+                              "dry_run": "show what is in the queue, change nothing", "max": "at most N messages",
+                              "symbols": "comma-separated symbols of a range the stream no longer holds "
+                              "(reads only their partitions)",
+                              "scan_table": "for such a range with unknown symbols, read the whole table "
+                              "(its cost is printed first)",
+                              "set_aside": "comma-separated poison items (SYMBOL/KEY as the report names them) "
+                              "or message ids: recorded under build/drain/ and taken out of the queue"})
 @one_line_errors
-def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None):
+def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None, symbols=None, scan_table=False,
+              set_aside=None):
     """Re-drive a dead-letter queue: survey first, then re-process with a progress bar; exit 1 if anything is left."""
     from delivery.deployer import read_outputs
-    from ops.drain import require_queue
+    from ops.drain import DrainError, require_queue
     from ops.drain_cli import exit_code, run_drain
 
     configuration = resolve(env, suffix)
     require_queue(queue)
+    if max is not None and not str(max).isdigit():
+        raise DrainError(f"--max must be a whole number (got {max!r})")
+    names = [name.strip() for name in (symbols or "").split(",") if name.strip()]
+    aside = {name.strip() for name in (set_aside or "").split(",") if name.strip()}
     report = run_drain(configuration, read_outputs(configuration), queue, dry_run=dry_run,
-                       max_messages=int(max) if max else None)
+                       max_messages=int(max) if max else None, symbols=names, scan_table=scan_table,
+                       set_aside=aside)
     if exit_code(report, dry_run):
         raise Exit(code=1)
 

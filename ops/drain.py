@@ -1,22 +1,31 @@
 """On-call re-drive of the dead-letter queues (`invoke drain-dlq`).
 
 A message is deleted only after its content is safely processed; one that fails again, or
-that cannot be verified, is made visible again at once and reported, and the command exits 1.
-Re-driving twice stores nothing twice: the webhook queue uses the processor's own conditional
-write; an enricher message is deleted only once every item of its stream range is read back
-enriched, and items already enriched are not re-driven.
+that cannot be verified, is made visible again at once and reported (each item it could not
+restore by symbol, key and reason), and the command exits 1. Re-driving twice stores nothing
+twice: the webhook queue uses the processor's own conditional write; an enricher message is
+deleted only once the enricher's own retry of its whole range succeeded (indicators, candles,
+announcements) and every item is read back enriched. Announcements are at least once: a range
+whose announcements went out before a later step failed announces them again.
+
+A poison item on-call names (`set_aside`) is recorded, with its message, in a local JSON-lines
+file and its message deleted, so the rest of the queue drains; the tick itself stays in the table.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from errors import PipelineError
 from functions.price_enricher.indicators import Windows
@@ -24,8 +33,10 @@ from functions.price_enricher.service import SWEEP_ACTION, sweep_quiet_symbols
 from functions.price_enricher.service import Settings as EnricherSettings
 from functions.price_enricher.service import process as enrich_batch
 from functions.shared.price_table import ticks
-from functions.shared.price_table.ticks import StoreOutcome, store_update
+from functions.shared.price_table.keys import PARTITION_KEY, SLOTS_PER_MS, SORT_KEY, sort_key
+from functions.shared.price_table.ticks import STORED_AT, StoreOutcome, store_update
 from functions.shared.price_update import PriceUpdate
+from functions.webhook_processor.normalize import MAX_FUTURE_MS
 
 QUEUES = {"webhook": "webhook_dlq_url", "enricher": "enricher_dlq_url"}
 HOLD_SECONDS = 300          # messages stay invisible to others while we work on them
@@ -53,7 +64,10 @@ class DrainReport:
     verified: int = 0         # enricher: items read back enriched (consistent reads) before a delete
     left: list[str] = field(default_factory=list)   # why each message stayed
     done: list[str] = field(default_factory=list)   # enricher: what was verified for each deleted message
-    paths: Counter[str] = field(default_factory=Counter)  # enricher: stream or table scan
+    paths: Counter[str] = field(default_factory=Counter)  # enricher: stream, symbols' partitions or table scan
+    set_aside: list[str] = field(default_factory=list)   # poison items recorded and taken out of the queue
+    unrestored: list[str] = field(default_factory=list)  # enricher: every item not restored, with its reason
+    items_read: int = 0       # enricher: tick items read to find trimmed ranges (Query/Scan, before filters)
 
     @property
     def ok(self) -> bool:
@@ -242,44 +256,230 @@ def _key(image: dict[str, Any]) -> tuple[str, int]:
     return image["symbol"]["S"], int(image["timestamp"]["N"])
 
 
-def _enrich_and_verify(clients: dict[str, Any], settings: EnricherSettings, images: list[dict[str, Any]],
-                       stream_arn: str, path: str) -> int:
-    """Re-drive the items not yet enriched, then verify every one is (consistent reads); how many re-driven.
+def item_name(symbol: str, key: int) -> str:
+    """How the drain names a tick item, in its report and in `set_aside`: SYMBOL/sort key."""
+    return f"{symbol}/{key}"
 
-    Items already enriched (an earlier drain, or Lambda's last retry after all) are not re-driven:
-    that would announce them twice. An item missing from the table cannot be verified, so it fails.
+
+class _Tap:
+    """A client whose failed calls are noted (operation, table or topic, error code): the enricher
+    reports only which records failed, and on-call needs to know why."""
+
+    def __init__(self, client: Any, seen: list[str]) -> None:
+        self._client, self._seen = client, seen
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except ClientError as error:
+                if _error_code(error) == "ConditionalCheckFailedException":
+                    raise       # the enricher's idempotent writes meeting their earlier run: not a fault
+                where = kwargs.get("TableName") or str(kwargs.get("TopicArn", "")).rsplit(":", 1)[-1]
+                self._seen.append(f"{name} {where}: {_error_code(error)}".replace(" :", ":"))
+                raise
+            except Exception as error:
+                self._seen.append(f"{name}: {type(error).__name__}")
+                raise
+        return call
+
+
+class _Reasons(logging.Handler):
+    """The enricher's own summary of a failed batch (its ERROR line's `reasons`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reasons += [str(reason) for reason in getattr(record, "reasons", ()) or ()]
+
+
+@contextmanager
+def _enricher_reasons() -> Iterator[_Reasons]:
+    logger = logging.getLogger("price_enricher")
+    handler = _Reasons()
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+@dataclass(frozen=True)
+class Unrestored:
+    """An item of a failed range the re-drive could not restore, and why."""
+
+    symbol: str
+    key: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{item_name(self.symbol, self.key)}: {self.reason}"
+
+
+class NotRestored(NotVerified):
+    """Items of the range failed again: the message stays, each item named."""
+
+    def __init__(self, path: str, items: list[Unrestored], total: int) -> None:
+        self.items = items
+        shown = "; ".join(str(item) for item in items[:10]) + ("; ..." if len(items) > 10 else "")
+        super().__init__(f"{path}: {len(items)} of {total} items not restored: {shown}")
+
+
+def _rerun(clients: dict[str, Any], settings: EnricherSettings, images: list[dict[str, Any]], stream_arn: str
+           ) -> list[Unrestored]:
+    """The enricher's own retry of every item, symbol by symbol; the items that failed again.
+
+    Every item, enriched or not: a range whose indicator writes succeeded but whose candle step
+    or announcements failed is enriched already, and only a new run of `process` brings its
+    candles up to date (maintenance recomputes from stored ticks: idempotent) and announces its
+    updates (at least once: those announced before the failure are announced again, an
+    enriched item keeping its first values). Symbol by symbol, so a failure's reason (the
+    enricher's summary and the failing calls) belongs to that symbol's items.
+    """
+    by_symbol: dict[str, list[dict[str, Any]]] = {}
+    for image in images:
+        by_symbol.setdefault(image["symbol"]["S"], []).append(image)
+    unrestored: list[Unrestored] = []
+    for symbol, group in by_symbol.items():
+        records = _as_insert_records(group, stream_arn)
+        seen: list[str] = []
+        tapped = {name: _Tap(client, seen) for name, client in clients.items()}
+        with _enricher_reasons() as summary:
+            result = enrich_batch({"Records": records}, settings, tapped["dynamodb"], tapped["sns"])
+        failed = {entry["itemIdentifier"] for entry in result["batchItemFailures"]}
+        if not failed:
+            continue
+        reason = ", ".join(dict.fromkeys(summary.reasons)) or "failed enrichment again"
+        if seen:
+            reason += f" ({'; '.join(dict.fromkeys(seen))})"
+        unrestored += [Unrestored(symbol, _key(record["dynamodb"]["NewImage"])[1], reason[:300])
+                       for record in records if record["dynamodb"]["SequenceNumber"] in failed]
+    return unrestored
+
+
+def _enrich_and_verify(clients: dict[str, Any], settings: EnricherSettings, images: list[dict[str, Any]],
+                       stream_arn: str, path: str, set_aside: Collection[str] = ()
+                       ) -> tuple[int, list[Unrestored]]:
+    """Re-run the enricher over every item, then verify each is enriched (consistent reads).
+
+    Returns how many items were not enriched before, and the items set aside (named in
+    `set_aside` and not restored). Any other item not restored raises NotRestored.
     """
     dynamodb = clients["dynamodb"]
     keys = [_key(image) for image in images]
+    before = ticks.enrichment_of(dynamodb, settings.table_name, keys)
+    failed = {(item.symbol, item.key): item for item in _rerun(clients, settings, images, stream_arn)}
     state = ticks.enrichment_of(dynamodb, settings.table_name, keys)
-    pending = [image for image in images if state[_key(image)] is False]
-    if pending:
-        records = _as_insert_records(pending, stream_arn)
-        result = enrich_batch({"Records": records}, settings, dynamodb, clients["sns"])
-        if result["batchItemFailures"]:
-            raise NotVerified(f"{path}: {len(result['batchItemFailures'])} of {len(records)} records "
-                              f"failed enrichment again")
-    state = ticks.enrichment_of(dynamodb, settings.table_name, keys)
-    unverified = [key for key in keys if state[key] is not True]
-    if unverified:
-        gone = sum(state[key] is None for key in unverified)
-        shown = ", ".join(f"{symbol}/{timestamp}" for symbol, timestamp in unverified[:3])
-        raise NotVerified(f"{path}: {len(unverified)} of {len(keys)} items not enriched after the re-drive "
-                          f"({gone} no longer in the table): {shown}")
-    return len(pending)
+    for key in keys:
+        if state[key] is not True and key not in failed:
+            failed[key] = Unrestored(*key, "no longer in the table" if state[key] is None else
+                                     "not enriched after the re-drive")
+    aside = [item for item in failed.values() if item_name(item.symbol, item.key) in set_aside]
+    left = [item for item in failed.values() if item_name(item.symbol, item.key) not in set_aside]
+    if left:
+        raise NotRestored(path, left, len(keys))
+    return sum(before[key] is False for key in keys), aside
+
+
+def query_stored(dynamodb: Any, table: str, symbols: Sequence[str], low: int, high: int
+                 ) -> tuple[list[dict[str, Any]], int]:
+    """The items of `symbols` whose `stored_at` lies in [low, high], and how many items were read.
+
+    One Query per symbol partition (consistent), never a Scan. The key bound: a tick is stored
+    after it was received, and the webhook takes event times up to MAX_FUTURE_MS after receipt,
+    so no item of the window has an event time after `high` + MAX_FUTURE_MS. There is no lower
+    bound to infer: a tick re-driven from the webhook DLQ hours later, or a backfill of history,
+    is stored long after its event time, and the sort key is event time. So below that key the
+    filter on `stored_at` is the bound, and the read costs the symbol's partition up to it
+    (newest first); it stays bounded by the symbols named, never the whole table.
+    """
+    top = sort_key(high + MAX_FUTURE_MS, SLOTS_PER_MS - 1)
+    found: list[dict[str, Any]] = []
+    read = 0
+    for symbol in dict.fromkeys(symbols):
+        arguments: dict[str, Any] = {
+            "TableName": table, "ConsistentRead": True, "ScanIndexForward": False,
+            "KeyConditionExpression": "#k = :s AND #t <= :top",
+            "FilterExpression": "#stored BETWEEN :a AND :b",
+            "ExpressionAttributeNames": {"#k": PARTITION_KEY, "#t": SORT_KEY, "#stored": STORED_AT},
+            "ExpressionAttributeValues": {":s": {"S": symbol}, ":top": {"N": str(top)},
+                                          ":a": {"N": str(low)}, ":b": {"N": str(high)}}}
+        while True:
+            page = dynamodb.query(**arguments)
+            read += int(page.get("ScannedCount", len(page["Items"])))
+            found += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                break
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return found, read
+
+
+def scan_cost(dynamodb: Any, table: str) -> str:
+    """What a consistent Scan of the whole table costs, from DescribeTable (refreshed about
+    every six hours): items and read units (4 KB a unit)."""
+    description = dynamodb.describe_table(TableName=table)["Table"]
+    items, size = int(description.get("ItemCount", 0)), int(description.get("TableSizeBytes", 0))
+    return f"~{items:,} items, ~{max(1, -(-size // 4096)):,} read units (strongly consistent)"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """How the drain finds a trimmed range's items: the symbols named (their partitions, the
+    bound), or, only when on-call asks for it, the whole table (its cost printed first)."""
+
+    symbols: tuple[str, ...] = ()
+    scan_table: bool = False
+    say: Callable[[str], None] = lambda _: None
+
+
+def _stored_items(clients: dict[str, Any], settings: EnricherSettings, info: dict[str, Any], lookup: Lookup,
+                  report: DrainReport) -> tuple[str, list[dict[str, Any]]]:
+    low, high = stored_window(info)
+    dynamodb = clients["dynamodb"]
+    if lookup.symbols:
+        found, read = query_stored(dynamodb, settings.table_name, lookup.symbols, low, high)
+        report.items_read += read
+        return f"table ({', '.join(lookup.symbols)})", found
+    if not lookup.scan_table:
+        raise NotVerified(f"the stream no longer holds this range and its symbols are unknown: name them "
+                          f"with --symbols (reads only their partitions), or pass --scan-table to read the "
+                          f"whole table ({scan_cost(dynamodb, settings.table_name)} per message)")
+    lookup.say(f"reading the whole table {settings.table_name} for a trimmed range: "
+               f"{scan_cost(dynamodb, settings.table_name)}")
+    arguments: dict[str, Any] = {
+        "TableName": settings.table_name, "ConsistentRead": True,
+        "FilterExpression": "#stored BETWEEN :a AND :b", "ExpressionAttributeNames": {"#stored": STORED_AT},
+        "ExpressionAttributeValues": {":a": {"N": str(low)}, ":b": {"N": str(high)}}}
+    images: list[dict[str, Any]] = []
+    while True:
+        page = dynamodb.scan(**arguments)
+        report.items_read += int(page.get("ScannedCount", len(page["Items"])))
+        images += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return "table scan", images
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def redrive_failed_batch(clients: dict[str, Any], settings: EnricherSettings, body: dict[str, Any],
-                         report: DrainReport) -> str:
-    """Re-drive one on-failure record and verify its range; a line for the report, or NotVerified.
+                         report: DrainReport, lookup: Lookup = Lookup(), set_aside: Collection[str] = ()
+                         ) -> tuple[str, list[Unrestored]]:
+    """Re-drive one on-failure record and verify its range: a line for the report and the items
+    set aside, or NotVerified.
 
     Path 1, the stream (it holds 24 h): every record of the range is read; the INSERT records
     must number batchSize (the mapping's filter passes only INSERTs, so the MODIFY records of the
     enricher's own writes that fall inside the range were never in the batch and are not counted).
     Path 2, when the stream no longer holds the range: the items stored in the range's time
-    window (`stored_at`, see STORED_BEFORE_ARRIVAL_MS), at least batchSize of them. Other items
-    of that window that lack enrichment are re-driven too (they failed as well: the window is
-    older than the stream's 24 h); one that fails again keeps this message in the queue.
+    window (`stored_at`, see STORED_BEFORE_ARRIVAL_MS), at least batchSize of them, found in the
+    partitions of the symbols on-call names (`query_stored`), or in the whole table when asked
+    (`Lookup.scan_table`, its cost printed first). The other items of that window are re-run too
+    (the enricher's retry is idempotent; their announcements go out again).
     """
     info = _batch_info(body)
     batch_size = int(info["batchSize"])
@@ -297,18 +497,19 @@ def redrive_failed_batch(clients: dict[str, Any], settings: EnricherSettings, bo
         images = [record["dynamodb"]["NewImage"] for record in read.inserts]
         detail = f"{len(images)} records read ({read.others} others in the range skipped, {read.pages} pages)"
     else:
-        path = "table scan"
-        low, high = stored_window(info)
-        images = ticks.scan_stored(clients["dynamodb"], settings.table_name, low, high)
+        path, images = _stored_items(clients, settings, info, lookup, report)
         if len(images) < batch_size:
-            raise NotVerified(f"table scan: {len(images)} items stored between {low} and {high} (epoch ms), "
+            low, high = stored_window(info)
+            raise NotVerified(f"{path}: {len(images)} items stored between {low} and {high} (epoch ms), "
                               f"fewer than batchSize {batch_size}")
         detail = f"{len(images)} items stored in the window"
-    report.paths[path] += 1
-    redriven = _enrich_and_verify(clients, settings, images, info["streamArn"], path)
+    report.paths[path.split(" (")[0]] += 1
+    redriven, aside = _enrich_and_verify(clients, settings, images, info["streamArn"], path, set_aside)
     report.enriched += redriven
-    report.verified += len(images)
-    return f"{path}: {detail}, {redriven} re-enriched, {len(images)} verified enriched"
+    report.verified += len(images) - len(aside)
+    return (f"{path}: {detail}, all re-run (candles recomputed, updates announced again), {redriven} newly "
+            f"enriched, {len(images) - len(aside)} verified enriched"
+            + (f", {len(aside)} set aside" if aside else "")), aside
 
 
 def rerun_sweep(clients: dict[str, Any], settings: EnricherSettings) -> str:
@@ -328,16 +529,67 @@ def require_queue(queue: str | None) -> str:
     return queue
 
 
+class Unreachable(DrainError):
+    """AWS (or the local emulator) did not answer, or refused the credentials: one line, no traceback."""
+
+
+_REFUSED = {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+            "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException",
+            "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+def _unreachable(error: Exception, url: str) -> Unreachable | None:
+    """The one line for a failure to reach the queue at all (None: some other error)."""
+    if isinstance(error, ClientError) and _error_code(error) not in _REFUSED:
+        return None
+    if not isinstance(error, BotoCoreError | ClientError):
+        return None
+    detail = str(error).splitlines()[0][:200] if str(error) else ""
+    return Unreachable(f"cannot reach AWS for {url}: {type(error).__name__}: {detail} (check the credentials "
+                       "and region; for --env local, a running `invoke local`)")
+
+
+def webhook_item(body: dict[str, Any]) -> str:
+    """How the drain names a webhook DLQ message's update: SYMBOL/event ms."""
+    update = body.get("update") if isinstance(body, dict) else None
+    if isinstance(update, dict) and update.get("symbol"):
+        return f"{update['symbol']}/{update.get('event_ms', update.get('timestamp', '?'))}"
+    return "?"
+
+
+def record_set_aside(path: Path, queue: str, message: dict[str, Any], items: list[str], reason: str) -> None:
+    """Append one JSON line: when, which queue, the items, why, and the message's whole body (to
+    re-send it once its cause is fixed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"set_aside_at": datetime.now(UTC).isoformat(timespec="seconds"), "queue": queue,
+             "message_id": message["MessageId"], "items": items, "reason": reason, "body": message["Body"]}
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
 def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[str, Any], *,
           dry_run: bool = False, max_messages: int | None = None,
           show: Callable[[Survey], None] = lambda _: None,
-          progress: Callable[[int], Any] | None = None, tick_retention_days: int | None = None) -> DrainReport:
+          progress: Callable[[int], Any] | None = None, tick_retention_days: int | None = None,
+          lookup: Lookup = Lookup(), set_aside: Collection[str] = (),
+          set_aside_log: Path | None = None) -> DrainReport:
     """Re-drive a queue. `windows` and `tick_retention_days` are the environment's (its
     `indicator_windows` and `tick_retention_days`): a re-driven tick gets the webhook's
-    `expires_at`, and a re-driven batch the enricher's candle horizon."""
+    `expires_at`, and a re-driven batch the enricher's candle horizon. `lookup`: how a range the
+    stream no longer holds is found. `set_aside`: items (SYMBOL/key, as the report names them)
+    or message ids that may be recorded in `set_aside_log` and taken out of the queue when they
+    fail again. Unreachable: AWS did not answer the first call."""
     require_queue(queue)
+    if set_aside and set_aside_log is None:
+        raise DrainError("set_aside needs a file to record the items in")
     sqs, url = clients["sqs"], outputs[QUEUES[queue]]
-    messages = receive_all(sqs, url, max_messages)
+    try:
+        messages = receive_all(sqs, url, max_messages)
+    except Exception as error:
+        one_line = _unreachable(error, url)
+        if one_line is None:
+            raise
+        raise one_line from None
     report = DrainReport(queue, survey(queue, messages, time.time()))
     show(report.survey)
     if dry_run or not messages:
@@ -348,22 +600,46 @@ def drain(queue: str, outputs: dict[str, Any], windows: Windows, clients: dict[s
                                 windows=windows, candle_table_name=outputs.get("candle_table_name", ""),
                                 tick_retention_days=tick_retention_days)
     advance = progress(len(messages)) if progress else (lambda: None)
-    for message in messages:
-        try:
-            body = json.loads(message["Body"])
-            if queue == "webhook":
-                outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body, tick_retention_days)
-                report.stored += outcome == StoreOutcome.STORED
-                report.duplicates += outcome == StoreOutcome.DUPLICATE
-            elif (body.get("requestPayload") or {}).get("action") == SWEEP_ACTION:
-                report.done.append(f"{message['MessageId']}: {rerun_sweep(clients, settings)}")
-            else:
-                report.done.append(f"{message['MessageId']}: {redrive_failed_batch(clients, settings, body, report)}")
-        except Exception as error:  # noqa: BLE001 - the message stays, and the report says why
-            release(sqs, url, [message])
-            report.left.append(f"{message['MessageId']}: {type(error).__name__}: {str(error)[:300]}")
-        else:
+    try:
+        for message in messages:
+            body: Any = None
+            try:
+                body = json.loads(message["Body"])
+                if queue == "webhook":
+                    outcome = redrive_update(clients["dynamodb"], outputs["table_name"], body, tick_retention_days)
+                    report.stored += outcome == StoreOutcome.STORED
+                    report.duplicates += outcome == StoreOutcome.DUPLICATE
+                elif (body.get("requestPayload") or {}).get("action") == SWEEP_ACTION:
+                    report.done.append(f"{message['MessageId']}: {rerun_sweep(clients, settings)}")
+                else:
+                    line, aside = redrive_failed_batch(clients, settings, body, report, lookup, set_aside)
+                    if aside:
+                        assert set_aside_log is not None
+                        record_set_aside(set_aside_log, queue, message, [item_name(a.symbol, a.key) for a in aside],
+                                         "; ".join(str(a) for a in aside))
+                        report.set_aside += [f"{message['MessageId']}: {a}" for a in aside]
+                    report.done.append(f"{message['MessageId']}: {line}")
+            except Exception as error:  # noqa: BLE001 - the message stays, and the report says why
+                reason = f"{type(error).__name__}: {str(error)[:1000]}"
+                name = webhook_item(body) if queue == "webhook" else None
+                if message["MessageId"] in set_aside or (name is not None and name in set_aside):
+                    assert set_aside_log is not None
+                    record_set_aside(set_aside_log, queue, message, [name or message["MessageId"]], reason)
+                    report.set_aside.append(f"{message['MessageId']}: {name or 'message'}: {reason}")
+                else:
+                    release(sqs, url, [message])
+                    if isinstance(error, NotRestored):
+                        report.unrestored += [f"{message['MessageId']}: {item}" for item in error.items]
+                    shown = f"{name}: " if name else ""
+                    report.left.append(f"{message['MessageId']}: {shown}{reason}")
+                    advance()
+                    continue
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
             report.processed += 1
-        advance()
+            advance()
+    except Exception as error:
+        one_line = _unreachable(error, url)   # the queue itself stopped answering mid-drain
+        if one_line is None:
+            raise
+        raise one_line from None
     return report
