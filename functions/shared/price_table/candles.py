@@ -152,9 +152,10 @@ def _number(value: Decimal | int) -> dict[str, str]:
 
 
 def _entry(candle: Candle) -> str:
-    """"open high low close count volume volume_count": one series' value in a bucket."""
-    return (f"{candle.open} {candle.high} {candle.low} {candle.close} {candle.count} {candle.volume} "
-            f"{candle.volume_count}")
+    """"open high low close count[ volume volume_count]": one series' value in a bucket (the
+    volume only when a tick carried one: most bytes of a stored candle are read back)."""
+    text = f"{candle.open} {candle.high} {candle.low} {candle.close} {candle.count}"
+    return f"{text} {candle.volume} {candle.volume_count}" if candle.volume_count else text
 
 
 def _from_entry(start: int, fields: Sequence[str]) -> Candle:
@@ -164,16 +165,22 @@ def _from_entry(start: int, fields: Sequence[str]) -> Candle:
                   volume, counted)
 
 
+def _same(part: Candle, composite: Candle) -> bool:
+    return _entry(part) == _entry(composite)
+
+
 def venues_text(candle: Candle) -> str:
-    """Every venue's candle as "venue o h l c count vol nv" entries joined by ";"."""
-    return ";".join(f"{name} {_entry(part)}" for name, part in candle.venues)
+    """Every venue's candle as "venue o h l c count vol nv" entries joined by ";"; a venue
+    whose candle is the composite's, to the digit (always so for a symbol with one venue),
+    is its name alone: a one-venue bucket then costs its name, not a second copy."""
+    return ";".join(name if _same(part, candle) else f"{name} {_entry(part)}" for name, part in candle.venues)
 
 
-def venues_from_text(start: int, text: str) -> tuple[tuple[str, Candle], ...]:
+def venues_from_text(start: int, text: str, composite: Candle) -> tuple[tuple[str, Candle], ...]:
     venues = []
     for entry in text.split(";") if text else ():
         name, *fields = entry.split(" ")
-        venues.append((name, _from_entry(start, fields)))
+        venues.append((name, _from_entry(start, fields) if fields else replace(composite, venues=(), expires=None)))
     return tuple(venues)
 
 
@@ -184,8 +191,9 @@ def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
     item = {
         SERIES: {"S": series_name(symbol, interval)}, SK: {"S": sort_text(candle.start)},
         "ohlc": {"S": f"{candle.open} {candle.high} {candle.low} {candle.close}"}, "count": _number(candle.count),
-        "vol": {"S": str(candle.volume)}, "nv": _number(candle.volume_count),
     }
+    if candle.volume_count:  # absent: no tick carried a volume (volume 0 of 0)
+        item["vol"], item["nv"] = {"S": str(candle.volume)}, _number(candle.volume_count)
     if candle.venues:
         item["venues"] = {"S": venues_text(candle)}
     if candle.expires is not None:
@@ -202,11 +210,13 @@ def candle_from_item(item: Mapping[str, Any]) -> Candle:
                       Decimal(item["low"]["N"]), Decimal(item["close"]["N"]), int(item["count"]["N"]))
     start = int(item[SK]["S"])
     open_, high, low, close = item["ohlc"]["S"].split(" ")
-    return Candle(start, Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
-                  int(item["count"]["N"]), int(item["x"]["N"]) if "x" in item else None,
-                  Decimal(item["vol"]["S"]) if "vol" in item else Decimal(0),
-                  int(item["nv"]["N"]) if "nv" in item else 0,
-                  venues_from_text(start, item["venues"]["S"]) if "venues" in item else ())
+    composite = Candle(start, Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
+                       int(item["count"]["N"]), int(item["x"]["N"]) if "x" in item else None,
+                       Decimal(item["vol"]["S"]) if "vol" in item else Decimal(0),
+                       int(item["nv"]["N"]) if "nv" in item else 0)
+    if "venues" not in item:
+        return composite
+    return replace(composite, venues=venues_from_text(start, item["venues"]["S"], composite))
 
 
 def pack_series(symbol: str) -> str:
@@ -276,8 +286,9 @@ def _prefix_from_value(start: int, value: Mapping[str, Any]) -> Candle | None:
             return None
         open_, high, low, close = (Decimal(fields[short]["N"]) for short, _ in _PREFIX_FIELDS)
         return Candle(start, open_, high, low, close, int(fields["n"]["N"]))
-    composite, _, venues = value["S"].partition("|")
-    return replace(_from_entry(start, composite.split(" ")), venues=venues_from_text(start, venues))
+    text, _, venues = value["S"].partition("|")
+    composite = _from_entry(start, text.split(" "))
+    return replace(composite, venues=venues_from_text(start, venues, composite))
 
 
 def state_from_item(item: Mapping[str, Any]) -> SymbolState:
