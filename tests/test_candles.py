@@ -332,6 +332,29 @@ def test_late_tick_beyond_the_retention_horizon_is_left_out_and_candles_are_kept
     assert read_all(store, "1d")[0] == before[0]
 
 
+def test_raising_the_retention_does_not_rebuild_a_minute_from_what_ttl_left():
+    """Ticks written under a one-day retention; one of them is gone (TTL) when the retention is
+    raised to seven days and a late tick arrives in its minute, now well inside the new
+    horizon. The minute's candle keeps both ticks it counted (open 100, count 2) instead of
+    being rebuilt from what is left (open 90)."""
+    store, day, hour = MemoryStore(), 86_400_000, 3_600_000
+    minute = MIDNIGHT
+    first, second = key(minute + 1_000), key(minute + 2_000)
+    store.store_tick(SYMBOL, first, Decimal("100"), expires=(minute + 1_000 + day) // 1000)  # received on time
+    store.store_tick(SYMBOL, second, Decimal("90"), expires=(minute + day + hour) // 1000)   # received an hour late
+    now = minute + 2 * MINUTE_MS
+    maintain_store(store, SYMBOL, [first, second, key(now)], oldest_recomputable_ms=now - day, now_ms=now)
+    before = read_all(store, "1m")[0]
+    assert (before.open, before.count) == (Decimal("100"), 2)
+    now = minute + day + 30 * MINUTE_MS
+    assert store.expire(SYMBOL, now) == 1  # the 100 is gone
+    late = key(minute + 30_000)
+    store.store_tick(SYMBOL, late, Decimal("95"), expires=(now + 7 * day) // 1000)  # under the new retention
+    writes = maintain_store(store, SYMBOL, [late], oldest_recomputable_ms=now - 7 * day + hour, now_ms=now)
+    after = read_all(store, "1m")[0]
+    assert (after.open, after.count) == (Decimal("100"), 2) and writes.skipped_minutes == 1
+
+
 def test_items_that_are_not_prices_are_left_out():
     store = MemoryStore()
     store.store_tick(SYMBOL, key(MIDNIGHT), Decimal("1.00"))
