@@ -9,6 +9,13 @@ within a millisecond keep their key order), close = its last, high, low, and cou
 buckets have no candle. That is pandas `resample(rule, label="left", closed="left").ohlc()`
 (and `.count()`) over the symbol's ticks ordered by key.
 
+Venues (the symbol's ticks carry their venue, the `exchange` attribute): each bucket's
+candle is the composite (see `composite_values`: the median of the fresh venues' current
+prices at each tick; count and volume of every venue's ticks) with each venue's own candle
+in `Candle.venues`. A 1m recompute reads the minutes' ticks once, from STALE_MS before them
+(which venues are fresh at the first ticks), and builds every series; coarse candles combine
+per series. That is pandas' ohlc/count/sum per venue over that venue's ticks.
+
 Why a watermark and prefixes. Candles are materialized as the stream flows, so that a
 request reads in proportion to its answer. Per symbol one registry record holds:
 

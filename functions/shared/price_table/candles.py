@@ -5,10 +5,17 @@ Table `price-candles-<suffix>`: hash key `series` (S), range key `sk` (S), on de
 stream. A table of its own, so its writes never trigger the enricher and never show in
 the enricher's history Query of the prices table.
 
-- Candle: series = "<SYMBOL>#<interval>", sk = start (epoch ms) as 15 zero-padded digits
-  (string order = time order), `ohlc` (S: open, high, low and close, the ticks' own
-  numbers as exact decimal text, space-separated), `count` (N, a number because writes are
-  conditioned on it). About 80 bytes: one write unit. Four attributes rather than eight (a
+- Candle: ONE item per symbol, interval and bucket holds the composite and every venue:
+  series = "<SYMBOL>#<interval>", sk = start (epoch ms) as 15 zero-padded digits
+  (string order = time order), `ohlc` (S: the composite's open, high, low and close, exact
+  decimal text, space-separated), `count` (N: every venue's ticks; a number because writes
+  are conditioned on it), `vol` (S) and `nv` (N): the composite's volume and how many ticks
+  carried one (absent: none did), `venues` (S): "venue o h l c count[ vol nv]" entries
+  joined by ";" in venue order, a venue equal to the composite to the digit written as its
+  name alone (always so with one venue). Why one item: per-venue items would multiply the
+  writes by venues + 1; a 3-venue 1m item is ~270 bytes, one write unit (measured in
+  `tests/test_candles_venues.py`). Items without `venues` (written before venues) read as
+  the composite alone. Four attributes rather than eight (a
   Number each for start/open/high/low/close): a day of 1m candles is 1,440 items, and every
   attribute value costs a reader's SDK a parse step (botocore walks each one through the
   model), so the read API's handler time follows the attribute count. A 1m candle of ticks
@@ -27,13 +34,17 @@ the enricher's history Query of the prices table.
   scenario).
 - Registry, one per symbol: series = "#symbols", sk = "<SYMBOL>", `materialized_ms` (N,
   the watermark W: every candle whose end <= W is stored; minute-aligned), `version` (N,
-  for compare-and-set), `prefix_<interval>` (M {o, h, l, c, n}) for each coarse interval
-  whose forming bucket [bucket_start(W), W) has ticks (see `functions.shared.candles`),
-  `batches` (S, digests of the last batches applied), `dense_hours` (N: how many of the
+  for compare-and-set), `prefix_<interval>` (S: the composite's "o h l c count[ vol nv]",
+  then "|" and the venues' entries as in a candle; the Map of the format before venues
+  still reads) for each coarse interval whose forming bucket [bucket_start(W), W) has ticks
+  (see `functions.shared.candles`),
+  `batches` (S, digests of the last batches applied), `venues` (S: the symbol's venues,
+  sorted, comma-separated; what `list_symbols` answers), `dense_hours` (N: how many of the
   newest closed hours, in a row, have a pack of at least DENSE_MINUTES candles; what lets
   a reader use packs and still keep the read bound, see `_stored_minutes`), `maintained_ms`
   (N: the wall clock of the last step, so the sweep of quiet symbols leaves busy ones alone).
-  Under 1 KB: one write unit.
+  With three venues and all five prefixes ~1.3 KB: two write units, once per symbol and
+  minute (the step that moves W).
 
 Maintenance, per symbol of a stream batch, after its ticks are stored: read the registry
 (consistent GetItem), plan (pure), recompute the planned 1m candles from the ticks (one
