@@ -334,9 +334,10 @@ UNKNOWN_VENUE = "unknown"
 
 def tick_venue(item: Mapping[str, Any]) -> str:
     """A tick's venue: its `exchange` (stored normalized, lowercase); an item without one
-    (none is written so) counts under UNKNOWN_VENUE rather than being dropped."""
+    (none is written so), or one holding a separator of the stored texts (" ", ";", "|",
+    ","), counts under UNKNOWN_VENUE rather than being dropped or corrupting an item."""
     value = item.get("exchange", {}).get("S", "")
-    return value if value and " " not in value and ";" not in value else UNKNOWN_VENUE
+    return value if value and not any(mark in value for mark in " ;|,") else UNKNOWN_VENUE
 
 
 def tick_volume(item: Mapping[str, Any]) -> Decimal | None:
