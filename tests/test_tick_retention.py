@@ -252,3 +252,15 @@ def test_enrichment_and_corrections_keep_expires_at(moto_endpoint):
     assert all("enriched_at" in item for item in items)
     assert "corrected_at" in items[2]
     assert [item[EXPIRES_AT] for item in items] == [NOW_MS // 1000 + 7 * 86_400] * 3
+
+
+def test_the_wholeness_check_assumes_no_retention_shorter_than_the_environment_files_least():
+    """Late minutes newer than the shortest allowed retention are recomputed unchecked: no tick
+    can have expired there, whatever retention it was written with."""
+    from environments.config import EnvironmentConfig
+
+    [bound] = [rule.ge for rule in EnvironmentConfig.model_fields["tick_retention_days"].metadata
+               if hasattr(rule, "ge")]
+    assert candles.MIN_RETENTION_DAYS == bound
+    assert candles.wholeness_horizon(None, NOW_MS) == oldest_recomputable_ms(NOW_MS, bound)
+    assert candles.wholeness_horizon(oldest_recomputable_ms(NOW_MS, 7), NOW_MS) == oldest_recomputable_ms(NOW_MS, 1)

@@ -115,10 +115,11 @@ from functions.shared.candles import (
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, key_range
 
 __all__ = [
-    "INTERVALS", "MAX_CANDLES", "SWEEP_IDLE_MS", "SWEEP_QUIET_MS", "Candle", "CandleConflict", "CandleStore",
+    "INTERVALS", "MAX_CANDLES", "MIN_RETENTION_DAYS", "SWEEP_IDLE_MS", "SWEEP_QUIET_MS", "UNKNOWN_VENUE",
+    "Candle", "CandleConflict", "CandleStore",
     "CandleWrites", "DynamoCandleStore", "SweepResult", "SymbolState", "candle_item", "list_symbols", "maintain",
     "maintain_store", "pack_from_item", "pack_item", "read_candles", "read_from_store", "registry_item",
-    "series_name", "sweep", "sweep_store", "table_definition",
+    "series_name", "sweep", "sweep_store", "table_definition", "tick_venue", "tick_volume", "wholeness_horizon",
 ]
 
 SERIES = "series"
