@@ -9,9 +9,10 @@ priced from the items each Query/GetItem returned (`reads.MeteredClient`, `evide
 moto does not bill capacity by DynamoDB's rules).
 
 One liberty, which changes no request `maintain` makes: every 5 batches, ticks older
-than their symbol's watermark are deleted. moto's Query walks every item of a table, so
-without it the run would slow down as the table grows; `maintain` never reads a tick older
-than the watermark unless a tick is late, and this stream has none. The first
+than their symbol's watermark minus STALE_MS are deleted. moto's Query walks every item of
+a table, so without it the run would slow down as the table grows; `maintain` never reads
+a tick older than that (the composite's carry-in) unless a tick is late, and this stream
+has none. The first
 `warmup_minutes` are maintained but not counted (each symbol's registry record is created
 once, not per update).
 
@@ -31,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from evidence.capacity import item_size, read_units, write_units
-from functions.shared.candles import INTERVALS, MINUTE_MS
+from functions.shared.candles import INTERVALS, MINUTE_MS, STALE_MS
 from functions.shared.price_table.candles import PACK_SUFFIX, SERIES, maintain
 from functions.shared.price_table.candles import table_definition as candle_table_definition
 from functions.shared.price_table.keys import SORT_KEY, event_ms, sort_key, table_definition
@@ -178,9 +179,11 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
         if number % 5 == 4:  # drop ticks already materialized (see the module's note)
             doomed = []
             for symbol, keys in stored.items():
-                keep = [key for key in keys if event_ms(key) >= watermarks.get(symbol, 0)]
+                # Kept from STALE_MS before W: the composite's carry-in, which every closing step reads.
+                horizon = watermarks.get(symbol, 0) - STALE_MS
+                keep = [key for key in keys if event_ms(key) >= horizon]
                 doomed += [{"DeleteRequest": {"Key": {"symbol": {"S": symbol}, SORT_KEY: {"N": str(key)}}}}
-                           for key in keys if event_ms(key) < watermarks.get(symbol, 0)]
+                           for key in keys if event_ms(key) < horizon]
                 stored[symbol] = keep
             _write(dynamodb, tick_table, doomed)
     counts: Counter[str] = Counter()

@@ -122,7 +122,7 @@ def test_after_a_sweep_a_straggler_is_a_late_tick_and_a_new_tick_flows_on():
     now = T0 + 2 * HOUR_MS
     assert len(sweep_store(store, now).closed) == 1
     straggler = [(sort_key(T0 + 50_000, 0), Decimal("9"))]    # arrives after its minute was closed
-    assert _step(store, symbol, straggler, now + 1_000).late_minutes == 1
+    assert _step(store, symbol, straggler, now + 1_000).late_minutes == 2  # its minute and the next (composite)
     fresh = [(sort_key(now + 2_000, 0), Decimal("11")), (sort_key(now + 70_000, 0), Decimal("12"))]
     assert _step(store, symbol, fresh, now + 71_000).late_minutes == 0
     _assert_equal_pandas(store, symbol, ticks + straggler + fresh)
@@ -162,7 +162,7 @@ def test_late_ticks_alone_do_not_keep_a_symbol_from_being_swept():
     _step(store, symbol, [(sort_key(T0 - 10 * MINUTE_MS, 0), Decimal("1"))] + forming, T0 + 6_000, days=1)
     now = T0 + 3 * HOUR_MS
     late = [(sort_key(T0 - 9 * MINUTE_MS, 0), Decimal("3"))]
-    assert _step(store, symbol, late, now - MINUTE_MS, days=1).late_minutes == 1
+    assert _step(store, symbol, late, now - MINUTE_MS, days=1).late_minutes == 2  # its minute and the next
     assert [w.symbol for w in sweep_store(store, now).closed] == [symbol]
     assert store.states[symbol].watermark == now - SWEEP_QUIET_MS
 

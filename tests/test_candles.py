@@ -130,7 +130,9 @@ def test_planner_late_tick_recomputes_its_minute_closed_buckets_and_forming_pref
     w = MIDNIGHT + 17 * MINUTE_MS  # 00:17
     late = MIDNIGHT + 3 * MINUTE_MS + 5  # 00:03
     plan = plan_maintenance(w, [key(late), key(late, 1), key(w + 10)])  # a duplicate minute, and one in the forming
-    assert plan.late_minutes == (MIDNIGHT + 3 * MINUTE_MS,) and plan.closing is None and plan.watermark == w
+    # Its minute, and the next: the composite there may have carried its venue's price in.
+    assert plan.late_minutes == (MIDNIGHT + 3 * MINUTE_MS, MIDNIGHT + 4 * MINUTE_MS)
+    assert plan.closing is None and plan.watermark == w
     assert plan.recompute_ranges("5m") == ((MIDNIGHT, MIDNIGHT + 5 * MINUTE_MS),)
     assert plan.recompute_ranges("15m") == ((MIDNIGHT, MIDNIGHT + 15 * MINUTE_MS),)
     assert plan.recompute_ranges("1h") == ()  # 00:00-01:00 is still forming: its prefix changes instead
@@ -150,8 +152,8 @@ def test_planner_leaves_out_minutes_older_than_the_retention_horizon():
     w = MIDNIGHT + 2 * 86_400_000
     horizon = MIDNIGHT + 86_400_000 + 123
     plan = plan_maintenance(w, [key(MIDNIGHT + 5), key(horizon + 60_000)], oldest_recomputable_ms=horizon)
-    assert plan.skipped_minutes == (MIDNIGHT,)
-    assert plan.late_minutes == (bucket_start(horizon + 60_000, MINUTE_MS),)
+    assert plan.skipped_minutes == (MIDNIGHT, MIDNIGHT + MINUTE_MS)  # its minute and the next (the composite's)
+    assert plan.late_minutes == (bucket_start(horizon + 60_000, MINUTE_MS), bucket_start(horizon + 120_000, MINUTE_MS))
     assert all(start >= horizon for start, _ in plan.minute_ranges())
 
 
@@ -324,8 +326,33 @@ def test_late_tick_beyond_the_retention_horizon_is_left_out_and_candles_are_kept
     assert store.expire(SYMBOL, new) == 1                      # TTL took the old day's tick
     store.store_tick(SYMBOL, key(old + 2_000), Decimal("7.00"), expires=(new + day) // 1000)  # late
     writes = maintain_store(store, SYMBOL, [key(old + 2_000)], oldest_recomputable_ms=new - day, now_ms=new + 1)
-    assert writes.skipped_minutes == 1 and writes.late_minutes == 0
+    # The late tick's minute is left out; the next one (the composite's carry-in), without a
+    # candle, is computed and finds nothing.
+    assert writes.skipped_minutes == 1 and writes.late_minutes == 1
     assert read_all(store, "1d")[0] == before[0]
+
+
+def test_raising_the_retention_does_not_rebuild_a_minute_from_what_ttl_left():
+    """Ticks written under a one-day retention; one of them is gone (TTL) when the retention is
+    raised to seven days and a late tick arrives in its minute, now well inside the new
+    horizon. The minute's candle keeps both ticks it counted (open 100, count 2) instead of
+    being rebuilt from what is left (open 90)."""
+    store, day, hour = MemoryStore(), 86_400_000, 3_600_000
+    minute = MIDNIGHT
+    first, second = key(minute + 1_000), key(minute + 2_000)
+    store.store_tick(SYMBOL, first, Decimal("100"), expires=(minute + 1_000 + day) // 1000)  # received on time
+    store.store_tick(SYMBOL, second, Decimal("90"), expires=(minute + day + hour) // 1000)   # received an hour late
+    now = minute + 2 * MINUTE_MS
+    maintain_store(store, SYMBOL, [first, second, key(now)], oldest_recomputable_ms=now - day, now_ms=now)
+    before = read_all(store, "1m")[0]
+    assert (before.open, before.count) == (Decimal("100"), 2)
+    now = minute + day + 30 * MINUTE_MS
+    assert store.expire(SYMBOL, now) == 1  # the 100 is gone
+    late = key(minute + 30_000)
+    store.store_tick(SYMBOL, late, Decimal("95"), expires=(now + 7 * day) // 1000)  # under the new retention
+    writes = maintain_store(store, SYMBOL, [late], oldest_recomputable_ms=now - 7 * day + hour, now_ms=now)
+    after = read_all(store, "1m")[0]
+    assert (after.open, after.count) == (Decimal("100"), 2) and writes.skipped_minutes == 1
 
 
 def test_items_that_are_not_prices_are_left_out():

@@ -190,7 +190,7 @@ def test_reads_page_include_the_forming_interval_and_list_symbols(tables):
     tables.maintain("ADA-USD", [])  # an empty batch registers nothing
     tables.store_prices("ADA-USD", {sort_key(MIDNIGHT, 0): Decimal("0.25")})
     tables.maintain("ADA-USD", [sort_key(MIDNIGHT, 0)])
-    assert list_symbols(tables.client, tables.candles) == ["ADA-USD", "SOL-USD"]
+    assert list(list_symbols(tables.client, tables.candles)) == ["ADA-USD", "SOL-USD"]
 
 
 def test_items_that_are_not_prices_are_left_out(tables):
@@ -341,7 +341,11 @@ def test_1m_reads_keep_the_bound_for_dense_and_sparse_symbols_and_use_packs_when
             forming_ticks = sum(item_size(item) for item in stored if event_ms(int(item["timestamp"]["N"])) >=
                                 max(low, watermarks[symbol]) and event_ms(int(item["timestamp"]["N"])) < high)
             units = sum(read_units(sum(item_size(item) for item in page.items), page.consistent) for page in log.pages)
-            assert units <= (returned + forming_ticks) / 4096 + 2, (symbol, low, high, limit, units)
+            # A bucket item names its venues (one item holds every series): those bytes are the
+            # price of reading one series out of several, not part of the answer.
+            names = sum(len("venues") + len(item["venues"]["S"]) for page in log.pages for item in page.items
+                        if "venues" in item)
+            assert units <= (returned + forming_ticks + names) / 4096 + 2, (symbol, low, high, limit, units)
             if any(item.get("series", {}).get("S", "").endswith("#1m/1h") for page in log.pages for item in page.items):
                 packed.append(symbol)
     assert "DENSE-USD" in packed and "RARE-USD" not in packed

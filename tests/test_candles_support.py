@@ -19,7 +19,7 @@ import pandas as pd
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from functions.shared.candles import INTERVALS, Candle
+from functions.shared.candles import INTERVALS, Candle, Tick
 from functions.shared.price_table.candles import SymbolState
 from functions.shared.price_table.keys import event_ms, key_range, sort_key
 
@@ -83,6 +83,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.ticks: dict[str, dict[int, Decimal | None]] = {}
         self.expiries: dict[str, dict[int, int]] = {}  # expires_at (epoch s) of ticks stored with one
+        self.venues: dict[str, dict[int, tuple[str, Decimal | None]]] = {}  # venue and volume of each tick
         self.candles: dict[tuple[str, str], dict[int, Candle]] = {}
         self.states: dict[str, SymbolState] = {}
         self.packs: dict[str, dict[int, tuple[Candle, ...]]] = {}
@@ -92,8 +93,10 @@ class MemoryStore:
         self.fail_after_writes: int | None = None
         self._lock = threading.Lock()
 
-    def store_tick(self, symbol: str, key: int, price: Decimal | None, expires: int | None = None) -> None:
+    def store_tick(self, symbol: str, key: int, price: Decimal | None, expires: int | None = None,
+                   venue: str = "binance", volume: Decimal | None = None) -> None:
         self.ticks.setdefault(symbol, {})[key] = price
+        self.venues.setdefault(symbol, {})[key] = (venue, volume)
         if expires is not None:
             self.expiries.setdefault(symbol, {})[key] = expires
 
@@ -112,14 +115,12 @@ class MemoryStore:
         self.reads += 1
         return self.states.get(symbol)
 
-    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[Tick]:
         self.reads += 1
         low, high = key_range(start_ms, end_ms)
-        return [(key, price) for key, price in self.stored_ticks(symbol) if low <= key <= high]
-
-    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
-        expiries = self.expiries.get(symbol, {})
-        return [(key, price, expiries.get(key)) for key, price in self.read_ticks(symbol, start_ms, end_ms, True)]
+        expiries, venues = self.expiries.get(symbol, {}), self.venues.get(symbol, {})
+        return [(key, price, *venues.get(key, ("binance", None)), expiries.get(key) if consistent else None)
+                for key, price in self.stored_ticks(symbol) if low <= key <= high]
 
     def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool:
         low, high = key_range(start_ms, end_ms)
@@ -186,9 +187,9 @@ class MemoryStore:
         self.states[symbol] = state
         return True
 
-    def list_symbols(self) -> list[str]:
+    def list_symbols(self) -> dict[str, list[str]]:
         self.reads += 1
-        return sorted(self.states)
+        return {symbol: list(state.venues) for symbol, state in sorted(self.states.items())}
 
 
 def _key(moment: int, slot: int) -> int:

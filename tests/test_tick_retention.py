@@ -227,7 +227,8 @@ def test_late_minutes_beyond_the_retention_horizon_are_not_recomputed(moto_endpo
     _enrich(pipeline, [pipeline.record(put(backfill, "7", NOW_MS)), pipeline.record(put(expired, "9", NOW_MS)),
                        pipeline.record(put(kept, "12", NOW_MS))], NOW + 1)
     result = spy.results[-1]
-    assert (result.late_minutes, result.skipped_minutes) == (2, 1)
+    # Each late tick's minute and the next (the composite's carry-in); the expired one's own minute is left out.
+    assert (result.late_minutes, result.skipped_minutes) == (5, 1)
     assert _candle(pipeline, kept - kept % MINUTE_MS) is not None
     assert _candle(pipeline, backfill - backfill % MINUTE_MS) is not None
     assert _candle(pipeline, expired - expired % MINUTE_MS)["count"] == {"N": "1"}  # as it was
@@ -251,3 +252,15 @@ def test_enrichment_and_corrections_keep_expires_at(moto_endpoint):
     assert all("enriched_at" in item for item in items)
     assert "corrected_at" in items[2]
     assert [item[EXPIRES_AT] for item in items] == [NOW_MS // 1000 + 7 * 86_400] * 3
+
+
+def test_the_wholeness_check_assumes_no_retention_shorter_than_the_environment_files_least():
+    """Late minutes newer than the shortest allowed retention are recomputed unchecked: no tick
+    can have expired there, whatever retention it was written with."""
+    from environments.config import EnvironmentConfig
+
+    [bound] = [rule.ge for rule in EnvironmentConfig.model_fields["tick_retention_days"].metadata
+               if hasattr(rule, "ge")]
+    assert candles.MIN_RETENTION_DAYS == bound
+    assert candles.wholeness_horizon(None, NOW_MS) == oldest_recomputable_ms(NOW_MS, bound)
+    assert candles.wholeness_horizon(oldest_recomputable_ms(NOW_MS, 7), NOW_MS) == oldest_recomputable_ms(NOW_MS, 1)

@@ -9,6 +9,13 @@ within a millisecond keep their key order), close = its last, high, low, and cou
 buckets have no candle. That is pandas `resample(rule, label="left", closed="left").ohlc()`
 (and `.count()`) over the symbol's ticks ordered by key.
 
+Venues (the symbol's ticks carry their venue, the `exchange` attribute): each bucket's
+candle is the composite (see `composite_values`: the median of the fresh venues' current
+prices at each tick; count and volume of every venue's ticks) with each venue's own candle
+in `Candle.venues`. A 1m recompute reads the minutes' ticks once, from STALE_MS before them
+(which venues are fresh at the first ticks), and builds every series; coarse candles combine
+per series. That is pandas' ohlc/count/sum per venue over that venue's ticks.
+
 Why a watermark and prefixes. Candles are materialized as the stream flows, so that a
 request reads in proportion to its answer. Per symbol one registry record holds:
 
@@ -34,7 +41,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from functions.shared.price_table.keys import event_ms
 
@@ -47,6 +54,15 @@ INTERVALS: dict[str, int] = {
 CHILD: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "4h": "1h", "1d": "4h"}
 PARENT: dict[str, str] = {child: parent for parent, child in CHILD.items()}
 COARSE: tuple[str, ...] = tuple(name for name in INTERVALS if name != "1m")
+# The composite's freshness window: a venue whose last tick is older than this, at a tick's
+# time, is left out of the median there (see `composite_values`).
+STALE_MS = 60_000
+# Sums and midpoints are exact: a context wide enough for any two stored numbers (38 digits
+# each, exponents within DynamoDB's range) never rounds.
+_EXACT = Context(prec=400, Emin=-999_999, Emax=999_999)
+# A stored tick as candle maintenance reads it: (sort key, price, venue, volume or None,
+# expires_at in epoch seconds or None).
+Tick = tuple[int, Decimal, str, Decimal | None, int | None]
 
 
 def bucket_start(ms: int, interval_ms: int) -> int:
@@ -61,12 +77,20 @@ def bucket_ceil(ms: int, interval_ms: int) -> int:
 
 @dataclass(frozen=True)
 class Candle:
-    """One bucket's OHLC and tick count; `start` is the bucket's start in epoch ms.
+    """One bucket's OHLCV; `start` is the bucket's start in epoch ms.
+
+    `volume`: the exact sum of its ticks' `volume` (traded base quantity since the venue's
+    previous tick); `volume_count`: how many of its ticks carried one, so a partial sum shows.
 
     `expires` (1m candles computed from ticks with a retention): the earliest `expires_at`
-    (epoch seconds) of the ticks it counted. While it is ahead of now, every tick the candle
-    counted is still stored, so recomputing the minute from the stored ticks cannot lose one
+    (epoch seconds) of the ticks its values depend on (its own, and for the composite the
+    STALE_MS before it). While it is ahead of now, every such tick is still stored, so
+    recomputing the minute from the stored ticks cannot lose one
     (`price_table.candles._still_whole`). Not part of a candle's value (not compared).
+
+    `venues` (a stored bucket): the candle is the composite and these are each venue's own
+    candle of the bucket, sorted by venue. Compared separately (`venue_candle`), not in
+    `==`, so a composite equals its value whoever computed the venues.
     """
 
     start: int
@@ -76,10 +100,31 @@ class Candle:
     close: Decimal
     count: int
     expires: int | None = field(default=None, compare=False)
+    volume: Decimal = Decimal(0)
+    volume_count: int = 0
+    venues: tuple[tuple[str, Candle], ...] = field(default=(), compare=False, repr=False)
+
+    def venue_candle(self, venue: str | None) -> Candle | None:
+        """The composite alone (venue None), or that venue's candle (None if it has no tick here)."""
+        if venue is None:
+            return replace(self, venues=(), expires=None)
+        return dict(self.venues).get(venue)
+
+    def venue_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.venues)
 
 
-def aggregate(ticks: Sequence[tuple[int, Decimal]], start: int, expires: int | None = None) -> Candle | None:
-    """The candle of (sort key, price) ticks of one bucket starting at `start`; None if empty.
+def _sum(values: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = _EXACT.add(total, value)
+    return total
+
+
+def aggregate(ticks: Sequence[tuple[int, Decimal] | tuple[int, Decimal, Decimal | None]], start: int,
+              expires: int | None = None) -> Candle | None:
+    """The candle of (sort key, price[, volume]) ticks of one bucket starting at `start`; None
+    if empty.
 
     Sorted by key here (stable), so open/close follow the stored key order even if the
     caller's order is not; the keys of a symbol's ticks are unique. `expires`: see `Candle`.
@@ -87,25 +132,102 @@ def aggregate(ticks: Sequence[tuple[int, Decimal]], start: int, expires: int | N
     if not ticks:
         return None
     ordered = sorted(ticks, key=lambda tick: tick[0])
-    prices = [price for _, price in ordered]
-    return Candle(start, prices[0], max(prices), min(prices), prices[-1], len(prices), expires)
+    prices: list[Decimal] = [tick[1] for tick in ordered]
+    volumes: list[Decimal] = []
+    for tick in ordered:
+        volume = tick[2] if len(tick) > 2 else None
+        if isinstance(volume, Decimal):
+            volumes.append(volume)
+    return Candle(start, prices[0], max(prices), min(prices), prices[-1], len(prices), expires,
+                  _sum(volumes), len(volumes))
 
 
 def combine(children: Sequence[Candle], start: int | None = None) -> Candle:
     """The candle of consecutive, disjoint parts (children, or a prefix and minutes).
 
-    Exact: open of the earliest part, close of the latest, max of highs, min of lows, sum
-    of counts. `start` is the bucket's start (default: the earliest part's), since its first
-    minutes may be empty.
+    Exact: open of the earliest part, close of the latest, max of highs, min of lows, sums
+    of counts and volumes; each venue's candle combines that venue's parts the same way
+    (the composite's parts combine as the composite: its path is one series). `start` is
+    the bucket's start (default: the earliest part's), since its first minutes may be empty.
     """
     if not children:
         raise ValueError("combine needs at least one candle")
     ordered = sorted(children, key=lambda candle: candle.start)
+    first = ordered[0].start if start is None else start
+    by_venue: dict[str, list[Candle]] = {}
+    for candle in ordered:
+        for name, part in candle.venues:
+            by_venue.setdefault(name, []).append(part)
     return Candle(
-        ordered[0].start if start is None else start, ordered[0].open,
+        first, ordered[0].open,
         max(candle.high for candle in ordered), min(candle.low for candle in ordered),
-        ordered[-1].close, sum(candle.count for candle in ordered),
+        ordered[-1].close, sum(candle.count for candle in ordered), None,
+        _sum(candle.volume for candle in ordered), sum(candle.volume_count for candle in ordered),
+        tuple((name, combine(parts, first)) for name, parts in sorted(by_venue.items())),
     )
+
+
+def _median(prices: Sequence[Decimal]) -> Decimal:
+    ordered = sorted(prices)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return _EXACT.divide(_EXACT.add(ordered[middle - 1], ordered[middle]), Decimal(2))
+
+
+def composite_values(ticks: Sequence[Tick]) -> list[Decimal]:
+    """The composite path at each of `ticks` (sorted by key): each tick sets its venue's
+    current price, and the value is the median of the current prices of the venues whose
+    last tick is at most STALE_MS older than this tick (the ticking venue always counts);
+    an even number of venues gives the mean of the two middle prices, exact.
+
+    Why a median of fresh venues: with three or more venues one bad feed cannot move it
+    outside the good venues' prices; staleness judged at tick times keeps the path a pure
+    function of the stored ticks (a recompute gives the same value)."""
+    current: dict[str, tuple[int, Decimal]] = {}
+    values = []
+    for key, price, venue, _, _ in ticks:
+        moment = event_ms(key)
+        current[venue] = (moment, price)
+        values.append(_median([value for seen, value in current.values() if moment - seen <= STALE_MS]))
+    return values
+
+
+def bucket_candles(ticks: Sequence[Tick], first: int, size: int = MINUTE_MS,
+                   with_expiry: bool = False) -> dict[int, Candle]:
+    """The candles (composite with every venue's) of the buckets of `size` at or after
+    `first` that hold ticks.
+
+    `ticks`: every stored tick of the symbol from `first` - STALE_MS on (the composite's
+    carry-in: which venues are fresh at the first ticks), any order. `with_expiry`: each
+    candle's `expires` is the earliest expiry of the ticks from its start - STALE_MS to its
+    end, everything its values depend on."""
+    ordered = sorted(ticks, key=lambda tick: tick[0])
+    values = composite_values(ordered)
+    groups: dict[int, list[int]] = {}
+    for index, tick in enumerate(ordered):
+        moment = event_ms(tick[0])
+        if moment >= first:
+            groups.setdefault(bucket_start(moment, size), []).append(index)
+    moments = [event_ms(tick[0]) for tick in ordered]
+    candles: dict[int, Candle] = {}
+    for start, indexes in groups.items():
+        expires = None
+        if with_expiry:
+            low, high = bisect_left(moments, start - STALE_MS), bisect_left(moments, start + size)
+            known = [tick[4] for tick in ordered[low:high] if tick[4] is not None]
+            expires = min(known) if known else None
+        path = [values[index] for index in indexes]
+        members = [ordered[index] for index in indexes]
+        by_venue: dict[str, list[tuple[int, Decimal, Decimal | None]]] = {}
+        for key, price, venue, volume, _ in members:
+            by_venue.setdefault(venue, []).append((key, price, volume))
+        volumes = [tick[3] for tick in members if tick[3] is not None]
+        venue_candles = tuple((name, candle) for name, group in sorted(by_venue.items())
+                              if (candle := aggregate(group, start)) is not None)
+        candles[start] = Candle(start, path[0], max(path), min(path), path[-1], len(members), expires,
+                                _sum(volumes), len(volumes), venue_candles)
+    return candles
 
 
 def _minute(ms: int) -> int:
@@ -247,8 +369,9 @@ def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
 
     The stream delivers a symbol's ticks in order, so normally every batch tick is >= W and
     the minutes before the newest tick's minute close: [W, minute(newest)). A tick < W is
-    late (or redelivered): its minute is recomputed, with every closed coarse bucket and
-    forming prefix holding it. A new symbol starts at the minute of its oldest batch tick.
+    late (or redelivered): its minute is recomputed, and the minutes up to the one STALE_MS
+    later (the composite's carry-in), with every closed coarse bucket and forming prefix
+    holding them. A new symbol starts at the minute of its oldest batch tick.
     `oldest_recomputable_ms` (the ticks' retention horizon, if they get a TTL) keeps the
     step away from late minutes whose ticks may have expired: a stored candle is never
     recomputed from a partial set of ticks, so such late ticks are left out (reported in
@@ -275,7 +398,11 @@ def plan_maintenance(watermark: int | None, tick_keys: Iterable[int],
         oldest, newest = min(oldest, _minute(now_ms)), min(newest, _minute(now_ms))
     base = oldest if watermark is None else watermark
     new_watermark = max(base, newest)
-    late = sorted({_minute(event_ms(key)) for key in keys if event_ms(key) < base})
+    # A late tick changes its own minute and, through the composite's carry-in, every minute
+    # up to the one STALE_MS after it (the closing ones are recomputed anyway).
+    late = sorted({minute for key in keys if (moment := event_ms(key)) < base
+                   for minute in range(_minute(moment), min(_minute(moment + STALE_MS) + MINUTE_MS, base),
+                                       MINUTE_MS)})
     kept = tuple(m for m in late if horizon is None or m >= horizon)
     skipped = tuple(m for m in late if horizon is not None and m < horizon)
     closing = (base, new_watermark) if base < new_watermark else None

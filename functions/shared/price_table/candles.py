@@ -5,10 +5,17 @@ Table `price-candles-<suffix>`: hash key `series` (S), range key `sk` (S), on de
 stream. A table of its own, so its writes never trigger the enricher and never show in
 the enricher's history Query of the prices table.
 
-- Candle: series = "<SYMBOL>#<interval>", sk = start (epoch ms) as 15 zero-padded digits
-  (string order = time order), `ohlc` (S: open, high, low and close, the ticks' own
-  numbers as exact decimal text, space-separated), `count` (N, a number because writes are
-  conditioned on it). About 80 bytes: one write unit. Four attributes rather than eight (a
+- Candle: ONE item per symbol, interval and bucket holds the composite and every venue:
+  series = "<SYMBOL>#<interval>", sk = start (epoch ms) as 15 zero-padded digits
+  (string order = time order), `ohlc` (S: the composite's open, high, low and close, exact
+  decimal text, space-separated), `count` (N: every venue's ticks; a number because writes
+  are conditioned on it), `vol` (S) and `nv` (N): the composite's volume and how many ticks
+  carried one (absent: none did), `venues` (S): "venue o h l c count[ vol nv]" entries
+  joined by ";" in venue order, a venue equal to the composite to the digit written as its
+  name alone (always so with one venue). Why one item: per-venue items would multiply the
+  writes by venues + 1; a 3-venue 1m item is ~270 bytes, one write unit (measured in
+  `tests/test_candles_venues.py`). Items without `venues` (written before venues) read as
+  the composite alone. Four attributes rather than eight (a
   Number each for start/open/high/low/close): a day of 1m candles is 1,440 items, and every
   attribute value costs a reader's SDK a parse step (botocore walks each one through the
   model), so the read API's handler time follows the attribute count. A 1m candle of ticks
@@ -27,13 +34,17 @@ the enricher's history Query of the prices table.
   scenario).
 - Registry, one per symbol: series = "#symbols", sk = "<SYMBOL>", `materialized_ms` (N,
   the watermark W: every candle whose end <= W is stored; minute-aligned), `version` (N,
-  for compare-and-set), `prefix_<interval>` (M {o, h, l, c, n}) for each coarse interval
-  whose forming bucket [bucket_start(W), W) has ticks (see `functions.shared.candles`),
-  `batches` (S, digests of the last batches applied), `dense_hours` (N: how many of the
+  for compare-and-set), `prefix_<interval>` (S: the composite's "o h l c count[ vol nv]",
+  then "|" and the venues' entries as in a candle; the Map of the format before venues
+  still reads) for each coarse interval whose forming bucket [bucket_start(W), W) has ticks
+  (see `functions.shared.candles`),
+  `batches` (S, digests of the last batches applied), `venues` (S: the symbol's venues,
+  sorted, comma-separated; what `list_symbols` answers), `dense_hours` (N: how many of the
   newest closed hours, in a row, have a pack of at least DENSE_MINUTES candles; what lets
   a reader use packs and still keep the read bound, see `_stored_minutes`), `maintained_ms`
   (N: the wall clock of the last step, so the sweep of quiet symbols leaves busy ones alone).
-  Under 1 KB: one write unit.
+  With three venues and all five prefixes ~1.3 KB: two write units, once per symbol and
+  minute (the step that moves W).
 
 Maintenance, per symbol of a stream batch, after its ticks are stored: read the registry
 (consistent GetItem), plan (pure), recompute the planned 1m candles from the ticks (one
@@ -90,8 +101,10 @@ from functions.shared.candles import (
     COARSE,
     INTERVALS,
     MINUTE_MS,
+    STALE_MS,
     Candle,
-    aggregate,
+    Tick,
+    bucket_candles,
     bucket_ceil,
     bucket_start,
     combine,
@@ -99,13 +112,14 @@ from functions.shared.candles import (
     plan_maintenance,
     stored_needed,
 )
-from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms, key_range
+from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, key_range
 
 __all__ = [
-    "INTERVALS", "MAX_CANDLES", "SWEEP_IDLE_MS", "SWEEP_QUIET_MS", "Candle", "CandleConflict", "CandleStore",
+    "INTERVALS", "MAX_CANDLES", "MIN_RETENTION_DAYS", "SWEEP_IDLE_MS", "SWEEP_QUIET_MS", "UNKNOWN_VENUE",
+    "Candle", "CandleConflict", "CandleStore",
     "CandleWrites", "DynamoCandleStore", "SweepResult", "SymbolState", "candle_item", "list_symbols", "maintain",
     "maintain_store", "pack_from_item", "pack_item", "read_candles", "read_from_store", "registry_item",
-    "series_name", "sweep", "sweep_store", "table_definition",
+    "series_name", "sweep", "sweep_store", "table_definition", "tick_venue", "tick_volume", "wholeness_horizon",
 ]
 
 SERIES = "series"
@@ -149,14 +163,51 @@ def _number(value: Decimal | int) -> dict[str, str]:
     return {"N": str(value)}
 
 
+def _entry(candle: Candle) -> str:
+    """"open high low close count[ volume volume_count]": one series' value in a bucket (the
+    volume only when a tick carried one: most bytes of a stored candle are read back)."""
+    text = f"{candle.open} {candle.high} {candle.low} {candle.close} {candle.count}"
+    return f"{text} {candle.volume} {candle.volume_count}" if candle.volume_count else text
+
+
+def _from_entry(start: int, fields: Sequence[str]) -> Candle:
+    open_, high, low, close, count = fields[:5]
+    volume, counted = (Decimal(fields[5]), int(fields[6])) if len(fields) >= 7 else (Decimal(0), 0)
+    return Candle(start, Decimal(open_), Decimal(high), Decimal(low), Decimal(close), int(count), None,
+                  volume, counted)
+
+
+def _same(part: Candle, composite: Candle) -> bool:
+    return _entry(part) == _entry(composite)
+
+
+def venues_text(candle: Candle) -> str:
+    """Every venue's candle as "venue o h l c count vol nv" entries joined by ";"; a venue
+    whose candle is the composite's, to the digit (always so for a symbol with one venue),
+    is its name alone: a one-venue bucket then costs its name, not a second copy."""
+    return ";".join(name if _same(part, candle) else f"{name} {_entry(part)}" for name, part in candle.venues)
+
+
+def venues_from_text(start: int, text: str, composite: Candle) -> tuple[tuple[str, Candle], ...]:
+    venues = []
+    for entry in text.split(";") if text else ():
+        name, *fields = entry.split(" ")
+        venues.append((name, _from_entry(start, fields) if fields else replace(composite, venues=(), expires=None)))
+    return tuple(venues)
+
+
 def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
-    """A candle as a typed item; the prices are the ticks' own numbers, never floats. A 1m
-    candle of ticks with a retention also keeps `x`, the earliest expiry of its ticks (see
-    `Candle.expires`)."""
+    """A bucket as a typed item: `ohlc`/`count`/`vol`/`nv` the composite, `venues` every
+    venue's candle; the prices are the ticks' own numbers, never floats. A 1m candle of ticks
+    with a retention also keeps `x`, the earliest expiry of its ticks (see `Candle.expires`)."""
     item = {
         SERIES: {"S": series_name(symbol, interval)}, SK: {"S": sort_text(candle.start)},
         "ohlc": {"S": f"{candle.open} {candle.high} {candle.low} {candle.close}"}, "count": _number(candle.count),
     }
+    if candle.volume_count:  # absent: no tick carried a volume (volume 0 of 0)
+        item["vol"], item["nv"] = {"S": str(candle.volume)}, _number(candle.volume_count)
+    if candle.venues:
+        item["venues"] = {"S": venues_text(candle)}
     if candle.expires is not None:
         item["x"] = _number(candle.expires)
     return item
@@ -164,13 +215,20 @@ def candle_item(symbol: str, interval: str, candle: Candle) -> dict[str, Any]:
 
 def candle_from_item(item: Mapping[str, Any]) -> Candle:
     """A stored candle; items written in the first format (a Number each for start, open,
-    high, low and close) still read, so a table written before the change needs no migration."""
+    high, low and close) still read, so a table written before the change needs no migration,
+    and items without `venues` (the blended format) read as a composite without venues."""
     if "ohlc" not in item:
         return Candle(int(item["start"]["N"]), Decimal(item["open"]["N"]), Decimal(item["high"]["N"]),
                       Decimal(item["low"]["N"]), Decimal(item["close"]["N"]), int(item["count"]["N"]))
+    start = int(item[SK]["S"])
     open_, high, low, close = item["ohlc"]["S"].split(" ")
-    return Candle(int(item[SK]["S"]), Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
-                  int(item["count"]["N"]), int(item["x"]["N"]) if "x" in item else None)
+    composite = Candle(start, Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
+                       int(item["count"]["N"]), int(item["x"]["N"]) if "x" in item else None,
+                       Decimal(item["vol"]["S"]) if "vol" in item else Decimal(0),
+                       int(item["nv"]["N"]) if "nv" in item else 0)
+    if "venues" not in item:
+        return composite
+    return replace(composite, venues=venues_from_text(start, item["venues"]["S"], composite))
 
 
 def pack_series(symbol: str) -> str:
@@ -178,8 +236,9 @@ def pack_series(symbol: str) -> str:
 
 
 def pack_item(symbol: str, hour: int, minutes: Sequence[Candle]) -> dict[str, Any]:
-    """An hour's 1m candles (non-empty, all inside the hour) as one item."""
-    text = ";".join(f"{(c.start - hour) // MINUTE_MS} {c.open} {c.high} {c.low} {c.close} {c.count}"
+    """An hour's composite 1m candles (non-empty, all inside the hour) as one item: the
+    composite only (a venue's 1m reads take the 1m items)."""
+    text = ";".join(f"{(c.start - hour) // MINUTE_MS} {_entry(c)}"
                     for c in sorted(minutes, key=lambda candle: candle.start))
     return {SERIES: {"S": pack_series(symbol)}, SK: {"S": sort_text(hour)}, "m": {"S": text},
             "count": _number(sum(candle.count for candle in minutes))}
@@ -190,9 +249,8 @@ def pack_from_item(item: Mapping[str, Any]) -> list[Candle]:
     hour, text = int(item[SK]["S"]), item["m"]["S"]
     candles = []
     for entry in text.split(";") if text else ():
-        minute, open_, high, low, close, count = entry.split(" ")
-        candles.append(Candle(hour + int(minute) * MINUTE_MS, Decimal(open_), Decimal(high), Decimal(low),
-                              Decimal(close), int(count)))
+        minute, *fields = entry.split(" ")
+        candles.append(_from_entry(hour + int(minute) * MINUTE_MS, fields))
     return candles
 
 
@@ -208,6 +266,7 @@ class SymbolState:
     batches: tuple[str, ...] = ()
     dense_hours: int = 0
     maintained_at: int = 0  # wall clock (epoch ms) of the last step: the sweep leaves busy symbols alone
+    venues: tuple[str, ...] = ()  # every venue the symbol's candles hold, sorted
 
 
 def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
@@ -221,26 +280,41 @@ def registry_item(symbol: str, state: SymbolState) -> dict[str, Any]:
         item["dense_hours"] = _number(state.dense_hours)
     if state.maintained_at:
         item["maintained_ms"] = _number(state.maintained_at)
+    if state.venues:
+        item["venues"] = {"S": ",".join(state.venues)}
     for name, prefix in state.prefixes.items():
         if prefix is not None:
-            fields = {short: _number(getattr(prefix, full)) for short, full in _PREFIX_FIELDS}
-            item[f"prefix_{name}"] = {"M": {**fields, "n": _number(prefix.count)}}
+            # One string (composite entry, then "|" and the venues' entries): a Map of Numbers per
+            # series would cost the reader a parse step per value and its names' bytes.
+            text = _entry(prefix) + (f"|{venues_text(prefix)}" if prefix.venues else "")
+            item[f"prefix_{name}"] = {"S": text}
     return item
+
+
+def _prefix_from_value(start: int, value: Mapping[str, Any]) -> Candle | None:
+    if "M" in value:  # the format before venues: a Map of the composite's numbers
+        fields = value["M"]
+        if not fields:
+            return None
+        open_, high, low, close = (Decimal(fields[short]["N"]) for short, _ in _PREFIX_FIELDS)
+        return Candle(start, open_, high, low, close, int(fields["n"]["N"]))
+    text, _, venues = value["S"].partition("|")
+    composite = _from_entry(start, text.split(" "))
+    return replace(composite, venues=venues_from_text(start, venues, composite))
 
 
 def state_from_item(item: Mapping[str, Any]) -> SymbolState:
     watermark = int(item["materialized_ms"]["N"])
     prefixes: dict[str, Candle | None] = {}
     for name in COARSE:
-        value = item.get(f"prefix_{name}", {}).get("M")
-        prefixes[name] = None if not value else Candle(
-            bucket_start(watermark, INTERVALS[name]), Decimal(value["o"]["N"]), Decimal(value["h"]["N"]),
-            Decimal(value["l"]["N"]), Decimal(value["c"]["N"]), int(value["n"]["N"]))
+        value = item.get(f"prefix_{name}")
+        prefixes[name] = None if not value else _prefix_from_value(bucket_start(watermark, INTERVALS[name]), value)
     batches = tuple(item["batches"]["S"].split(",")) if "batches" in item else ()
     # A registry written before packs existed has none: its hours are read from 1m items.
     dense = int(item["dense_hours"]["N"]) if "dense_hours" in item else 0
     maintained = int(item["maintained_ms"]["N"]) if "maintained_ms" in item else 0
-    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, dense, maintained)
+    venues = tuple(item["venues"]["S"].split(",")) if item.get("venues", {}).get("S") else ()
+    return SymbolState(watermark, int(item["version"]["N"]), prefixes, batches, dense, maintained, venues)
 
 
 def tick_price(item: Mapping[str, Any]) -> Decimal | None:
@@ -256,16 +330,38 @@ def tick_price(item: Mapping[str, Any]) -> Decimal | None:
     return price if price.is_finite() and price > 0 else None
 
 
+UNKNOWN_VENUE = "unknown"
+
+
+def tick_venue(item: Mapping[str, Any]) -> str:
+    """A tick's venue: its `exchange` (stored normalized, lowercase); an item without one
+    (none is written so), or one holding a separator of the stored texts (" ", ";", "|",
+    ","), counts under UNKNOWN_VENUE rather than being dropped or corrupting an item."""
+    value = item.get("exchange", {}).get("S", "")
+    return value if value and not any(mark in value for mark in " ;|,") else UNKNOWN_VENUE
+
+
+def tick_volume(item: Mapping[str, Any]) -> Decimal | None:
+    """A tick's traded quantity since its venue's previous tick, when the sender knew it."""
+    value = item.get("volume")
+    if not isinstance(value, Mapping) or "N" not in value:
+        return None
+    try:
+        volume = Decimal(value["N"])
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    return volume if volume.is_finite() and volume >= 0 else None
+
+
 class CandleStore(Protocol):
     """The reads and writes `maintain_store` and `read_from_store` make; DynamoDB in
     production (`DynamoCandleStore`), a dictionary in the property tests."""
 
     def read_state(self, symbol: str, consistent: bool) -> SymbolState | None: ...
 
-    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]: ...
-
-    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
-        """(key, price, expires_at or None) of the ticks in [start, end), strongly consistent."""
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[Tick]:
+        """The price ticks in [start, end) in key order; strongly consistent ones (maintenance)
+        carry their `expires_at`, the others None."""
         ...
 
     def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool: ...
@@ -284,7 +380,7 @@ class CandleStore(Protocol):
 
     def put_state(self, symbol: str, state: SymbolState, expected_version: int | None) -> bool: ...
 
-    def list_symbols(self) -> list[str]: ...
+    def list_symbols(self) -> dict[str, list[str]]: ...
 
 
 class CandleConflict(Exception):
@@ -346,15 +442,15 @@ class DynamoCandleStore:
             if price is not None:
                 yield item, int(item[SORT_KEY]["N"]), price
 
-    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[tuple[int, Decimal]]:
-        return [(key, price) for _, key, price in self._priced(symbol, start_ms, end_ms, consistent)]
+    def read_ticks(self, symbol: str, start_ms: int, end_ms: int, consistent: bool) -> list[Tick]:
+        expiry: str | None = None
+        if consistent:  # maintenance only: the read API's path does not import the tick item module
+            from functions.shared.price_table.ticks import EXPIRES_AT
 
-    def read_tick_expiries(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, Decimal, int | None]]:
-        # Maintenance only: the read API's path (read_ticks) does not import the tick item module.
-        from functions.shared.price_table.ticks import EXPIRES_AT
-
-        return [(key, price, int(item[EXPIRES_AT]["N"]) if EXPIRES_AT in item else None)
-                for item, key, price in self._priced(symbol, start_ms, end_ms, consistent=True)]
+            expiry = EXPIRES_AT
+        return [(key, price, tick_venue(item), tick_volume(item),
+                 int(item[expiry]["N"]) if expiry is not None and expiry in item else None)
+                for item, key, price in self._priced(symbol, start_ms, end_ms, consistent)]
 
     def has_ticks(self, symbol: str, start_ms: int, end_ms: int) -> bool:
         """Whether any item is stored in [start, end): one Query of Limit 1 (0.5 read units)."""
@@ -457,8 +553,8 @@ class DynamoCandleStore:
                            ExpressionAttributeNames={"#p": SERIES},
                            ExpressionAttributeValues={":p": {"S": REGISTRY_SERIES}})
 
-    def list_symbols(self) -> list[str]:
-        return sorted(item[SK]["S"] for item in self._registry())
+    def list_symbols(self) -> dict[str, list[str]]:
+        return {symbol: list(state.venues) for symbol, state in self.list_states()}
 
     def list_states(self) -> list[tuple[str, SymbolState]]:
         """Every symbol's registry record, from the one Query (eventually consistent)."""
@@ -487,19 +583,6 @@ def batch_digest(keys: Sequence[int]) -> str:
     """Identifies a batch's key set (16 hex digits), so a retried or redelivered batch is
     recognised without recomputing anything."""
     return hashlib.blake2b(",".join(map(str, keys)).encode(), digest_size=8).hexdigest()
-
-
-def _minute_candles(ticks: Iterable[tuple[int, Decimal, int | None]]) -> dict[int, Candle]:
-    """1m candles of (key, price, expires_at) ticks, each with the earliest expiry it counted."""
-    by_minute: dict[int, list[tuple[int, Decimal]]] = {}
-    expiries: dict[int, int] = {}
-    for key, price, expires in ticks:
-        minute = bucket_start(event_ms(key), MINUTE_MS)
-        by_minute.setdefault(minute, []).append((key, price))
-        if expires is not None:
-            expiries[minute] = min(expires, expiries.get(minute, expires))
-    return {minute: candle for minute, group in by_minute.items()
-            if (candle := aggregate(group, minute, expiries.get(minute))) is not None}
 
 
 def _stored_candles(store: CandleStore, symbol: str,
@@ -582,6 +665,29 @@ def _still_whole(store: CandleStore, symbol: str, minutes: Sequence[int], now_ms
     return whole
 
 
+# The shortest retention a tick can have been written with (the environment file's lower bound
+# for `tick_retention_days`; a test holds the two equal).
+MIN_RETENTION_DAYS = 1
+
+
+def wholeness_horizon(oldest_recomputable_ms: int | None, now_ms: int | None) -> int | None:
+    """Late minutes before this are recomputed only if `_still_whole` finds every tick they
+    depend on still stored (their 1m candle's expiry witness is ahead of now).
+
+    Not the current retention's horizon alone: the ticks may have been written under a
+    shorter one (a raised `tick_retention_days`, or one set after a period with a short one),
+    and TTL may have deleted some that the current horizon would call kept. Whatever the
+    retention was, no tick expires before its minute + MIN_RETENTION_DAYS, so minutes newer
+    than that need no check (the normal late tick costs nothing more); older ones are judged
+    by the witness, which records what the ticks themselves say."""
+    if now_ms is None:
+        return oldest_recomputable_ms
+    from functions.shared.price_table.ticks import oldest_recomputable_ms as horizon_at  # not on the API's path
+
+    shortest = horizon_at(now_ms, MIN_RETENTION_DAYS)
+    return shortest if oldest_recomputable_ms is None else max(shortest, oldest_recomputable_ms)
+
+
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                    oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
                    max_attempts: int = MAX_ATTEMPTS, close_until_ms: int | None = None,
@@ -593,6 +699,7 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
     digest = batch_digest(keys) if keys else None  # a sweep (no keys) is not a batch to recognise
     conflicts = refused = written = packed = 0
     whole: dict[int, bool] = {}  # decided once per call: a redo must not undo half of a step's writes
+    horizon = wholeness_horizon(oldest_recomputable_ms, now_ms)
     for _ in range(max_attempts):
         state = store.read_state(symbol, consistent=True)
         if state is not None and digest is not None and digest in state.batches:
@@ -600,8 +707,7 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                                 candles_written=written, packs_written=packed, stale_refused=refused)
         if state is not None and idle_since_ms is not None and state.maintained_at > idle_since_ms:
             return CandleWrites(symbol, conflicts=conflicts, watermark=state.watermark)
-        plan = plan_maintenance(state.watermark if state else None, keys, oldest_recomputable_ms, now_ms,
-                                close_until_ms)
+        plan = plan_maintenance(state.watermark if state else None, keys, horizon, now_ms, close_until_ms)
         if plan.skipped_minutes:
             unknown = [m for m in plan.skipped_minutes if m not in whole]
             if unknown:
@@ -614,7 +720,11 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                                 skipped_minutes=len(plan.skipped_minutes))
         minutes: dict[int, Candle] = {}
         for start, end in plan.minute_ranges():
-            minutes.update(_minute_candles(store.read_tick_expiries(symbol, start, end)))
+            # One Query per run of minutes, from STALE_MS before it: the composite's carry-in.
+            ticks = store.read_ticks(symbol, start - STALE_MS, end, consistent=True)
+            minutes.update(bucket_candles(ticks, start, with_expiry=True))
+        venues = tuple(sorted({name for candle in minutes.values() for name in candle.venue_names()}
+                              | set(state.venues if state else ())))
         stored = _stored_candles(store, symbol, stored_needed(plan))
         result = materialize(plan, state.prefixes if state else {}, minutes, stored)
         refused += store.put_candles(symbol, result.candles)
@@ -631,7 +741,7 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         if state is not None and plan.watermark == state.watermark:
             maintained = state.maintained_at
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                recent[:RECENT_BATCHES], dense, maintained)
+                                recent[:RECENT_BATCHES], dense, maintained, venues)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
@@ -780,8 +890,26 @@ def _stored_minutes(store: CandleStore, symbol: str, state: SymbolState, first: 
     return rows[:limit]
 
 
+def _stored_venue(store: CandleStore, symbol: str, interval: str, venue: str, first: int, last: int,
+                  limit: int) -> list[Candle]:
+    """A venue's stored candles with first <= start <= last, oldest first, at most `limit`:
+    the bucket items' entries for it (buckets where it has no tick, and blended items written
+    before venues, have none), page after page until `limit` are found or the range ends."""
+    size = INTERVALS[interval]
+    rows: list[Candle] = []
+    position = first
+    while position <= last and len(rows) < limit:
+        wanted = limit - len(rows)
+        page = store.read_candles(symbol, interval, position, last, limit=wanted)
+        rows += [part for candle in page if (part := candle.venue_candle(venue)) is not None]
+        if len(page) < wanted:
+            break
+        position = page[-1].start + size
+    return rows[:limit]
+
+
 def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: int, end_ms: int,
-                    limit: int) -> tuple[list[Candle], int | None]:
+                    limit: int, venue: str | None = None) -> tuple[list[Candle], int | None]:
     """`read_candles` over any `CandleStore`."""
     if interval not in INTERVALS:
         raise ValueError(f"interval {interval!r} is not one of {', '.join(INTERVALS)}")
@@ -796,10 +924,14 @@ def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: in
     rows: list[Candle] = []
     if state is not None and first < forming:
         last = min(bucket_start(end_ms - 1, size), forming - size)
-        if interval == "1m":
+        if venue is not None:
+            rows = _stored_venue(store, symbol, interval, venue, first, last, limit)
+        elif interval == "1m":
             rows = _stored_minutes(store, symbol, state, first, last, limit)
         else:
             rows = store.read_candles(symbol, interval, first, last, limit=limit)
+        if venue is None:
+            rows = [candle.venue_candle(None) or candle for candle in rows]
         if len(rows) >= limit:
             rows = rows[:limit]
             following = rows[-1].start + size
@@ -808,15 +940,14 @@ def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: in
     if low >= end_ms:
         return rows, None
     tick_start = max(low, state.watermark) if state else low
-    ticks = store.read_ticks(symbol, tick_start, bucket_start(end_ms - 1, size) + size, consistent=False)
-    groups: dict[int, list[tuple[int, Decimal]]] = {}
-    for key, price in ticks:
-        groups.setdefault(bucket_start(event_ms(key), size), []).append((key, price))
-    computed = {start: candle for start, group in groups.items() if (candle := aggregate(group, start)) is not None}
+    # From STALE_MS earlier: which venues are fresh at the first ticks (the composite's carry-in).
+    ticks = store.read_ticks(symbol, tick_start - STALE_MS, bucket_start(end_ms - 1, size) + size, consistent=False)
+    computed = bucket_candles(ticks, tick_start, size)
     prefix = state.prefixes.get(interval) if state is not None and low == forming else None
     if prefix is not None:
         computed[forming] = combine([prefix] + ([computed[forming]] if forming in computed else []), forming)
-    ordered = [computed[start] for start in sorted(computed) if low <= start < end_ms]
+    ordered = [part for start in sorted(computed) if low <= start < end_ms
+               and (part := computed[start].venue_candle(venue)) is not None]
     room = limit - len(rows)
     rows += ordered[:room]
     if len(ordered) > room:
@@ -825,7 +956,7 @@ def read_from_store(store: CandleStore, symbol: str, interval: str, start_ms: in
 
 
 def read_candles(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, interval: str, start_ms: int,
-                 end_ms: int, limit: int) -> tuple[list[Candle], int | None]:
+                 end_ms: int, limit: int, venue: str | None = None) -> tuple[list[Candle], int | None]:
     """Candles of `interval` whose start is in [start_ms, end_ms), oldest first, at most
     `limit` (<= 5,000), and the start to continue from when more may follow (else None).
 
@@ -836,13 +967,18 @@ def read_candles(dynamodb: Any, candle_table: str, tick_table: str, symbol: str,
     candle Query (strongly consistent) and tick Query, each only when needed. A symbol
     without a registry record (none, or its first batch not yet maintained) is computed
     from its ticks in the range.
+
+    `venue`: None gives the composite (the median path of the venues, see
+    `functions.shared.candles.composite_values`), a venue name that venue's own candles (none
+    for a venue the symbol does not have); either way one item per bucket is read.
     """
     return read_from_store(DynamoCandleStore(dynamodb, candle_table, tick_table), symbol, interval, start_ms, end_ms,
-                           limit)
+                           limit, venue)
 
 
-def list_symbols(dynamodb: Any, candle_table: str) -> list[str]:
-    """Every symbol with candles, sorted: one Query of the registry partition (not a Scan)."""
+def list_symbols(dynamodb: Any, candle_table: str) -> dict[str, list[str]]:
+    """Every symbol with candles and its venues, both sorted: one Query of the registry
+    partition (not a Scan). A registry written before venues lists none."""
     return DynamoCandleStore(dynamodb, candle_table, "").list_symbols()
 
 
