@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.price_api.dynamodb import DeadlineExceeded
+from functions.price_api.dynamodb import THROTTLING_CODES, DeadlineExceeded
 from functions.price_api.routes import (
     MAX_TICK_KEY,
     MAX_TICKS,
@@ -70,8 +70,6 @@ _LATEST_POOL = ThreadPoolExecutor(max_workers=LATEST_THREADS, thread_name_prefix
 # Without `to`, candles are read up to a day ahead of now: the webhook refuses ticks dated
 # further ahead than that, so no candle can start later.
 FUTURE_HORIZON_MS = 24 * 3600 * 1000
-THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-              "LimitExceededException"}
 BUSY = "service: busy, retry after a second"  # the 503's message: throttled, or out of time
 
 logger = logging.getLogger("price_api")
@@ -208,7 +206,7 @@ def process(event: dict[str, Any], settings: Settings, dynamodb: Any, now: float
         logger.warning("reads out of time", extra={"route": route_name, "operation": error.operation})
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
-        if code in THROTTLING:
+        if code in THROTTLING_CODES:
             status, body, headers = 503, {"error": BUSY}, {"Retry-After": "1"}
             logger.warning("reads throttled", extra={"route": route_name, "code": code})
         else:
