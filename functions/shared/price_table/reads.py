@@ -9,7 +9,10 @@ Each function can record what it read into a `ReadLog`: the typed items of every
 page. That is what DynamoDB bills (read units = ceil(page bytes / 4096) per page, strongly
 consistent), so a benchmark prices a request from the log with `evidence.capacity`
 (`read_units(sum(item_size(i) for i in page.items))` per page) without this module
-duplicating the item-size rules or the Lambda zip carrying tooling code.
+duplicating the item-size rules or the Lambda zip carrying tooling code. Two reads are billed
+for more than they return, which the log does not see: a venue's reads (a FilterExpression
+pays for every item it evaluates) and the composite's (projected to four attributes; billed
+for whole items).
 """
 
 from __future__ import annotations
@@ -186,10 +189,20 @@ def _merge(condition: dict[str, Any], venue: str | None) -> dict[str, Any]:
                                           **extra["ExpressionAttributeValues"]}}
 
 
+# What the composite needs of a tick: its answer holds nothing else. A projection does not lower the
+# read units (DynamoDB bills the whole item) but cuts the JSON the API parses per enriched tick from
+# ~590 bytes to ~125.
+_COMPOSITE_PROJECTION = {"ProjectionExpression": "#s, #k, #p, #v"}
+_COMPOSITE_NAMES = {"#k": SORT_KEY, "#p": "price", "#v": VENUE}
+
+
 def _newest_first(client: Any, table_name: str, symbol: str, log: ReadLog | None, limit: int,
-                  start: dict[str, Any] | None, venue: str | None = None) -> dict[str, Any]:
+                  start: dict[str, Any] | None, venue: str | None = None, projected: bool = False) -> dict[str, Any]:
     condition = {"KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": PARTITION_KEY},
                  "ExpressionAttributeValues": {":s": {"S": symbol}}}
+    if projected:
+        condition = {**condition, **_COMPOSITE_PROJECTION,
+                     "ExpressionAttributeNames": {**condition["ExpressionAttributeNames"], **_COMPOSITE_NAMES}}
     extra = {"ExclusiveStartKey": start} if start else {}
     return _query(client, log, TableName=table_name, ScanIndexForward=False, Limit=limit,
                   **_merge(condition, venue), **extra)
@@ -231,7 +244,7 @@ def latest_items(client: Any, table_name: str, symbol: str, log: ReadLog | None 
     start: dict[str, Any] | None = None
     while len(items) < LATEST_SCAN:
         response = _newest_first(client, table_name, symbol, log,
-                                 LATEST_FIRST if not items else LATEST_SCAN - len(items), start)
+                                 LATEST_FIRST if not items else LATEST_SCAN - len(items), start, projected=True)
         items += response.get("Items", [])
         start = response.get("LastEvaluatedKey")
         if not start or not items or \
