@@ -198,8 +198,9 @@ _COMPOSITE_NAMES = {"#k": SORT_KEY, "#p": "price", "#v": VENUE}
 
 def _newest_first(client: Any, table_name: str, symbol: str, log: ReadLog | None, limit: int,
                   start: dict[str, Any] | None, venue: str | None = None, projected: bool = False) -> dict[str, Any]:
-    condition = {"KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": PARTITION_KEY},
-                 "ExpressionAttributeValues": {":s": {"S": symbol}}}
+    condition: dict[str, Any] = {"KeyConditionExpression": "#s = :s",
+                                 "ExpressionAttributeNames": {"#s": PARTITION_KEY},
+                                 "ExpressionAttributeValues": {":s": {"S": symbol}}}
     if projected:
         condition = {**condition, **_COMPOSITE_PROJECTION,
                      "ExpressionAttributeNames": {**condition["ExpressionAttributeNames"], **_COMPOSITE_NAMES}}
