@@ -29,7 +29,7 @@ from price_client.times import TimeLike, to_epoch_ms
 if TYPE_CHECKING:
     import pandas
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 SERVICE = "lambda"
 MAX_SYMBOLS_PER_REQUEST = 100
 RETRYABLE = {429, 502, 503, 504}
