@@ -269,11 +269,13 @@ def _secrets_entry(configuration: Any, source: str) -> Any:
 @task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,
             "symbol": "BASE-QUOTE, e.g. BTC-USD (required)", "interval": "1m, 5m, 15m, 1h, 4h or 1d",
             "from_": "start (inclusive): epoch ms or ISO-8601", "to": "end (exclusive): epoch ms or ISO-8601",
-            "format": "table, csv or json", "chart": "also write a candlestick PNG to this path"})
+            "format": "table, csv or json", "chart": "also write a candlestick PNG to this path",
+            "venue": "one venue's candles (binance, coinbase, kraken, ...); default: the composite"})
 @one_line_errors
 def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, format="table", chart=None,
-           suffix=None):
-    """Read candles through the environment's price API with the Python client: a table, CSV/JSON or a chart."""
+           suffix=None, venue=None):
+    """Read candles (one venue's, or the composite's) through the environment's price API with the
+    Python client: a table, CSV/JSON or a chart."""
     from delivery.deployer import read_outputs
     from ops.prices import PricesError, client_for, read_candles, show
     from senders.relay import read_running_local
@@ -283,7 +285,7 @@ def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, form
         raise PricesError("--symbol is required (e.g. BTC-USD)")
     client = client_for(configuration, None if configuration.is_emulated else read_outputs(configuration),
                         read_running_local() if configuration.is_emulated else None)
-    show(read_candles(client, symbol, interval, from_, to), symbol, interval, format, chart)
+    show(read_candles(client, symbol, interval, from_, to, venue), symbol, interval, format, chart, venue=venue)
 
 
 @task(help={"env": ENV_HELP, "suffix": SUFFIX_HELP, "action": "list (default), add, retire, remove or allow",

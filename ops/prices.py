@@ -24,7 +24,7 @@ from errors import PipelineError
 from price_client import Candle, PriceApiError, PriceClient
 
 FORMATS = ("table", "csv", "json")
-COLUMNS = ("start", "open", "high", "low", "close", "count")
+COLUMNS = ("start", "open", "high", "low", "close", "volume", "count", "volume_count")
 
 
 class PricesError(PipelineError):
@@ -45,9 +45,11 @@ def client_for(config: EnvironmentConfig, outputs: dict[str, Any] | None,
     return PriceClient(url, region=config.region)
 
 
-def read_candles(client: PriceClient, symbol: str, interval: str, start: str | None, end: str | None) -> list[Candle]:
+def read_candles(client: PriceClient, symbol: str, interval: str, start: str | None, end: str | None,
+                 venue: str | None = None) -> list[Candle]:
+    """One venue's candles, or without a venue the composite's; the API's 4xx as one line."""
     try:
-        return client.candles(symbol, interval, start, end)
+        return client.candles(symbol, interval, start, end, venue=venue)
     except PriceApiError as error:
         raise PricesError(f"price API answered {error.status}: {error.message}") from None
     except ValueError as error:
@@ -56,24 +58,33 @@ def read_candles(client: PriceClient, symbol: str, interval: str, start: str | N
 
 def _row(candle: Candle) -> list[str]:
     return [candle.start.strftime("%Y-%m-%d %H:%M"), str(candle.open), str(candle.high), str(candle.low),
-            str(candle.close), str(candle.count)]
+            str(candle.close), str(candle.volume), str(candle.count), str(candle.volume_count)]
 
 
-def render(candles: Sequence[Candle], symbol: str, interval: str, output_format: str) -> str | Table:
-    """The candles as a rich table, CSV or JSON (exact decimal strings; times as epoch ms in CSV/JSON)."""
+def _series(symbol: str, venue: str | None) -> str:
+    return f"{symbol} on {venue}" if venue else f"{symbol} composite"
+
+
+def render(candles: Sequence[Candle], symbol: str, interval: str, output_format: str,
+           venue: str | None = None) -> str | Table:
+    """The candles as a rich table, CSV or JSON (exact decimal strings; times as epoch ms in CSV/JSON).
+
+    `volume_count` is how many of a candle's ticks carried a volume: below `count`, `volume` is partial.
+    """
     if output_format not in FORMATS:
         raise PricesError(f"--format must be one of {', '.join(FORMATS)} (got {output_format!r})")
     if output_format == "table":
-        table = Table(title=f"{symbol} {interval} candles ({len(candles)})")
+        table = Table(title=f"{_series(symbol, venue)} {interval} candles ({len(candles)})")
         for name in COLUMNS:
             table.add_column(name, justify="left" if name == "start" else "right")
         for candle in candles:
             table.add_row(*_row(candle))
         return table
     records = [{"start": c.start_ms, "open": str(c.open), "high": str(c.high), "low": str(c.low),
-                "close": str(c.close), "count": c.count} for c in candles]
+                "close": str(c.close), "volume": str(c.volume), "count": c.count, "volume_count": c.volume_count}
+               for c in candles]
     if output_format == "json":
-        return json.dumps({"symbol": symbol, "interval": interval, "candles": records}, indent=2)
+        return json.dumps({"symbol": symbol, "venue": venue, "interval": interval, "candles": records}, indent=2)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -81,7 +92,8 @@ def render(candles: Sequence[Candle], symbol: str, interval: str, output_format:
     return text.getvalue()
 
 
-def candlestick_chart(candles: Sequence[Candle], symbol: str, interval: str, path: Path) -> Path:
+def candlestick_chart(candles: Sequence[Candle], symbol: str, interval: str, path: Path,
+                      venue: str | None = None) -> Path:
     """A candlestick PNG.
 
     Drawn with matplotlib's bar and vlines rather than mplfinance: mplfinance's last release
@@ -106,7 +118,7 @@ def candlestick_chart(candles: Sequence[Candle], symbol: str, interval: str, pat
         locator = mdates.AutoDateLocator()
         axis.xaxis.set_major_locator(locator)
         axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    axis.set_title(f"{symbol} {interval} candles, read through the price API")
+    axis.set_title(f"{_series(symbol, venue)} {interval} candles, read through the price API")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -115,14 +127,14 @@ def candlestick_chart(candles: Sequence[Candle], symbol: str, interval: str, pat
 
 
 def show(candles: Sequence[Candle], symbol: str, interval: str, output_format: str, chart: str | None,
-         console: Console | None = None) -> None:
+         console: Console | None = None, venue: str | None = None) -> None:
     console = console or Console()
-    rendered = render(candles, symbol, interval, output_format)
+    rendered = render(candles, symbol, interval, output_format, venue)
     if isinstance(rendered, Table):
         console.print(rendered)
     else:
         print(rendered, end="" if rendered.endswith("\n") else "\n")
     if chart:
-        path = candlestick_chart(candles, symbol, interval, Path(chart))
+        path = candlestick_chart(candles, symbol, interval, Path(chart), venue)
         console.print(f"chart: {path}")
 

@@ -35,7 +35,7 @@ from functions.price_api.settings import Settings
 from functions.shared.price_table import candles
 from functions.shared.price_table.keys import table_definition
 from tests.support.api_reads import reads_for
-from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, expected_candles, put_tick
+from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, StubCandle, expected_candles, put_tick
 
 if importlib.util.find_spec("price_client") is None:  # not installed (pip install -e ./client): the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
@@ -137,10 +137,12 @@ def ticks(dynamodb):
 
 @pytest.fixture
 def candle_ticks(ticks):
-    """SOL-USD with the API tests' candle ticks, maintained as the enricher does; returns (key, price) pairs."""
-    keys = [put_tick(ticks, "SOL-USD", D0 + offset, price, exchange) for offset, price, exchange in CANDLE_TICKS]
+    """SOL-USD with the API tests' candle ticks, maintained as the enricher does; returns (key, price, venue,
+    volume) tuples."""
+    keys = [put_tick(ticks, "SOL-USD", D0 + offset, price, venue, volume=volume)
+            for offset, price, venue, volume in CANDLE_TICKS]
     candles.maintain(ticks, CANDLES, TICKS, "SOL-USD", keys)
-    return [(key, price) for key, (_, price, _) in zip(keys, CANDLE_TICKS, strict=True)]
+    return [(key, price, venue, volume) for key, (_, price, venue, volume) in zip(keys, CANDLE_TICKS, strict=True)]
 
 
 @pytest.fixture
@@ -156,11 +158,12 @@ def client(server):
 
 # -- latest ----------------------------------------------------------------------------------
 
-def test_latest_returns_typed_ticks_and_none_without_data(client, server):
-    latest = client.latest(["BTC-USD", "ETH-USD", "XRP-USD"])
+def test_latest_of_a_venue_returns_typed_ticks_and_none_without_data(client, server):
+    latest = client.latest(["BTC-USD", "ETH-USD", "XRP-USD"], venue="binance")
     assert list(latest) == ["BTC-USD", "ETH-USD", "XRP-USD"] and latest["XRP-USD"] is None
     btc, eth = latest["BTC-USD"], latest["ETH-USD"]
     assert isinstance(btc, Tick) and btc.price == Decimal("37005.05") and btc.time_ms == T0 + 5000
+    assert btc.venue == "binance" and not btc.is_composite
     assert btc.time == datetime(2023, 11, 14, 22, 13, 25, tzinfo=UTC)
     assert eth.price == Decimal("2045.123456789012345678") and eth.volume == Decimal("3.25")
     assert eth.sma_5 == Decimal("2040.5") and eth.ema_12 == Decimal("2041.25") and eth.change_pct == Decimal("0.125")
@@ -168,18 +171,30 @@ def test_latest_returns_typed_ticks_and_none_without_data(client, server):
     assert len(server.requests) == 1  # one request for all three
 
 
+def test_latest_without_a_venue_is_the_composite_naming_its_venues(client):
+    btc = client.latest("BTC-USD")["BTC-USD"]
+    assert btc.is_composite and btc.venue is None and btc.venues == 2 and btc.time_ms == T0 + 5000
+    assert btc.price == (Decimal("37005.05") + Decimal("37003.5")) / 2
+    assert btc.venue_prices == {"binance": Decimal("37005.05"), "kraken": Decimal("37003.5")}
+    kraken = client.latest("BTC-USD", venue="kraken")["BTC-USD"]
+    assert (kraken.price, kraken.venue, kraken.time_ms) == (Decimal("37003.5"), "kraken", T0 + 3000)
+    frame = client.latest(["BTC-USD", "ETH-USD"], as_frame=True)
+    assert list(frame["venues"]) == [2, 1] and list(frame["price"]) == [37004.275, 2045.123456789012345678]
+
+
 def test_latest_as_frame_has_a_utc_index_and_floats_or_decimals(client):
-    frame = client.latest(["ETH-USD", "BTC-USD", "XRP-USD"], as_frame=True)
+    frame = client.latest(["ETH-USD", "BTC-USD", "XRP-USD"], venue="binance", as_frame=True)
     assert list(frame["symbol"]) == ["ETH-USD", "BTC-USD"]  # no row for a symbol without data
     assert str(frame.index.tz) == "UTC" and frame.index.name == "time"
     assert frame["price"].dtype == "float64" and frame.loc[frame["symbol"] == "ETH-USD", "sma_5"].iloc[0] == 2040.5
+    assert list(frame["venue"]) == ["binance", "binance"]
     exact = client.latest(["ETH-USD"], as_frame=True, decimals=True)
     assert exact["price"].iloc[0] == Decimal("2045.123456789012345678")
 
 
 def test_more_than_a_hundred_symbols_are_sent_in_batches(client, server):
     symbols = ["BTC-USD"] + [f"C{i}-USD" for i in range(150)]
-    latest = client.latest(symbols)
+    latest = client.latest(symbols, venue="binance")
     assert len(latest) == 151 and latest["BTC-USD"].price == Decimal("37005.05") and latest["C149-USD"] is None
     assert len(server.requests) == 2
 
@@ -189,7 +204,7 @@ def test_more_than_a_hundred_symbols_are_sent_in_batches(client, server):
 def test_ticks_iterate_over_every_page_in_order(client, server):
     got = list(client.ticks("BTC-USD", page_size=2))
     assert [tick.time_ms for tick in got] == [T0, T0 + 1000, T0 + 2000, T0 + 3000, T0 + 3000, T0 + 4000, T0 + 5000]
-    assert {t.exchange for t in got if t.time_ms == T0 + 3000} == {"binance", "kraken"}
+    assert {t.venue for t in got if t.time_ms == T0 + 3000} == {"binance", "kraken"}
     assert len({t.key for t in got}) == 7
     assert len(server.requests) == 4  # 2 + 2 + 2 + 1: no trailing empty page
     newest_first = list(client.ticks("BTC-USD", order="desc", page_size=3))
@@ -214,35 +229,68 @@ def test_ticks_as_frame_reads_all_pages(client):
     assert exact["price"].iloc[-1] == Decimal("37005.05")
 
 
+def test_ticks_of_a_venue_are_that_venues_only_and_frames_name_the_venue(client):
+    assert [(t.time_ms, t.venue) for t in client.ticks("BTC-USD", venue="kraken")] == [(T0 + 3000, "kraken")]
+    frame = client.ticks("BTC-USD", page_size=3, as_frame=True)
+    assert list(frame["venue"]) == ["binance"] * 3 + sorted(["binance", "kraken"], key=lambda v: int(
+        frame[(frame["venue"] == v) & (frame.index == frame.index[3])]["key"].iloc[0])) + ["binance"] * 2
+    assert len(client.ticks("BTC-USD", venue="binance", page_size=2, as_frame=True)) == 6
+
+
 def test_a_symbol_without_ticks_is_empty(client):
     assert list(client.ticks("DOGE-USD")) == []
 
 
 # -- symbols and candles ------------------------------------------------------------------------
 
-def test_symbols_are_the_registry(client, candle_ticks):
-    assert client.symbols() == ["SOL-USD"]
+def test_symbols_are_the_registry_with_each_symbols_venues(client, candle_ticks):
+    assert client.symbols() == {"SOL-USD": ["binance", "coinbase", "kraken"]}
+
+
+def test_symbols_map_each_symbol_to_its_venues(client, monkeypatch):
+    monkeypatch.setattr(api, "list_symbols", lambda *args: {"BTC-USD": ["binance", "kraken"], "ETH-USD": []})
+    assert client.symbols() == {"BTC-USD": ["binance", "kraken"], "ETH-USD": []}
 
 
 def test_candles_read_every_page_as_typed_rows(client, server, candle_ticks):
-    got = client.candles("SOL-USD", "1m", page_size=2)
-    assert all(isinstance(c, Candle) and c.interval == "1m" and c.symbol == "SOL-USD" for c in got)
-    expected = expected_candles(candle_ticks, 60_000)
-    assert [(c.start_ms, c.open, c.high, c.low, c.close, c.count) for c in got] == \
-        [(e["start"], Decimal(e["open"]), Decimal(e["high"]), Decimal(e["low"]), Decimal(e["close"]), e["count"])
+    got = client.candles("SOL-USD", "1m", venue="binance", page_size=2)
+    assert all(isinstance(c, Candle) and c.interval == "1m" and c.symbol == "SOL-USD" and c.venue == "binance"
+               for c in got)
+    expected = expected_candles([tick for tick in candle_ticks if tick[2] == "binance"], 60_000)
+    assert [(c.start_ms, c.open, c.high, c.low, c.close, c.count, c.volume, c.volume_count) for c in got] == \
+        [(e["start"], e["open"], e["high"], e["low"], e["close"], e["count"], e["volume"], e["volume_count"])
          for e in expected]
     assert got[0].start == datetime(2023, 11, 14, tzinfo=UTC)
-    assert len(server.requests) >= 3  # 6 candles, 2 per page
+    assert len(server.requests) >= 3  # 5 candles, 2 per page
     hours = client.candles("SOL-USD", "1h", start=date(2023, 11, 14), end="2023-11-14T02:00:00Z")
-    assert [(c.start_ms, c.count) for c in hours] == [(D0, 7), (D0 + 3_600_000, 2)]
+    assert [(c.start_ms, c.count, c.venue) for c in hours] == [(D0, 7, None), (D0 + 3_600_000, 2, None)]
+
+
+def test_candles_carry_their_volume_and_venue(client, monkeypatch):
+    asked: list[str | None] = []
+
+    def read_candles(*args: Any, venue: str | None = None) -> tuple[list[Any], int | None]:
+        asked.append(venue)
+        return [StubCandle(D0, Decimal(1), Decimal(2), Decimal(1), Decimal(2), 4, Decimal("2.000000001"), 3)], None
+
+    monkeypatch.setattr(api, "read_candles", read_candles)
+    got = client.candles("SOL-USD", "1m", venue="Kraken")
+    assert asked == ["kraken"] and got[0].venue == "kraken"
+    assert (got[0].volume, got[0].volume_count, got[0].count) == (Decimal("2.000000001"), 3, 4)
+    frame = client.candles("SOL-USD", "1m", as_frame=True)
+    assert list(frame.columns) == ["open", "high", "low", "close", "volume", "count", "volume_count"]
+    assert frame["volume"].iloc[0] == 2.000000001 and frame["volume_count"].dtype == "int64"
+    exact = client.candles("SOL-USD", "1m", as_frame=True, decimals=True)
+    assert exact["volume"].iloc[0] == Decimal("2.000000001")
 
 
 def test_candles_as_frame(client, candle_ticks):
-    frame = client.candles("SOL-USD", "1h", as_frame=True)
-    assert list(frame.columns) == ["open", "high", "low", "close", "count"]
-    assert str(frame.index.tz) == "UTC" and frame.index.name == "start" and list(frame["count"]) == [7, 2, 1]
+    frame = client.candles("SOL-USD", "1h", venue="binance", as_frame=True)
+    assert list(frame.columns) == ["open", "high", "low", "close", "volume", "count", "volume_count"]
+    assert str(frame.index.tz) == "UTC" and frame.index.name == "start" and list(frame["count"]) == [6, 2]
     assert frame["high"].dtype == "float64" and frame["high"].iloc[0] == 104.75
-    exact = client.candles("SOL-USD", "1d", as_frame=True, decimals=True)
+    assert list(frame["volume"]) == [6.85, 7.0] and list(frame["volume_count"]) == [5, 1]
+    exact = client.candles("SOL-USD", "1d", venue="binance", as_frame=True, decimals=True)
     assert exact["low"].iloc[0] == Decimal("98") and isinstance(exact["low"].iloc[0], Decimal)
 
 
@@ -292,7 +340,7 @@ def test_a_throttled_request_is_retried(client, server, ticks):
             return reads_for(ticks).query(**kwargs)
 
     server.reads = ThrottledOnce()
-    assert client.latest(["BTC-USD"])["BTC-USD"].price == Decimal("37005.05")
+    assert client.latest(["BTC-USD"], venue="binance")["BTC-USD"].price == Decimal("37005.05")
     assert len(server.requests) == 2
 
 

@@ -29,7 +29,7 @@ from price_client.times import TimeLike, to_epoch_ms
 if TYPE_CHECKING:
     import pandas
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 SERVICE = "lambda"
 MAX_SYMBOLS_PER_REQUEST = 100
 RETRYABLE = {429, 502, 503, 504}
@@ -69,30 +69,36 @@ class PriceClient:
 
     # -- routes ---------------------------------------------------------------------------
 
-    def symbols(self) -> list[str]:
-        """Every symbol that has candles, sorted."""
-        return list(self._get("/v1/symbols", {})["symbols"])
+    def symbols(self) -> dict[str, list[str]]:
+        """Every symbol that has candles, sorted, with the venues it has ticks from:
+        {"BTC-USD": ["binance", "coinbase", "kraken"], ...}."""
+        listed = self._get("/v1/symbols", {})["symbols"]
+        if isinstance(listed, list):  # a price API from before venues: symbols only
+            return {str(symbol): [] for symbol in listed}
+        return {str(symbol): [str(venue) for venue in venues] for symbol, venues in listed.items()}
 
     @overload
-    def latest(self, symbols: Iterable[str] | str, *, as_frame: Literal[False] = ...,
+    def latest(self, symbols: Iterable[str] | str, *, venue: str | None = ..., as_frame: Literal[False] = ...,
                decimals: bool = ...) -> dict[str, Tick | None]: ...
 
     @overload
-    def latest(self, symbols: Iterable[str] | str, *, as_frame: Literal[True],
+    def latest(self, symbols: Iterable[str] | str, *, venue: str | None = ..., as_frame: Literal[True],
                decimals: bool = ...) -> pandas.DataFrame: ...
 
-    def latest(self, symbols: Iterable[str] | str, *, as_frame: bool = False,
+    def latest(self, symbols: Iterable[str] | str, *, venue: str | None = None, as_frame: bool = False,
                decimals: bool = False) -> dict[str, Tick | None] | pandas.DataFrame:
-        """The newest tick of each symbol (None: no data), in the order asked.
+        """Each symbol's latest price (None: no data), in the order asked.
 
-        Any number of symbols: they are sent 100 per request. A frame has one row per symbol
-        with data, indexed by the tick's time.
+        With `venue` ("binance", ...): that venue's newest tick, with its indicators. Without:
+        the composite, a `Tick` whose price is the median of the fresh venues' latest prices
+        (`venues`, `venue_prices`; see `Tick`). Any number of symbols: they are sent 100 per
+        request. A frame has one row per symbol with data, indexed by the tick's time.
         """
         wanted = list(dict.fromkeys([symbols] if isinstance(symbols, str) else symbols))
         found: dict[str, Tick | None] = {}
         for start in range(0, len(wanted), MAX_SYMBOLS_PER_REQUEST):
             chunk = wanted[start:start + MAX_SYMBOLS_PER_REQUEST]
-            body = self._get("/v1/latest", {"symbols": ",".join(chunk)})
+            body = self._get("/v1/latest", {"symbols": ",".join(chunk), "venue": venue})
             for symbol in chunk:
                 data = body["latest"].get(symbol)
                 found[symbol] = Tick.from_json(data) if data else None
@@ -102,40 +108,46 @@ class PriceClient:
 
     @overload
     def ticks(self, symbol: str, start: TimeLike | None = ..., end: TimeLike | None = ..., order: str = ..., *,
-              page_size: int = ..., as_frame: Literal[False] = ..., decimals: bool = ...) -> Iterator[Tick]: ...
+              venue: str | None = ..., page_size: int = ..., as_frame: Literal[False] = ...,
+              decimals: bool = ...) -> Iterator[Tick]: ...
 
     @overload
     def ticks(self, symbol: str, start: TimeLike | None = ..., end: TimeLike | None = ..., order: str = ..., *,
-              page_size: int = ..., as_frame: Literal[True], decimals: bool = ...) -> pandas.DataFrame: ...
+              venue: str | None = ..., page_size: int = ..., as_frame: Literal[True],
+              decimals: bool = ...) -> pandas.DataFrame: ...
 
     def ticks(self, symbol: str, start: TimeLike | None = None, end: TimeLike | None = None, order: str = "asc", *,
-              page_size: int = 1000, as_frame: bool = False,
+              venue: str | None = None, page_size: int = 1000, as_frame: bool = False,
               decimals: bool = False) -> Iterator[Tick] | pandas.DataFrame:
-        """Every tick with start <= time < end (None: unbounded), oldest first or (order="desc") newest first.
+        """Every tick with start <= time < end (None: unbounded), oldest first or (order="desc") newest first:
+        every venue's in key order, each naming its `venue`, or one venue's.
 
         Returns an iterator that fetches page after page as it is consumed; the first page is
         fetched now, so a bad argument raises here rather than at the first `next()`.
         `as_frame=True` reads every page into one DataFrame.
         """
-        params = {"from": _ms(start), "to": _ms(end), "order": order, "limit": page_size}
+        params = {"from": _ms(start), "to": _ms(end), "order": order, "limit": page_size, "venue": venue}
         rows = (Tick.from_json(item) for item in self._pages(f"/v1/ticks/{quote(symbol, safe='')}", params, "ticks"))
         return ticks_frame(rows, decimals) if as_frame else rows
 
     @overload
     def candles(self, symbol: str, interval: str, start: TimeLike | None = ..., end: TimeLike | None = ..., *,
-                page_size: int = ..., as_frame: Literal[False] = ..., decimals: bool = ...) -> list[Candle]: ...
+                venue: str | None = ..., page_size: int = ..., as_frame: Literal[False] = ...,
+                decimals: bool = ...) -> list[Candle]: ...
 
     @overload
     def candles(self, symbol: str, interval: str, start: TimeLike | None = ..., end: TimeLike | None = ..., *,
-                page_size: int = ..., as_frame: Literal[True], decimals: bool = ...) -> pandas.DataFrame: ...
+                venue: str | None = ..., page_size: int = ..., as_frame: Literal[True],
+                decimals: bool = ...) -> pandas.DataFrame: ...
 
     def candles(self, symbol: str, interval: str, start: TimeLike | None = None, end: TimeLike | None = None, *,
-                page_size: int = 5000, as_frame: bool = False,
+                venue: str | None = None, page_size: int = 5000, as_frame: bool = False,
                 decimals: bool = False) -> list[Candle] | pandas.DataFrame:
         """Every candle of `interval` ("1m", "5m", "15m", "1h", "4h", "1d") whose start is in [start, end),
-        oldest first, read page by page (at most 5,000 candles per request)."""
-        params = {"interval": interval, "from": _ms(start), "to": _ms(end), "limit": page_size}
-        rows = [Candle.from_json(symbol, interval, item)
+        oldest first, read page by page (at most 5,000 candles per request): one venue's, or without
+        `venue` the composite's (see `Candle`). Each carries its volume."""
+        params = {"interval": interval, "from": _ms(start), "to": _ms(end), "limit": page_size, "venue": venue}
+        rows = [Candle.from_json(symbol, interval, item, venue.lower() if venue else None)
                 for item in self._pages(f"/v1/candles/{quote(symbol, safe='')}", params, "candles")]
         return candles_frame(rows, decimals) if as_frame else rows
 

@@ -20,13 +20,17 @@ def _decimal(value: Any) -> Decimal | None:
 
 @dataclass(frozen=True)
 class Tick:
-    """One stored price update with the indicators the enricher computed for it.
+    """One stored price update with the indicators the enricher computed for it, or a composite price.
 
     `key` is the table's sort key (time_ms x 1000 + a slot), unique per symbol: two ticks of
     the same millisecond from different exchanges differ in it, and SNS notifications carry
     it as `timestamp`, so de-duplicate on (symbol, key). `indicators` holds only what has
     been computed: a short history leaves a field absent, never 0, and a tick not enriched
-    yet has none (`enriched_at_ms` is None).
+    yet has none (`enriched_at_ms` is None). `venue` is the exchange it came from (lower case).
+
+    `latest` without a venue answers a composite instead: `price` is the median of the latest
+    prices of the venues that ticked within 60 s of the symbol's newest tick (`time_ms`, `key`);
+    `venue` is None, `venues` says how many venues it used and `venue_prices` which, at what price.
     """
 
     symbol: str
@@ -41,6 +45,14 @@ class Tick:
     ask: Decimal | None = None
     indicators: dict[str, Decimal] = field(default_factory=dict, hash=False)
     enriched_at_ms: int | None = None
+    venue: str | None = None
+    venues: int | None = None
+    venue_prices: dict[str, Decimal] = field(default_factory=dict, hash=False)
+
+    @property
+    def is_composite(self) -> bool:
+        """True for `latest`'s composite price (several venues' median), False for a stored tick."""
+        return self.venues is not None
 
     @property
     def time(self) -> datetime:
@@ -84,12 +96,20 @@ class Tick:
             volume=_decimal(data.get("volume")), bid=_decimal(data.get("bid")), ask=_decimal(data.get("ask")),
             indicators={name: Decimal(value) for name, value in (data.get("indicators") or {}).items()},
             enriched_at_ms=None if data.get("enriched_at") is None else int(data["enriched_at"]),
+            venue=data.get("venue"), venues=None if data.get("venues") is None else int(data["venues"]),
+            venue_prices={name: Decimal(value) for name, value in (data.get("venue_prices") or {}).items()},
         )
 
 
 @dataclass(frozen=True)
 class Candle:
-    """OHLC of one interval's ticks; `start_ms` is the interval's start, `count` its number of ticks."""
+    """OHLCV of one interval; `start_ms` is the interval's start, `count` its number of ticks.
+
+    `venue`: the venue's own candle, or None for the composite's (OHLC of the median path of
+    the fresh venues' prices; count and volume over every venue). `volume` is the exact sum of
+    the ticks' traded quantities; `volume_count` how many ticks carried one (fewer than `count`:
+    the sum is partial).
+    """
 
     symbol: str
     interval: str
@@ -99,6 +119,9 @@ class Candle:
     low: Decimal
     close: Decimal
     count: int
+    volume: Decimal = Decimal(0)
+    volume_count: int = 0
+    venue: str | None = None
 
     @property
     def start(self) -> datetime:
@@ -106,7 +129,8 @@ class Candle:
         return from_epoch_ms(self.start_ms)
 
     @classmethod
-    def from_json(cls, symbol: str, interval: str, data: dict[str, Any]) -> Candle:
+    def from_json(cls, symbol: str, interval: str, data: dict[str, Any], venue: str | None = None) -> Candle:
         return cls(symbol=symbol, interval=interval, start_ms=int(data["start"]), open=Decimal(data["open"]),
                    high=Decimal(data["high"]), low=Decimal(data["low"]), close=Decimal(data["close"]),
-                   count=int(data["count"]))
+                   count=int(data["count"]), volume=Decimal(data.get("volume", 0)),
+                   volume_count=int(data.get("volume_count", 0)), venue=venue)

@@ -40,8 +40,10 @@ from botocore.exceptions import ChecksumError, ClientError, NoCredentialsError
 ATTEMPTS = 3
 BASE_DELAY_SECONDS = 0.05
 CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 1.0, 3.0
-RETRIED_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-                           "LimitExceededException", "InternalServerError", "ServiceUnavailable"})
+# DynamoDB's "too much, slow down" codes: retried here, and the service's 503 when retries run out.
+THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                              "RequestLimitExceeded", "LimitExceededException"})
+RETRIED_CODES = THROTTLING_CODES | {"InternalServerError", "ServiceUnavailable"}
 # Kept back from a request's deadline for answering after the last read gives up: the 503's JSON,
 # the request's log line, Powertools' metrics flush and the return through the runtime API are
 # a few ms of CPU, but at 256 MB the function has about a seventh of a vCPU (tens of ms, more

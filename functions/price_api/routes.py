@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+from functions.shared.price_table.keys import key_range
 from functions.shared.records import Record
 
 MAX_SYMBOLS = 100
@@ -25,7 +26,12 @@ MAX_TICKS = 1000
 MAX_CURSOR_CHARS = 1024
 # Epoch ms from 1970 to the end of year 9999: what ISO-8601 can say, and a DynamoDB key can hold.
 MAX_TIME_MS = 253_402_300_799_999
+# The largest tick sort key: the last slot of MAX_TIME_MS (keys.py packs ms x 1000 + slot), ~2.5 x 10^17.
+MAX_TICK_KEY = key_range(MAX_TIME_MS, MAX_TIME_MS + 1)[1]
 SYMBOL = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
+# A venue is a stored tick's `exchange`: the webhook accepts [A-Za-z0-9][A-Za-z0-9_.-]* of at most
+# 32 characters and stores it lower-cased, so a caller's "Kraken" names the venue "kraken".
+VENUE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 CURSOR_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ECHO = 40  # how much of a caller's value an error message repeats
@@ -54,9 +60,9 @@ class Route(Record):
 
 ROUTE_PARAMETERS = {
     "symbols": frozenset(),
-    "latest": frozenset({"symbols"}),
-    "ticks": frozenset({"from", "to", "order", "limit", "cursor"}),
-    "candles": frozenset({"interval", "from", "to", "limit", "cursor"}),
+    "latest": frozenset({"symbols", "venue"}),
+    "ticks": frozenset({"from", "to", "order", "limit", "cursor", "venue"}),
+    "candles": frozenset({"interval", "from", "to", "limit", "cursor", "venue"}),
 }
 
 
@@ -66,7 +72,7 @@ def _echo(text: str) -> str:
 
 def match_route(method: str, path: str) -> Route:
     """The route of a GET path; an unknown path or any other method is a 400 naming `path` or `method`
-    (the read API's contract, issue 13: bad input, an unknown route included, is a 400 naming the
+    (the read API's contract: bad input, an unknown route included, is a 400 naming the
     parameter, so a client handles one status for every request it got wrong)."""
     if method != "GET":
         raise BadRequest("method", f"{_echo(method)} is not allowed; the API is read-only, use GET")
@@ -95,13 +101,28 @@ def parse_symbol(parameter: str, text: str) -> str:
 
 
 def parse_symbols(text: str | None) -> list[str]:
-    """1..100 comma-separated symbols, duplicates dropped, request order kept."""
+    """1..100 comma-separated symbols, duplicates dropped, request order kept.
+
+    A repeated parameter (symbols=A&symbols=B) arrives as "A,B": a function URL's payload
+    format 2.0 joins the values of a repeated key with commas, so both spellings read alike.
+    """
     if not text:
         raise BadRequest("symbols", "required: a comma-separated list such as BTC-USD,ETH-USD")
     symbols = list(dict.fromkeys(part.strip() for part in text.split(",")))
     if len(symbols) > MAX_SYMBOLS:
         raise BadRequest("symbols", f"at most {MAX_SYMBOLS} symbols per request, got {len(symbols)}")
     return [parse_symbol("symbols", symbol) for symbol in symbols]
+
+
+def parse_venue(text: str | None) -> str | None:
+    """The venue (a tick's lower-case `exchange`) a read is limited to; None (absent or empty) is every venue."""
+    if text is None or text == "":
+        return None
+    venue = text.lower()
+    if not VENUE.match(venue):
+        raise BadRequest("venue", f"{_echo(text)} is not a venue; use an exchange id such as binance, "
+                                  "coinbase or kraken (letters, digits, '.', '_', '-'; at most 32)")
+    return venue
 
 
 def parse_time(parameter: str, text: str | None) -> int | None:
@@ -180,8 +201,13 @@ def encode_cursor(query: dict[str, Any], position: int) -> str:
     return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None, query: dict[str, Any]) -> int | None:
-    """The position a cursor continues from, or None without one; 400 unless it belongs to `query`."""
+def decode_cursor(text: str | None, query: dict[str, Any], maximum: int) -> int | None:
+    """The position a cursor continues from, or None without one; 400 unless it belongs to `query`
+    and its position is one this API could have issued (0..`maximum`).
+
+    The range check keeps a forged position from reaching DynamoDB: a Number beyond its range
+    (10^130, say) would be a ValidationException there, a 500 and an ERROR line that pages on-call.
+    """
     if text is None or text == "":
         return None
     if len(text) > MAX_CURSOR_CHARS or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
@@ -191,11 +217,14 @@ def decode_cursor(text: str | None, query: dict[str, Any]) -> int | None:
     except (binascii.Error, ValueError):
         raise BadRequest("cursor", "malformed; pass back the `next` value of the previous response "
                                    "unchanged") from None
-    if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or \
-            not isinstance(data.get("p"), int) or isinstance(data.get("p"), bool):
+    if not isinstance(data, dict) or set(data) != {"v", "q", "p"} or data["v"] != CURSOR_VERSION or \
+            not isinstance(data["p"], int) or isinstance(data["p"], bool):
         raise BadRequest("cursor", "malformed; pass back the `next` value of the previous response unchanged")
-    if data.get("q") != query:
+    if data["q"] != query:
         raise BadRequest("cursor", "belongs to another query; repeat the same path and parameters "
                                    "(except limit) with it")
     position: int = data["p"]
+    if not 0 <= position <= maximum:
+        raise BadRequest("cursor", "position out of range; pass back the `next` value of the previous "
+                                   "response unchanged")
     return position

@@ -25,9 +25,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.price_api.dynamodb import DeadlineExceeded
+from functions.price_api.dynamodb import THROTTLING_CODES, DeadlineExceeded
 from functions.price_api.routes import (
+    MAX_TICK_KEY,
     MAX_TICKS,
+    MAX_TIME_MS,
     BadRequest,
     Route,
     check_parameters,
@@ -39,6 +41,7 @@ from functions.price_api.routes import (
     parse_order,
     parse_range,
     parse_symbols,
+    parse_venue,
 )
 from functions.price_api.settings import Settings
 from functions.shared.observability import MetricSink, no_metrics
@@ -46,9 +49,11 @@ from functions.shared.price_table.candles import INTERVALS, MAX_CANDLES, Candle,
 from functions.shared.price_table.reads import (
     MeteredClient,
     ReadLog,
+    composite_from_items,
     decimal_text,
     key_bounds,
     latest_item,
+    latest_items,
     read_ticks,
     tick_from_item,
 )
@@ -65,8 +70,6 @@ _LATEST_POOL = ThreadPoolExecutor(max_workers=LATEST_THREADS, thread_name_prefix
 # Without `to`, candles are read up to a day ahead of now: the webhook refuses ticks dated
 # further ahead than that, so no candle can start later.
 FUTURE_HORIZON_MS = 24 * 3600 * 1000
-THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-              "LimitExceededException"}
 BUSY = "service: busy, retry after a second"  # the 503's message: throttled, or out of time
 
 logger = logging.getLogger("price_api")
@@ -79,37 +82,59 @@ def respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = 
 
 
 def symbols_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
-    """Every symbol with candles, from the candle table's registry (one Query, not a Scan of ticks)."""
+    """Every symbol with candles and its venues, from the candle table's registry (one Query, not a
+    Scan of ticks): {"symbols": {"BTC-USD": ["binance", "kraken"], ...}}, symbols sorted."""
     return {"symbols": list_symbols(client, settings.candle_table_name)}
 
 
-def latest_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
-    """The newest tick of each symbol, one Query each, concurrently; null for a symbol without ticks.
+def _latest(client: Any, table_name: str, symbol: str, venue: str | None) -> dict[str, Any] | None:
+    if venue is not None:
+        item = latest_item(client, table_name, symbol, venue=venue)
+        return tick_from_item(item) if item else None
+    return composite_from_items(latest_items(client, table_name, symbol))
 
+
+def latest_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
+    """Each symbol's latest price, read concurrently; null for a symbol without ticks.
+
+    With `venue`: that venue's newest tick and its indicators. Without: the composite (median of
+    the fresh venues' latest prices, `reads.composite_from_items`), naming the venues it used.
     Null rather than absent: the caller sees that the symbol was asked for and has no data,
     and the response has one entry per requested symbol, in request order.
     """
     symbols = parse_symbols(query.get("symbols"))
+    venue = parse_venue(query.get("venue"))
     # One pool for the process (a warm function reuses its threads; starting 8 per request
     # cost ~1 ms).
-    items = list(_LATEST_POOL.map(lambda symbol: latest_item(client, settings.table_name, symbol), symbols))
-    pairs = zip(symbols, items, strict=True)
-    return {"latest": {symbol: tick_from_item(item) if item else None for symbol, item in pairs}}
+    answers = list(_LATEST_POOL.map(lambda symbol: _latest(client, settings.table_name, symbol, venue), symbols))
+    return {"latest": dict(zip(symbols, answers, strict=True))}
+
+
+def _bound(route: str, symbol: str | None, venue: str | None, **fields: Any) -> dict[str, Any]:
+    """The query a cursor belongs to; `n` (the venue) only when given, so a cursor issued before
+    reads could name a venue still continues its every-venue query."""
+    return {"r": route, "s": symbol, **fields, **({"n": venue} if venue is not None else {})}
 
 
 def ticks_route(route: Route, query: dict[str, str], settings: Settings, client: Any, now_ms: int) -> dict[str, Any]:
-    """Up to `limit` ticks of [from, to) in `order`, and a cursor when more follow."""
+    """Up to `limit` ticks of [from, to) in `order`, every venue's or one's, and a cursor when more follow.
+
+    With a venue, a page may hold fewer ticks than `limit` (even none) and still carry a cursor:
+    see `read_ticks`; follow `next` until it is absent.
+    """
     order = parse_order(query.get("order"))
     limit = parse_limit(query.get("limit"), MAX_TICKS)
     start, end = parse_range(query)
-    bound = {"r": "ticks", "s": route.symbol, "f": start, "t": end, "o": order}
-    position = decode_cursor(query.get("cursor"), bound)
+    venue = parse_venue(query.get("venue"))
+    bound = _bound("ticks", route.symbol, venue, f=start, t=end, o=order)
+    position = decode_cursor(query.get("cursor"), bound, MAX_TICK_KEY)
     low, high = key_bounds(start, end)
     if position is not None and order == "asc":
         low = position + 1 if low is None else max(low, position + 1)
     elif position is not None:
         high = position - 1 if high is None else min(high, position - 1)
-    page = read_ticks(client, settings.table_name, str(route.symbol), low, high, order == "desc", limit)
+    page = read_ticks(client, settings.table_name, str(route.symbol), low, high, order == "desc", limit,
+                      venue=venue)
     body: dict[str, Any] = {"ticks": [tick_from_item(item) for item in page.items]}
     if page.last_key is not None:
         body["next"] = encode_cursor(bound, page.last_key)
@@ -117,14 +142,17 @@ def ticks_route(route: Route, query: dict[str, str], settings: Settings, client:
 
 
 def candle_json(candle: Candle) -> dict[str, Any]:
-    """A candle as the API answers it: start in epoch ms, prices as exact decimal strings."""
+    """A candle as the API answers it: start in epoch ms, prices and volume as exact decimal strings;
+    `volume_count` is how many of its ticks carried a volume (fewer than `count`: a partial sum)."""
     return {"start": candle.start, "open": decimal_text(candle.open), "high": decimal_text(candle.high),
-            "low": decimal_text(candle.low), "close": decimal_text(candle.close), "count": candle.count}
+            "low": decimal_text(candle.low), "close": decimal_text(candle.close), "count": candle.count,
+            "volume": decimal_text(candle.volume), "volume_count": candle.volume_count}
 
 
 def candles_route(route: Route, query: dict[str, str], settings: Settings, client: Any,
                   now_ms: int) -> dict[str, Any]:
-    """Up to `limit` (≤ 5,000) candles whose start is in [from, to), oldest first, and a cursor beyond.
+    """Up to `limit` (≤ 5,000) candles whose start is in [from, to), oldest first, and a cursor beyond:
+    one venue's with `venue`, else the composite's.
 
     Without `from`, from the epoch; without `to`, up to a day ahead of now (see
     FUTURE_HORIZON_MS). The read is `read_candles`': stored candles, plus the forming
@@ -133,8 +161,9 @@ def candles_route(route: Route, query: dict[str, str], settings: Settings, clien
     interval = parse_interval(query.get("interval"), INTERVALS)
     limit = parse_limit(query.get("limit"), MAX_CANDLES)
     start, end = parse_range(query)
-    bound = {"r": "candles", "s": route.symbol, "i": interval, "f": start, "t": end}
-    position = decode_cursor(query.get("cursor"), bound)
+    venue = parse_venue(query.get("venue"))
+    bound = _bound("candles", route.symbol, venue, i=interval, f=start, t=end)
+    position = decode_cursor(query.get("cursor"), bound, MAX_TIME_MS)
     first = start or 0
     if position is not None:
         first = max(first, position)
@@ -142,7 +171,7 @@ def candles_route(route: Route, query: dict[str, str], settings: Settings, clien
     if first >= last:
         return {"candles": []}
     rows, following = read_candles(client, settings.candle_table_name, settings.table_name, str(route.symbol),
-                                   interval, first, last, limit)
+                                   interval, first, last, limit, venue=venue)
     body: dict[str, Any] = {"candles": [candle_json(row) for row in rows]}
     if following is not None and following < last:
         body["next"] = encode_cursor(bound, following)
@@ -177,7 +206,7 @@ def process(event: dict[str, Any], settings: Settings, dynamodb: Any, now: float
         logger.warning("reads out of time", extra={"route": route_name, "operation": error.operation})
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
-        if code in THROTTLING:
+        if code in THROTTLING_CODES:
             status, body, headers = 503, {"error": BUSY}, {"Retry-After": "1"}
             logger.warning("reads throttled", extra={"route": route_name, "code": code})
         else:
