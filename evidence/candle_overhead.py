@@ -32,7 +32,8 @@ from decimal import Decimal
 from typing import Any
 
 from evidence.capacity import item_size, read_units, write_units
-from functions.shared.candles import INTERVALS, MINUTE_MS, STALE_MS
+from functions.shared.candles import INTERVALS, MINUTE_MS
+from functions.shared.composite import STALE_MS
 from functions.shared.price_table.candles import PACK_SUFFIX, SERIES, maintain
 from functions.shared.price_table.candles import table_definition as candle_table_definition
 from functions.shared.price_table.keys import SORT_KEY, event_ms, sort_key, table_definition

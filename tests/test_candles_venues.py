@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from evidence.capacity import item_size
-from functions.shared.candles import INTERVALS, STALE_MS, Candle, bucket_start, combine
+from functions.shared.candles import INTERVALS, Candle, bucket_start, combine
+from functions.shared.composite import STALE_MS
 from functions.shared.price_table.candles import (
     SymbolState,
     candle_from_item,

@@ -127,10 +127,10 @@ def candle_history(dynamodb):
     for batch in (CANDLE_TICKS[:4], CANDLE_TICKS[4:8], CANDLE_TICKS[8:]):
         keys = [put_tick(dynamodb, "BTC-USD", D0 + offset, price, exchange, volume=volume)
                 for offset, price, exchange, volume in batch]
-        candles.maintain(dynamodb, CANDLES, TICKS, "BTC-USD", keys)
+        candles.maintain(dynamodb, CANDLES, TICKS, "BTC-USD", keys, venues={venue for _, _, venue, _ in batch})
         stored += [(key, price, venue, volume) for key, (_, price, venue, volume) in zip(keys, batch, strict=True)]
     eth = put_tick(dynamodb, "ETH-USD", D0, "2000")
-    candles.maintain(dynamodb, CANDLES, TICKS, "ETH-USD", [eth])
+    candles.maintain(dynamodb, CANDLES, TICKS, "ETH-USD", [eth], venues=["binance"])
     return stored
 
 

@@ -141,7 +141,7 @@ def candle_ticks(ticks):
     volume) tuples."""
     keys = [put_tick(ticks, "SOL-USD", D0 + offset, price, venue, volume=volume)
             for offset, price, venue, volume in CANDLE_TICKS]
-    candles.maintain(ticks, CANDLES, TICKS, "SOL-USD", keys)
+    candles.maintain(ticks, CANDLES, TICKS, "SOL-USD", keys, venues={venue for _, _, venue, _ in CANDLE_TICKS})
     return [(key, price, venue, volume) for key, (_, price, venue, volume) in zip(keys, CANDLE_TICKS, strict=True)]
 
 

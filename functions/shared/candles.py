@@ -41,8 +41,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Context, Decimal
+from decimal import Decimal
 
+from functions.shared.composite import EXACT, STALE_MS, median
 from functions.shared.price_table.keys import event_ms
 
 MINUTE_MS = 60_000
@@ -54,12 +55,6 @@ INTERVALS: dict[str, int] = {
 CHILD: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "4h": "1h", "1d": "4h"}
 PARENT: dict[str, str] = {child: parent for parent, child in CHILD.items()}
 COARSE: tuple[str, ...] = tuple(name for name in INTERVALS if name != "1m")
-# The composite's freshness window: a venue whose last tick is older than this, at a tick's
-# time, is left out of the median there (see `composite_values`).
-STALE_MS = 60_000
-# Sums and midpoints are exact: a context wide enough for any two stored numbers (38 digits
-# each, exponents within DynamoDB's range) never rounds.
-_EXACT = Context(prec=400, Emin=-999_999, Emax=999_999)
 # A stored tick as candle maintenance reads it: (sort key, price, venue, volume or None,
 # expires_at in epoch seconds or None).
 Tick = tuple[int, Decimal, str, Decimal | None, int | None]
@@ -117,7 +112,7 @@ class Candle:
 def _sum(values: Iterable[Decimal]) -> Decimal:
     total = Decimal(0)
     for value in values:
-        total = _EXACT.add(total, value)
+        total = EXACT.add(total, value)
     return total
 
 
@@ -167,14 +162,6 @@ def combine(children: Sequence[Candle], start: int | None = None) -> Candle:
     )
 
 
-def _median(prices: Sequence[Decimal]) -> Decimal:
-    ordered = sorted(prices)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return _EXACT.divide(_EXACT.add(ordered[middle - 1], ordered[middle]), Decimal(2))
-
-
 def composite_values(ticks: Sequence[Tick]) -> list[Decimal]:
     """The composite path at each of `ticks` (sorted by key): each tick sets its venue's
     current price, and the value is the median of the current prices of the venues whose
@@ -189,7 +176,7 @@ def composite_values(ticks: Sequence[Tick]) -> list[Decimal]:
     for key, price, venue, _, _ in ticks:
         moment = event_ms(key)
         current[venue] = (moment, price)
-        values.append(_median([value for seen, value in current.values() if moment - seen <= STALE_MS]))
+        values.append(median([value for seen, value in current.values() if moment - seen <= STALE_MS]))
     return values
 
 

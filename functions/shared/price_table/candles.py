@@ -101,7 +101,6 @@ from functions.shared.candles import (
     COARSE,
     INTERVALS,
     MINUTE_MS,
-    STALE_MS,
     Candle,
     Tick,
     bucket_candles,
@@ -112,6 +111,7 @@ from functions.shared.candles import (
     plan_maintenance,
     stored_needed,
 )
+from functions.shared.composite import STALE_MS
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, key_range
 
 __all__ = [
@@ -691,11 +691,14 @@ def wholeness_horizon(oldest_recomputable_ms: int | None, now_ms: int | None) ->
 def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                    oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
                    max_attempts: int = MAX_ATTEMPTS, close_until_ms: int | None = None,
-                   idle_since_ms: int | None = None) -> CandleWrites:
+                   idle_since_ms: int | None = None, venues: Iterable[str] = ()) -> CandleWrites:
     """One symbol's maintenance step over any `CandleStore` (see `maintain`). A sweep passes
     `close_until_ms` and `idle_since_ms`: it does nothing if a step ran after `idle_since_ms`
-    (seen in the consistent read, so a step racing the sweep's registry Query wins)."""
+    (seen in the consistent read, so a step racing the sweep's registry Query wins).
+    `venues`: the batch's venues; one the registry does not list yet is recorded by this step
+    even when no minute closes, so `/v1/symbols` lists a venue from its first stored tick."""
     keys = sorted({int(key) for key in tick_keys})
+    batch_venues = frozenset(venues)
     digest = batch_digest(keys) if keys else None  # a sweep (no keys) is not a batch to recognise
     conflicts = refused = written = packed = 0
     whole: dict[int, bool] = {}  # decided once per call: a redo must not undo half of a step's writes
@@ -715,16 +718,25 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
                 whole.update({m: m in found for m in unknown})
             plan = plan.recompute_skipped(m for m in plan.skipped_minutes if whole[m])
         if not plan.has_work:
-            return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
-                                packs_written=packed, stale_refused=refused,
-                                skipped_minutes=len(plan.skipped_minutes))
+            if state is None or batch_venues <= set(state.venues):
+                return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
+                                    packs_written=packed, stale_refused=refused,
+                                    skipped_minutes=len(plan.skipped_minutes))
+            # A venue new to the symbol: recorded at once (compare-and-set like any step), rarely.
+            listed = replace(state, version=state.version + 1, venues=tuple(sorted(batch_venues | set(state.venues))))
+            if store.put_state(symbol, listed, state.version):
+                return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
+                                    packs_written=packed, stale_refused=refused,
+                                    skipped_minutes=len(plan.skipped_minutes))
+            conflicts += 1
+            continue
         minutes: dict[int, Candle] = {}
         for start, end in plan.minute_ranges():
             # One Query per run of minutes, from STALE_MS before it: the composite's carry-in.
             ticks = store.read_ticks(symbol, start - STALE_MS, end, consistent=True)
             minutes.update(bucket_candles(ticks, start, with_expiry=True))
-        venues = tuple(sorted({name for candle in minutes.values() for name in candle.venue_names()}
-                              | set(state.venues if state else ())))
+        known = tuple(sorted({name for candle in minutes.values() for name in candle.venue_names()}
+                             | set(state.venues if state else ()) | batch_venues))
         stored = _stored_candles(store, symbol, stored_needed(plan))
         result = materialize(plan, state.prefixes if state else {}, minutes, stored)
         refused += store.put_candles(symbol, result.candles)
@@ -741,7 +753,7 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
         if state is not None and plan.watermark == state.watermark:
             maintained = state.maintained_at
         new_state = SymbolState(plan.watermark, (state.version if state else 0) + 1, result.prefixes,
-                                recent[:RECENT_BATCHES], dense, maintained, venues)
+                                recent[:RECENT_BATCHES], dense, maintained, known)
         if store.put_state(symbol, new_state, state.version if state else None):
             return CandleWrites(symbol, conflicts=conflicts, watermark=plan.watermark, candles_written=written,
                                 packs_written=packed, stale_refused=refused, late_minutes=len(plan.late_minutes),
@@ -751,7 +763,8 @@ def maintain_store(store: CandleStore, symbol: str, tick_keys: Sequence[int],
 
 
 def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tick_keys: Sequence[int],
-             oldest_recomputable_ms: int | None = None, now_ms: int | None = None) -> CandleWrites:
+             oldest_recomputable_ms: int | None = None, now_ms: int | None = None,
+             venues: Iterable[str] = ()) -> CandleWrites:
     """Bring a symbol's candles up to date with a batch of its ticks (their sort keys).
 
     Call it for each symbol of a stream batch AFTER the batch's ticks are stored (the
@@ -763,7 +776,7 @@ def maintain(dynamodb: Any, candle_table: str, tick_table: str, symbol: str, tic
     another writer kept winning (retry the batch); DynamoDB errors propagate.
     """
     store = DynamoCandleStore(dynamodb, candle_table, tick_table)
-    writes = maintain_store(store, symbol, tick_keys, oldest_recomputable_ms, now_ms)
+    writes = maintain_store(store, symbol, tick_keys, oldest_recomputable_ms, now_ms, venues=venues)
     return replace(writes, read_requests=store.read_requests, write_requests=store.write_requests)
 
 

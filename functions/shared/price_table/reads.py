@@ -20,19 +20,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
+from functions.shared.composite import LATEST_SCAN, STALE_MS, median
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms, key_range
 
 INDICATOR_PREFIXES = ("sma_", "ema_", "volatility_")
 INDICATOR_NAMES = ("change_pct",)
 OPTIONAL_NUMBERS = ("volume", "bid", "ask")
 VENUE = "exchange"  # the item attribute that names a tick's venue
-# The composite's latest price (the shared contract): the venues seen among the symbol's newest
-# LATEST_SCAN ticks whose own last tick is at most STALE_MS older than the symbol's newest.
-STALE_MS = 60_000
-LATEST_SCAN = 200
+# The composite's latest price (functions.shared.composite): the venues seen among the symbol's
+# newest LATEST_SCAN ticks whose own last tick is at most STALE_MS older than the symbol's newest.
 # The composite's first Query reads this many ticks, newest first: 60 s of a symbol at the design
 # load (1,000,000 updates a day over 20 symbols: ~0.6 ticks/s, ~35 a minute, whatever the venues),
 # so the common case stays one request of a few read units; a busier symbol pages on to LATEST_SCAN.
@@ -252,17 +251,6 @@ def latest_items(client: Any, table_name: str, symbol: str, log: ReadLog | None 
                 event_ms(int(items[0][SORT_KEY]["N"])) - event_ms(int(items[-1][SORT_KEY]["N"])) > STALE_MS:
             break
     return items[:LATEST_SCAN]
-
-
-def median(values: Sequence[Decimal]) -> Decimal:
-    """The middle value, or the exact mean of the two middle ones (enough digits that nothing rounds)."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    with localcontext() as context:
-        context.prec = 100  # DynamoDB Numbers have at most 38 digits: the sum and the half fit exactly
-        return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def composite_from_items(items: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
