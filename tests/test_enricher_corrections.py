@@ -161,16 +161,20 @@ class MemoryTable:
         self.sequence += 1
         return {"eventName": "INSERT", "dynamodb": {"NewImage": item, "SequenceNumber": str(self.sequence)}}
 
-    def newest_first(self, symbol: str, newest: int | None, page_size: int) -> Iterator[tuple[list[dict], bool]]:
+    def _kept(self, keys: list[int], venue: str | None) -> list[int]:
+        return keys if venue is None else [k for k in keys if self.items[k]["exchange"]["S"] == venue]
+
+    def newest_first(self, symbol: str, newest: int | None, page_size: int, venue: str | None = None
+                     ) -> Iterator[tuple[list[dict], bool]]:
         keys = self.keys if newest is None else self.keys[:bisect.bisect_right(self.keys, newest)]
         ordered = keys[::-1]
         for start in range(0, max(len(ordered), 1), page_size):
-            page = ordered[start:start + page_size]
+            page = self._kept(ordered[start:start + page_size], venue)
             yield [dict(self.items[k]) for k in page], start + page_size >= len(ordered)
 
-    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int
-                     ) -> Iterator[tuple[list[dict], bool]]:
-        keys = self.keys[bisect.bisect_right(self.keys, after):][:max_items]
+    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int,
+                     venue: str | None = None) -> Iterator[tuple[list[dict], bool]]:
+        keys = self._kept(self.keys[bisect.bisect_right(self.keys, after):], venue)[:max_items]
         position, sizes = 0, [*page_sizes]
         while True:
             size = sizes.pop(0) if len(sizes) > 1 else sizes[0]
@@ -182,8 +186,8 @@ class MemoryTable:
 
     def enrich(self, records: list[dict], max_after: int | None = None) -> planner.SymbolPlan:
         """What the service stores for one symbol's batch (first puts, then corrections)."""
-        plan = planner.plan_symbol([planner.parse_record(r) for r in records], self, Windows(),
-                                   max_after or planner.MAX_CORRECTED_ITEMS)
+        [plan] = planner.plan_symbol([planner.parse_record(r) for r in records], self, Windows(),
+                                     max_after or planner.MAX_CORRECTED_ITEMS).values()
         assert not plan.failed, plan.failed
         for entry in plan.planned:
             key = entry.item.timestamp
