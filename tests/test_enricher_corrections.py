@@ -150,10 +150,10 @@ class MemoryTable:
         self.keys: list[int] = []
         self.sequence = 0
 
-    def put(self, index: int, price: float | Decimal) -> dict[str, Any]:
-        """Store tick `index` (one second apart) and return its stream record."""
+    def put(self, index: int, price: float | Decimal, venue: str = "binance") -> dict[str, Any]:
+        """Store tick `index` (one second apart) of `venue` and return its stream record."""
         event_ms = START + index * 1000
-        item = to_item(PriceUpdate(self.symbol, event_ms, Decimal(str(price)), "binance", "test", event_ms),
+        item = to_item(PriceUpdate(self.symbol, event_ms, Decimal(str(price)), venue, "test", event_ms),
                        sort_key(event_ms, 0))
         key = int(item["timestamp"]["N"])
         self.items[key] = item
@@ -186,9 +186,20 @@ class MemoryTable:
 
     def enrich(self, records: list[dict], max_after: int | None = None) -> planner.SymbolPlan:
         """What the service stores for one symbol's batch (first puts, then corrections)."""
-        [plan] = planner.plan_symbol([planner.parse_record(r) for r in records], self, Windows(),
-                                     max_after or planner.MAX_CORRECTED_ITEMS).values()
-        assert not plan.failed, plan.failed
+        plans = self.enrich_venues(records, max_after)
+        assert len(plans) == 1, plans
+        return next(iter(plans.values()))
+
+    def enrich_venues(self, records: list[dict], max_after: int | None = None) -> dict[str, planner.SymbolPlan]:
+        """`enrich` for a batch of several venues: each venue's plan."""
+        plans = planner.plan_symbol([planner.parse_record(r) for r in records], self, Windows(),
+                                    max_after or planner.MAX_CORRECTED_ITEMS)
+        for plan in plans.values():
+            assert not plan.failed, plan.failed
+            self._apply(plan)
+        return plans
+
+    def _apply(self, plan: planner.SymbolPlan) -> None:
         for entry in plan.planned:
             key = entry.item.timestamp
             if "enriched_at" not in self.items[key]:
@@ -201,7 +212,6 @@ class MemoryTable:
                 self.items[correction.timestamp] = {
                     **kept, **{k: {"N": str(v)} for k, v in correction.indicators.items()},
                     "corrected_at": {"N": "2"}, "corrected_by": {"N": str(correction.trigger.timestamp)}}
-        return plan
 
     def indicators(self) -> list[dict[str, Decimal]]:
         return [{k: Decimal(v["N"]) for k, v in self.items[key].items()

@@ -509,11 +509,16 @@ def _plan_series(items: Sequence[StreamItem], rows: Mapping[int, StoredRow], exh
             continue
         values, left_out = series.compute(price, seed)
         if item is not None:
-            trigger = item
             basis = values
-            if row is not None and row.enriched:  # enriched before (a retry): what it holds stands
+            if row is not None and row.enriched:  # enriched before (a retry): what it holds stands ...
                 basis = _configured(row, windows)
-                series.adopt(basis)
+                found = _compare(row, values, left_out, trigger, batch, windows) if trigger is not None else []
+                corrections += found
+                if not any(entry.write for entry in found):
+                    series.adopt(basis)
+                # ... unless an earlier record of this batch came late: then it is corrected like a
+                # later item (its put keeps its first values; the correction replaces them)
+            trigger = item
             computed[ts] = (values, basis, left_out)
         elif row is not None and row.enriched and trigger is not None:
             corrections += _compare(row, values, left_out, trigger, batch, windows)
