@@ -16,7 +16,6 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from functions.price_enricher import planner
 from functions.price_enricher.indicators import Windows
 from functions.shared.price_table.keys import first_slot, sort_key
 from tests.support.enricher_support import Counter, Pipeline

@@ -351,9 +351,12 @@ class ReadHints:
         known = set(shares or ()) | set(batch)
         default = 1 / (len(known) if shares else max(len(known), self.COLD_VENUES))
         total = sum(batch.values())
-        wanted = max((windows.history_needed + 1 + count) / max((shares or {}).get(venue, default), default / 4)
-                     for venue, count in batch.items())
-        size = math.ceil(wanted * self.MARGIN) + 1
+        wanted = 0.0
+        for venue, count in batch.items():
+            share = max((shares or {}).get(venue, default), default / 4)
+            # a venue alone needs no margin: its window is exactly its items
+            wanted = max(wanted, (windows.history_needed + 1 + count) / share * (self.MARGIN if share < 1 else 1))
+        size = math.ceil(wanted) + 1
         return max(history_page_size(total, windows), min(size, MAX_PAGE_SIZE))
 
     def learn(self, scope: str, symbol: str, counts: Mapping[str, int]) -> None:
