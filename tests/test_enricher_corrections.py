@@ -150,10 +150,10 @@ class MemoryTable:
         self.keys: list[int] = []
         self.sequence = 0
 
-    def put(self, index: int, price: float | Decimal) -> dict[str, Any]:
-        """Store tick `index` (one second apart) and return its stream record."""
+    def put(self, index: int, price: float | Decimal, venue: str = "binance") -> dict[str, Any]:
+        """Store tick `index` (one second apart) of `venue` and return its stream record."""
         event_ms = START + index * 1000
-        item = to_item(PriceUpdate(self.symbol, event_ms, Decimal(str(price)), "binance", "test", event_ms),
+        item = to_item(PriceUpdate(self.symbol, event_ms, Decimal(str(price)), venue, "test", event_ms),
                        sort_key(event_ms, 0))
         key = int(item["timestamp"]["N"])
         self.items[key] = item
@@ -161,16 +161,20 @@ class MemoryTable:
         self.sequence += 1
         return {"eventName": "INSERT", "dynamodb": {"NewImage": item, "SequenceNumber": str(self.sequence)}}
 
-    def newest_first(self, symbol: str, newest: int | None, page_size: int) -> Iterator[tuple[list[dict], bool]]:
+    def _kept(self, keys: list[int], venue: str | None) -> list[int]:
+        return keys if venue is None else [k for k in keys if self.items[k]["exchange"]["S"] == venue]
+
+    def newest_first(self, symbol: str, newest: int | None, page_size: int, venue: str | None = None
+                     ) -> Iterator[tuple[list[dict], bool]]:
         keys = self.keys if newest is None else self.keys[:bisect.bisect_right(self.keys, newest)]
         ordered = keys[::-1]
         for start in range(0, max(len(ordered), 1), page_size):
-            page = ordered[start:start + page_size]
+            page = self._kept(ordered[start:start + page_size], venue)
             yield [dict(self.items[k]) for k in page], start + page_size >= len(ordered)
 
-    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int
-                     ) -> Iterator[tuple[list[dict], bool]]:
-        keys = self.keys[bisect.bisect_right(self.keys, after):][:max_items]
+    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int,
+                     venue: str | None = None) -> Iterator[tuple[list[dict], bool]]:
+        keys = self._kept(self.keys[bisect.bisect_right(self.keys, after):], venue)[:max_items]
         position, sizes = 0, [*page_sizes]
         while True:
             size = sizes.pop(0) if len(sizes) > 1 else sizes[0]
@@ -182,9 +186,20 @@ class MemoryTable:
 
     def enrich(self, records: list[dict], max_after: int | None = None) -> planner.SymbolPlan:
         """What the service stores for one symbol's batch (first puts, then corrections)."""
-        plan = planner.plan_symbol([planner.parse_record(r) for r in records], self, Windows(),
-                                   max_after or planner.MAX_CORRECTED_ITEMS)
-        assert not plan.failed, plan.failed
+        plans = self.enrich_venues(records, max_after)
+        assert len(plans) == 1, plans
+        return next(iter(plans.values()))
+
+    def enrich_venues(self, records: list[dict], max_after: int | None = None) -> dict[str, planner.SymbolPlan]:
+        """`enrich` for a batch of several venues: each venue's plan."""
+        plans = planner.plan_symbol([planner.parse_record(r) for r in records], self, Windows(),
+                                    max_after or planner.MAX_CORRECTED_ITEMS)
+        for plan in plans.values():
+            assert not plan.failed, plan.failed
+            self._apply(plan)
+        return plans
+
+    def _apply(self, plan: planner.SymbolPlan) -> None:
         for entry in plan.planned:
             key = entry.item.timestamp
             if "enriched_at" not in self.items[key]:
@@ -197,7 +212,6 @@ class MemoryTable:
                 self.items[correction.timestamp] = {
                     **kept, **{k: {"N": str(v)} for k, v in correction.indicators.items()},
                     "corrected_at": {"N": "2"}, "corrected_by": {"N": str(correction.trigger.timestamp)}}
-        return plan
 
     def indicators(self) -> list[dict[str, Decimal]]:
         return [{k: Decimal(v["N"]) for k, v in self.items[key].items()

@@ -32,6 +32,7 @@ from functions.price_enricher.planner import (
     Failed,
     Pages,
     Planned,
+    ReadHints,
     StreamItem,
     SymbolPlan,
     group_records,
@@ -80,22 +81,33 @@ class _CountingReader:
                 self.requests += 1
             yield page
 
-    def newest_first(self, symbol: str, newest: int | None, page_size: int) -> Pages:
-        return self._counted(history_pages(self.client, self.settings.table_name, symbol, newest, page_size))
+    def newest_first(self, symbol: str, newest: int | None, page_size: int, venue: str | None = None) -> Pages:
+        return self._counted(history_pages(self.client, self.settings.table_name, symbol, newest, page_size, venue))
 
-    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int) -> Pages:
+    def oldest_first(self, symbol: str, after: int, page_sizes: Sequence[int], max_items: int,
+                     venue: str | None = None) -> Pages:
         return self._counted(pages_after(self.client, self.settings.table_name, symbol, after, page_sizes,
-                                         max_items))
+                                         max_items, venue))
+
+
+# The warm process's memory of each symbol's venue shares: it sizes history pages only (a stale
+# hint costs a page, never a value), so one Query per symbol still suffices with three venues.
+READ_HINTS = ReadHints()
+
+Series = tuple[str, str]
+"""(symbol, venue): what indicators, late records and corrections are per."""
 
 
 def plan(by_symbol: Mapping[str, Sequence[StreamItem]], reader: _CountingReader, settings: Settings
-         ) -> dict[str, SymbolPlan]:
-    """Every symbol's plan; the symbols' reads run concurrently."""
+         ) -> dict[Series, SymbolPlan]:
+    """Every series' plan; the symbols' reads (one per symbol, all its venues) run concurrently."""
     if not by_symbol:
         return {}
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(by_symbol))) as pool:
-        plans = pool.map(lambda items: plan_symbol(items, reader, settings.windows), by_symbol.values())
-        return dict(zip(by_symbol, plans, strict=True))
+        plans = pool.map(lambda items: plan_symbol(items, reader, settings.windows, hints=READ_HINTS,
+                                                   scope=settings.table_name), by_symbol.values())
+        return {(symbol, venue): series_plan for symbol, by_venue in zip(by_symbol, plans, strict=True)
+                for venue, series_plan in by_venue.items()}
 
 
 class Announcement(Record):
@@ -170,10 +182,10 @@ def store(dynamodb: Any, settings: Settings, planned: Sequence[Planned], enriche
     return held
 
 
-def confirmed_corrections(plans: Mapping[str, SymbolPlan], held: Mapping[str, StoredEnrichment | None],
+def confirmed_corrections(plans: Mapping[Series, SymbolPlan], held: Mapping[str, StoredEnrichment | None],
                           settings: Settings, result: _Stored) -> list[Correction]:
-    """The corrections whose basis is stored: each was computed from the batch records before
-    it, so it is written only if every one of them now holds the values the walk continued
+    """The corrections whose basis is stored: each was computed from its series' batch records
+    before it, so it is written only if every one of them now holds the values the walk continued
     from. A record whose item turned out otherwise (enriched concurrently between the read and
     the put, or its put failed) withholds the corrections after it, and is failed so that its
     retry recomputes them from what is stored."""
@@ -329,19 +341,24 @@ def sweep_quiet_symbols(settings: Settings, dynamodb: Any, now: float | None = N
 
 def notification(entry: Announcement) -> dict[str, Any]:
     """The SNS message: a correction carries `correction: true` and `corrected_at` (body and
-    message attribute), so subscribers can tell it from a first announcement and filter on it."""
+    message attribute), so subscribers can tell it from a first announcement and filter on it.
+    `venue` (body and message attribute: the item's `exchange`) names the series the indicators
+    are computed over, so a subscriber can filter on a venue (a filter policy on `venue`); an
+    item without an exchange has no venue attribute (SNS refuses an empty String value)."""
+    venue = str(entry.exchange) if entry.exchange else ""
     body: dict[str, Any] = {
-        "symbol": entry.symbol, "timestamp": entry.timestamp, "event_time_ms": event_ms(entry.timestamp),
-        "price": entry.price, "exchange": entry.exchange,
+        "symbol": entry.symbol, "venue": venue, "timestamp": entry.timestamp,
+        "event_time_ms": event_ms(entry.timestamp), "price": entry.price, "exchange": entry.exchange,
         "indicators": {name: str(value) for name, value in sorted(entry.indicators.items())},
         "enriched_at": entry.enriched_at, "correction": entry.corrected_at is not None,
     }
     if entry.corrected_at is not None:
         body["corrected_at"] = entry.corrected_at
-    return {"Message": json.dumps(body),
-            "MessageAttributes": {
-                "symbol": {"DataType": "String", "StringValue": entry.symbol},
-                "correction": {"DataType": "String", "StringValue": "true" if entry.corrected_at else "false"}}}
+    attributes = {"symbol": {"DataType": "String", "StringValue": entry.symbol},
+                  "correction": {"DataType": "String", "StringValue": "true" if entry.corrected_at else "false"}}
+    if venue:
+        attributes["venue"] = {"DataType": "String", "StringValue": venue}
+    return {"Message": json.dumps(body), "MessageAttributes": attributes}
 
 
 def publish(sns: Any, topic_arn: str, announcements: Sequence[Announcement]) -> list[Failed]:
@@ -399,10 +416,10 @@ def process(event: Mapping[str, Any], settings: Settings, dynamodb: Any, sns: An
     metrics("IndicatorsOutOfRange", result.out_of_range)
     metrics("RecordFailures", len({f.sequence_number for f in failures}))
     metrics("DynamoDBRequests", reads + writes)
-    for symbol, symbol_plan in plans.items():
+    for (symbol, venue), symbol_plan in plans.items():
         if symbol_plan.corrections:
             logger.info("late records corrected later items", extra={
-                "symbol": symbol, "corrections": sum(c.write for c in symbol_plan.corrections),
+                "symbol": symbol, "venue": venue, "corrections": sum(c.write for c in symbol_plan.corrections),
                 "announced_again": sum(not c.write for c in symbol_plan.corrections),
                 "compared_after_batch": symbol_plan.compared, "stop": symbol_plan.stop})
     if failures:

@@ -65,9 +65,12 @@ class Pipeline:
         self.settings = enricher.Settings(self.table, self.topic, windows or Windows(), **with_candles)
         self.sequence = 1000
 
-    def put(self, symbol: str, event_ms: int, price: str | Decimal | float, exchange: str = "binance") -> dict:
+    def put(self, symbol: str, event_ms: int, price: str | Decimal | float, exchange: str = "binance",
+            slot: int = 0) -> dict:
+        """Store a tick; `slot`: its sub-millisecond slot (`keys.first_slot(exchange)` keeps two
+        venues' ticks of one millisecond apart, as the webhook's write does)."""
         update = PriceUpdate(symbol, event_ms, Decimal(str(price)), exchange, "test", event_ms)
-        item = to_item(update, sort_key(event_ms, 0))
+        item = to_item(update, sort_key(event_ms, slot))
         self.dynamodb.put_item(TableName=self.table, Item=item)
         return item
 

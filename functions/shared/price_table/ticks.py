@@ -181,8 +181,23 @@ def _query_pages(client: Any, arguments: dict[str, Any], limits: Iterator[int]
         arguments["ExclusiveStartKey"] = last_key
 
 
-def history_pages(client: Any, table_name: str, symbol: str, newest: int | None, page_size: int
-                  ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+VENUE = "exchange"
+"""The item attribute that names a tick's venue (the normalized exchange id): a series is
+(symbol, venue), and the enricher's per-venue reads filter on it."""
+
+
+def _venue_filter(arguments: dict[str, Any], venue: str | None) -> None:
+    """Keep only `venue`'s items (FilterExpression): DynamoDB still reads, and bills, every item
+    the key condition and Limit cover; the filter only keeps the others out of the response."""
+    if venue is None:
+        return
+    arguments["FilterExpression"] = "#v = :v"
+    arguments["ExpressionAttributeNames"]["#v"] = VENUE
+    arguments["ExpressionAttributeValues"][":v"] = {"S": venue}
+
+
+def history_pages(client: Any, table_name: str, symbol: str, newest: int | None, page_size: int,
+                  venue: str | None = None) -> Iterator[tuple[list[dict[str, Any]], bool]]:
     """A symbol's items newest first, page by page: (typed items, last page?).
 
     From the top of the partition when `newest` is None, else at or before `newest`. The
@@ -191,6 +206,8 @@ def history_pages(client: Any, table_name: str, symbol: str, newest: int | None,
     normal flow there are none, and the read costs what it did. Consistent reads: the
     previous tick may have been written a moment ago. Whole items: a correction rewrites the
     item it read, and a projection would not lower the read units (DynamoDB bills the item).
+    `venue`: only that venue's items (a filter: each page still reads `page_size` items of
+    every venue, so a page may hold fewer, or none, and is not the last).
     """
     condition = "#s = :s" if newest is None else "#s = :s AND #t <= :t"
     values: dict[str, Any] = {":s": {"S": symbol}}
@@ -202,24 +219,28 @@ def history_pages(client: Any, table_name: str, symbol: str, newest: int | None,
         "TableName": table_name, "KeyConditionExpression": condition, "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values, "ScanIndexForward": False, "ConsistentRead": True,
     }
+    _venue_filter(arguments, venue)
     return _query_pages(client, arguments, itertools.repeat(page_size))
 
 
-def pages_after(client: Any, table_name: str, symbol: str, after: int, page_sizes: Sequence[int], max_items: int
-                ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+def pages_after(client: Any, table_name: str, symbol: str, after: int, page_sizes: Sequence[int], max_items: int,
+                venue: str | None = None) -> Iterator[tuple[list[dict[str, Any]], bool]]:
     """A symbol's items after `after`, oldest first, page by page (typed items, last page?).
 
     One Query, continued only while the caller consumes it: the pages grow (`page_sizes`,
     the last size repeating) because the first item usually settles it (not yet enriched:
-    the stream is only behind), and at most `max_items` items are read in all.
+    the stream is only behind), and at most `max_items` items are read in all. `venue`: only
+    that venue's items (a filter); `max_items` then bounds the items returned, and the page
+    sizes count the items read (DynamoDB's Limit applies before the filter).
     """
     def limits() -> Iterator[int]:
         remaining = max_items
         for size in itertools.chain(page_sizes, itertools.repeat(page_sizes[-1])):
             if remaining <= 0:
                 return
-            yield min(size, remaining)
-            remaining -= size
+            yield size if venue is not None else min(size, remaining)
+            if venue is None:
+                remaining -= size
 
     arguments: dict[str, Any] = {
         "TableName": table_name, "KeyConditionExpression": "#s = :s AND #t > :t",
@@ -227,7 +248,22 @@ def pages_after(client: Any, table_name: str, symbol: str, after: int, page_size
         "ExpressionAttributeValues": {":s": {"S": symbol}, ":t": {"N": str(after)}},
         "ScanIndexForward": True, "ConsistentRead": True,
     }
-    return _query_pages(client, arguments, limits())
+    _venue_filter(arguments, venue)
+    pages = _query_pages(client, arguments, limits())
+    if venue is None:
+        return pages
+    return _returned_at_most(pages, max_items)
+
+
+def _returned_at_most(pages: Iterator[tuple[list[dict[str, Any]], bool]], max_items: int
+                      ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    returned = 0
+    for items, last in pages:
+        items = items[:max_items - returned]
+        returned += len(items)
+        yield items, last
+        if returned >= max_items:
+            return
 
 
 def _stored_indicators(item: Mapping[str, Any]) -> dict[str, Decimal]:
