@@ -250,3 +250,15 @@ def test_with_the_stream_behind_each_venue_stops_at_its_first_item_not_yet_enric
     for start in range(12, len(pending), 12):
         table.enrich_venues(pending[start:start + 12])
     assert_memory_matches_pandas(table, ticks)
+
+
+def test_a_venues_first_tick_lists_it_among_the_symbols_venues(moto_endpoint):
+    """/v1/symbols reads the candle registry: a venue is listed from the batch that stores its
+    first tick, not only once one of its minutes closes."""
+    from functions.shared.price_table.candles import list_symbols
+
+    pipeline = Pipeline(moto_endpoint, candles=True)
+    enrich_in_batches(pipeline, [store(pipeline, "SOL-USD", (START, "binance", Decimal("150")))], 10)
+    assert list_symbols(pipeline.dynamodb, pipeline.settings.candle_table_name) == {"SOL-USD": ["binance"]}
+    enrich_in_batches(pipeline, [store(pipeline, "SOL-USD", (START + 1000, "kraken", Decimal("149.5")))], 10)
+    assert list_symbols(pipeline.dynamodb, pipeline.settings.candle_table_name) == {"SOL-USD": ["binance", "kraken"]}

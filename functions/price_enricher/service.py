@@ -293,7 +293,8 @@ def maintain_candles(dynamodb: Any, settings: Settings, by_symbol: Mapping[str, 
         try:
             return candles.maintain(dynamodb, settings.candle_table_name, settings.table_name, symbol,
                                     [item.timestamp for item in by_symbol[symbol]],
-                                    oldest_recomputable_ms=horizon, now_ms=now_ms)
+                                    oldest_recomputable_ms=horizon, now_ms=now_ms,
+                                    venues={item.venue for item in by_symbol[symbol] if item.venue})
         except Exception as error:  # noqa: BLE001 - the symbol's records are reported and retried
             return error
 
