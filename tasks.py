@@ -277,8 +277,8 @@ def prices(c, env="local", symbol=None, interval="1h", from_=None, to=None, form
     """Read candles (one venue's, or the composite's) through the environment's price API with the
     Python client: a table, CSV/JSON or a chart."""
     from delivery.deployer import read_outputs
+    from delivery.local_session import read_running_local
     from ops.prices import PricesError, client_for, read_candles, show
-    from senders.relay import read_running_local
 
     configuration = resolve(env, suffix)
     if not symbol:

@@ -19,6 +19,7 @@ from typing import Any
 
 from delivery.build import LAMBDA_ARM64, build_all, host_platform, runtime_python
 from delivery.deployer import Deployer, deploy_environment, write_outputs
+from delivery.local_session import clear_running_local, write_running_local
 from delivery.paths import BUILD_DIR, ROOT
 from delivery.synth import SynthesizedApp, synth_environment
 from delivery.terraform import write_cli_config
@@ -28,7 +29,6 @@ from emulator.services import Deployed, EmulatedServices
 from environments.config import EnvironmentConfig, LocalStateBackend, load_config
 from errors import PipelineError
 from ops.secrets import seed_local_secrets
-from senders.relay import RUNNING_LOCAL, write_running_local
 from stacks.names import FUNCTION_NAMES, function_name
 
 TARGETS = ("embedded", "localstack")
@@ -176,7 +176,7 @@ class LocalDeployment:
 
     # ---- stop ------------------------------------------------------------------------------
     def stop(self) -> None:
-        RUNNING_LOCAL.unlink(missing_ok=True)
+        clear_running_local()
         if self.services:
             self.services.stop()
         if self.emulator:

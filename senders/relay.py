@@ -1,8 +1,8 @@
 """`invoke relay`: the exchange relay (the `price_relay` package) pointed at an environment.
 
 The package takes a webhook URL, a source id and a secret; this module finds them for an
-environment: for `local`, the webhook URL of a running `invoke local` (it writes where it
-listens to build/local/running.json) and the dev-only secret of environments/local.yaml;
+environment: for `local`, the webhook URL of a running `invoke local` (delivery/local_session.py
+reads where it listens) and the dev-only secret of environments/local.yaml;
 elsewhere, the stack outputs and the secrets store. The secret reaches the relay through a
 mapping standing in for its environment, never through argv or a file.
 
@@ -12,7 +12,8 @@ line (`--source`, `--spool`) override the file's values, and `--exchange`, `--sy
 the webhook URL and the secret: a file's `webhook_url` must be that URL, and its
 `secret_env`/`secret_file` give way to the secret read from the environment.
 
-Every failure is a RelaySetupError (a PipelineError): one line, never a traceback.
+Every failure is a RelaySetupError (a PipelineError; NoLocalSession when no `invoke local` runs):
+one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from delivery.local_session import read_running_local
 from delivery.paths import BUILD_DIR
 from environments.config import EnvironmentConfig
 from errors import PipelineError
 
-RUNNING_LOCAL = BUILD_DIR / "local" / "running.json"
 SPOOL_DIR = BUILD_DIR / "relay"  # the default spools' directory, created on first use
 SECRET_VARIABLE = "RELAY_SECRET"  # noqa: S105 - the variable's name, not a secret
 
@@ -37,28 +38,6 @@ SecretLookup = Callable[[str], Any]
 
 class RelaySetupError(PipelineError):
     """The relay cannot be pointed at the environment (nothing running, no secret, bad option)."""
-
-
-def write_running_local(webhook_url: str, endpoint: str, price_api_url: str | None,
-                        path: Path = RUNNING_LOCAL) -> Path:
-    """Where a running `invoke local` listens (no secret: the dev-only one is in local.yaml)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"webhook_url": webhook_url, "endpoint": endpoint, "price_api_url": price_api_url}))
-    return path
-
-
-def read_running_local(path: Path | None = None) -> dict[str, Any]:
-    """What `write_running_local` wrote (build/local/running.json by default)."""
-    path = RUNNING_LOCAL if path is None else path
-    if not path.is_file():
-        raise RelaySetupError("no running local stack: start `invoke local` in another terminal first")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("webhook_url"), str):
-        raise RelaySetupError(f"{path} is not what `invoke local` writes: restart `invoke local`")
-    return data
 
 
 def hmac_secret(config: EnvironmentConfig, source: str, entry: Any) -> str:

@@ -12,8 +12,8 @@ import pytest
 from invoke import Context
 from rich.table import Table
 
+import delivery.local_session
 import ops.prices
-import senders.relay
 import tasks
 from ops.prices import PricesError, candlestick_chart, render
 from price_client import Candle
@@ -55,7 +55,7 @@ def test_prices_with_a_venue_reads_that_venues_candles_and_says_so(monkeypatch, 
             return CANDLES
 
     monkeypatch.setattr(ops.prices, "client_for", lambda *args: Client())
-    monkeypatch.setattr(senders.relay, "read_running_local", lambda: {})
+    monkeypatch.setattr(delivery.local_session, "read_running_local", lambda: {})
     tasks.prices(Context(), symbol="BTC-USD", venue="kraken", format="json")
     assert asked == [("BTC-USD", "1h", None, None, "kraken")]
     assert json.loads(capsys.readouterr().out)["venue"] == "kraken"

@@ -1,6 +1,6 @@
 """`invoke relay`'s launcher (senders/relay.py) without a running stack: local discovery from
 a running-state file as `invoke local` writes it, the environment's secrets through a fake
-lookup, and every setup failure as one RelaySetupError line (a PipelineError, which the
+lookup, and every setup failure as one line (RelaySetupError or NoLocalSession: PipelineErrors, which the
 task prints in one line, never a traceback)."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+import delivery.local_session as local_session
 import senders.relay as launcher
+from delivery.local_session import NoLocalSession, read_running_local, write_running_local
 from environments.config import load_config
 from errors import PipelineError
-from senders.relay import RelaySetupError, read_running_local, relay_settings, run_relay, write_running_local
+from senders.relay import RelaySetupError, relay_settings, run_relay
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = load_config("local")
@@ -32,7 +34,7 @@ def running(tmp_path, monkeypatch):
     """A running `invoke local` as the relay sees it: build/local/running.json, in tmp_path;
     the default spool directory (build/relay) is in tmp_path too, and does not exist yet."""
     path = tmp_path / "local" / "running.json"
-    monkeypatch.setattr(launcher, "RUNNING_LOCAL", path)
+    monkeypatch.setattr(local_session, "RUNNING_LOCAL", path)
     monkeypatch.setattr(launcher, "SPOOL_DIR", tmp_path / "relay")
     # The format delivery/local.py writes when its stack is up (the same function).
     write_running_local(WEBHOOK, "http://127.0.0.1:4566", "http://127.0.0.1:45679/", path=path)
@@ -82,15 +84,15 @@ def test_local_relay_signs_with_the_dev_hmac_source_of_the_running_stack(running
 
 
 def test_no_running_local_stack_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(launcher, "RUNNING_LOCAL", tmp_path / "missing.json")
-    with pytest.raises(RelaySetupError, match="start `invoke local`"):
+    monkeypatch.setattr(local_session, "RUNNING_LOCAL", tmp_path / "missing.json")
+    with pytest.raises(NoLocalSession, match="start `invoke local`"):
         settings(exchange="binance", symbols="BTCUSDT")
 
 
 @pytest.mark.parametrize("text", ['{"webhook_u', '["not", "an", "object"]', '{"endpoint": "x"}'])
 def test_a_damaged_running_file_is_one_line(running, text):
     running.write_text(text)
-    with pytest.raises(RelaySetupError, match="running.json.*restart `invoke local`"):
+    with pytest.raises(NoLocalSession, match="running.json.*restart `invoke local`"):
         settings(exchange="binance", symbols="BTCUSDT")
 
 

@@ -1,6 +1,17 @@
 """The import rules of the tree: dependencies point one way
 (functions ← stacks ← delivery/emulator/ops/evidence ← tasks).
 
+Among the peer folders above stacks, too, imports point one way, so none needs another that
+needs it back:
+    emulator ← ops ← delivery ← senders ← evidence, demo
+- emulator: the AWS stand-in; imports no other part of the project.
+- ops: operations on a deployed environment (secrets, drain, prices); may use the emulator's session.
+- delivery: build, synth, deploy and the local runner (which seeds secrets with ops); owns
+  what the local runner records (delivery/local_session.py).
+- senders: what sends to a deployment (webhook, relay launcher); reads the local session.
+- evidence and demo: the measurements and the demo; may use everything below, not each other.
+`tasks.py`, `main.py` and the tests may import any of them.
+
 Read from the source with `ast`, so a lazy import inside a function counts as much as one
 at the top of a module.
 """
@@ -54,6 +65,29 @@ def test_the_emulator_imports_nothing_else_of_the_project():
     project = ("functions", "stacks", "environments", "delivery", "ops", "evidence", "demo", "senders", "tasks",
                "errors")
     assert _violations("emulator", project) == []
+
+
+# Each peer folder and the peers it may import (PEER_ORDER: a folder imports only folders before it).
+PEER_ORDER = ("emulator", "ops", "delivery", "senders", "evidence", "demo")
+PEER_IMPORTS = {folder: PEER_ORDER[:index] for index, folder in enumerate(PEER_ORDER)}
+PEER_IMPORTS["demo"] = tuple(peer for peer in PEER_IMPORTS["demo"] if peer != "evidence")
+
+
+@pytest.mark.parametrize("folder", PEER_ORDER)
+def test_peer_folders_import_only_the_peers_below_them(folder):
+    above = tuple(peer for peer in PEER_ORDER if peer != folder and peer not in PEER_IMPORTS[folder])
+    assert _violations(folder, above) == []
+
+
+def test_the_peer_rule_finds_an_import_back(tmp_path, monkeypatch):
+    """delivery importing senders (the cycle the local session record once made) is reported."""
+    stray = tmp_path / "delivery" / "stray.py"
+    stray.parent.mkdir()
+    stray.write_text("from senders.relay import relay_settings\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    forbidden = tuple(peer for peer in PEER_ORDER if peer not in PEER_IMPORTS["delivery"] and peer != "delivery")
+    assert _violations("delivery", forbidden) == ["delivery/stray.py imports senders.relay",
+                                                  "delivery/stray.py imports senders.relay.relay_settings"]
 
 
 @pytest.mark.parametrize("folder", ["ops", "evidence", "demo", "senders", "delivery"])
