@@ -176,7 +176,7 @@ class Deployer:
 
 
 def outputs_file(config: EnvironmentConfig) -> Path:
-    return BUILD_DIR / "outputs" / f"{config.name}-{config.suffix}.json"
+    return BUILD_DIR / "outputs" / f"{config.deployment_id}.json"
 
 
 def write_outputs(config: EnvironmentConfig, outputs: dict[str, Any]) -> Path:

@@ -41,7 +41,7 @@ class SynthesizedApp:
 
 
 def default_outdir(config: EnvironmentConfig) -> Path:
-    return BUILD_DIR / "cdktf.out" / f"{config.name}-{config.suffix}"
+    return BUILD_DIR / "cdktf.out" / config.deployment_id
 
 
 def read_synthesized(outdir: Path) -> SynthesizedApp:

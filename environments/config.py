@@ -265,6 +265,12 @@ class EnvironmentConfig(_Strict):
             return None
         return environ.get("AWS_ENDPOINT_URL") or str(self.aws_endpoint_url).rstrip("/")
 
+    @property
+    def deployment_id(self) -> str:
+        """`{name}-{suffix}`: names this deployment's files on this machine (its outputs, its synthesized
+        app, its relay spool, its drain's set-aside rows), so suffixed copies never share one."""
+        return f"{self.name}-{self.suffix}"
+
     def resource_name(self, resource: str) -> str:
         """Every resource is named `{resource}-{suffix}` so that suffixed copies never collide."""
         return f"{resource}-{self.suffix}"

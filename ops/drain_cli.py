@@ -22,7 +22,7 @@ SET_ASIDE_DIR = Path("build") / "drain"
 
 def set_aside_file(config: EnvironmentConfig) -> Path:
     """Where this environment's set-aside items are recorded (JSON lines, appended)."""
-    return SET_ASIDE_DIR / f"{config.name}-{config.suffix}-set-aside.jsonl"
+    return SET_ASIDE_DIR / f"{config.deployment_id}-set-aside.jsonl"
 
 
 def aws_clients(config: EnvironmentConfig, endpoint: str | None = None) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def relay_settings(config: EnvironmentConfig, outputs: Mapping[str, Any] | None,
         data["spool"] = str(Path(spool).expanduser().resolve())
     elif "spool" not in data:
         SPOOL_DIR.mkdir(parents=True, exist_ok=True)
-        data["spool"] = str(SPOOL_DIR / f"{config.name}-{config.suffix}.sqlite")
+        data["spool"] = str(SPOOL_DIR / f"{config.deployment_id}.sqlite")
     if source:
         data["source"] = source
     if config.local_webhook_secrets is not None:

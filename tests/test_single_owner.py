@@ -57,3 +57,39 @@ def test_the_check_finds_a_second_spelling(tmp_path, monkeypatch):
                                                               f"{PRICES_TABLE_RESOURCE!r}"]
     finally:
         stray.unlink()
+
+
+# ---- the deployment id: `{name}-{suffix}`, built by EnvironmentConfig.deployment_id alone ----------
+
+CONFIG_MODULE = ROOT / "environments" / "config.py"
+
+
+def name_suffix_builds(path: Path) -> list[int]:
+    """Lines of f-strings that put a `.name`, a "-" and a `.suffix` side by side."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        parts = node.values
+        for index in range(len(parts) - 2):
+            first, dash, last = parts[index:index + 3]
+            if (isinstance(first, ast.FormattedValue) and isinstance(first.value, ast.Attribute)
+                    and first.value.attr == "name" and isinstance(dash, ast.Constant)
+                    and str(dash.value).startswith("-")
+                    and isinstance(last, ast.FormattedValue) and isinstance(last.value, ast.Attribute)
+                    and last.value.attr == "suffix"):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_deployment_id_is_built_only_by_the_environment_config():
+    builds = [f"{path.relative_to(ROOT)}:{line}" for path in code_files() if path != CONFIG_MODULE
+              for line in name_suffix_builds(path)]
+    assert builds == []
+    assert len(name_suffix_builds(CONFIG_MODULE)) == 1
+
+
+def test_the_deployment_id_check_finds_a_second_build(tmp_path):
+    stray = tmp_path / "stray.py"
+    stray.write_text('def where(config):\n    return f"build/{config.name}-{config.suffix}.json"\n')
+    assert name_suffix_builds(stray) == [2]
