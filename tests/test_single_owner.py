@@ -6,6 +6,8 @@ Read from the source with `ast`, so the check costs no import of the stacks' bin
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,27 @@ def test_the_deployment_id_check_finds_a_second_build(tmp_path):
     stray = tmp_path / "stray.py"
     stray.write_text('def where(config):\n    return f"build/{config.name}-{config.suffix}.json"\n')
     assert name_suffix_builds(stray) == [2]
+
+
+# ---- why the functions avoid dataclasses: said once, in functions/shared/records.py --------------
+
+COLD_START_OWNER = ROOT / "functions" / "shared" / "records.py"
+# How the justification reads: dataclasses' methods are exec()'d at import, which bytecode cannot cache.
+COLD_START_REASON = re.compile(r"exec\(\)|exec\(\)'d|cannot cache")
+
+
+def restated_cold_start_reason(paths: list[Path]) -> list[str]:
+    return [f"{path.relative_to(ROOT)}:{number}" for path in paths if path != COLD_START_OWNER
+            for number, line in enumerate(path.read_text().splitlines(), 1) if COLD_START_REASON.search(line)]
+
+
+def test_the_dataclass_cold_start_cost_is_explained_once():
+    assert COLD_START_REASON.search(COLD_START_OWNER.read_text())
+    assert restated_cold_start_reason(sorted((ROOT / "functions").rglob("*.py"))) == []
+
+
+def test_the_cold_start_check_finds_a_restatement(tmp_path, monkeypatch):
+    stray = tmp_path / "m.py"
+    stray.write_text('"""Plain class: a dataclass exec()s its methods at import."""\n')
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert restated_cold_start_reason([stray]) == ["m.py:1"]

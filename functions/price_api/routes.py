@@ -4,8 +4,7 @@ Everything a caller can get wrong is checked here, before any read, and becomes 
 `BadRequest` naming the parameter ("limit: must be an integer from 1 to 1000"), so bad
 input is always a 400 with a reason and never reaches DynamoDB or a stack trace.
 
-`Route` is a `Record` (functions.shared.records) rather than a frozen dataclass, whose methods,
-generated with exec() at import, would cost ~1.3 ms of every cold start (bytecode cannot cache them).
+`Route` is a `Record` rather than a frozen dataclass (cold start: see functions.shared.records).
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ to 550 for n = 26 on random walks), and from an item whose stored EMAs equal the
 ones onwards, every later stored value equals its recomputation. If the limit stops the walk
 first, what remains is below d·(1-2/27)^1000 ≈ d·3.8e-34 for the default windows.
 
-The outcomes are `Record`s (functions.shared.records), immutable like the frozen dataclasses
-they replace, whose exec()-generated methods cost the enricher's cold start ~8 ms for these six.
+The outcomes are `Record`s, immutable like the frozen dataclasses they replace (cold start: see
+functions.shared.records).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Lambda to retry or send to the on-failure destination. Stream invocations are sy
 so Lambda destinations never fire here: the function publishes its own notifications.
 
 Importable without the Lambda's Powertools logger and metrics (the drain and the tests call
-`process`); `handler.py` adds them. Its records are `Record`s (functions.shared.records) and a
-plain class, not dataclasses, whose exec()-generated methods cost ~1.3 ms each of every cold start.
+`process`); `handler.py` adds them. Its records are `Record`s and a plain class, not dataclasses
+(cold start: see functions.shared.records).
 """
 
 from __future__ import annotations

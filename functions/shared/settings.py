@@ -6,10 +6,9 @@ Hand-written on purpose rather than pydantic-settings: the contract is a handful
 A contract is a subclass of `Contract`: its annotated fields, bound to variables with
 `env(...)`, get a frozen dataclass's __init__ (positional and keyword, defaults), equality,
 hash and repr (honouring `dataclasses.field(repr=False, compare=False)`), and `replace`
-copies one with changes. Not `@dataclass(frozen=True)` itself: a dataclass generates those
-methods as source and exec()s them at import, ~1.2 ms a class on Python 3.12 that the zips'
-bytecode cannot cache; these are compiled once. Every helper here takes a frozen dataclass
-as well (log-alerts' contract is one).
+copies one with changes. Not `@dataclass(frozen=True)` itself (cold start: see
+functions.shared.records); these methods are compiled once. Every helper here takes a frozen
+dataclass as well (log-alerts' contract is one).
 """
 
 from __future__ import annotations

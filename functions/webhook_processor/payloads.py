@@ -54,9 +54,8 @@ class Row:
     `names` maps a generic field to the sender's own path for error messages. A row whose part
     of the envelope has the wrong type carries `error` instead (rejected; the other rows go on).
 
-    A plain class with __slots__ rather than a dataclass: a dataclass generates its methods with
-    exec() at import, which bytecode cannot cache (~1 ms of cold start each); a row is built,
-    read once and dropped, and never compared.
+    A plain class with __slots__ rather than a dataclass (cold start: see functions.shared.records);
+    a row is built, read once and dropped, and never compared.
     """
 
     __slots__ = ("fields", "names", "error")
