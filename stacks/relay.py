@@ -11,7 +11,7 @@ task of 0.25 vCPU runs the relay as written; docs/operations.md, "Where the rela
 What is in the task:
 - `relay-setup` (essential=false, runs first, exits): receives the webhook secrets document
   from Secrets Manager and writes the relay source's newest secret and the relay's
-  --config file to the `run` volume (stacks/relay_setup.py says why);
+  --config file to the `run` volume (relay/price_relay/task_setup.py says why);
 - `relay` (essential): `python -m price_relay --config /run/relay/relay.json`, spool on the
   `spool` volume, stopTimeout 120 s so a Spot interruption's SIGTERM lets it drain.
 No task role: the relay calls no AWS API (it posts to the public, HMAC-checked webhook URL).
@@ -62,7 +62,10 @@ from stacks.names import relay_execution_role_name, relay_log_group_name
 from stacks.pipeline import ERROR_LOG_PATTERN, PipelineStack
 from stacks.storage import StorageStack
 
-SETUP_SOURCE = (Path(__file__).with_name("relay_setup.py")).read_text(encoding="utf-8")
+# The setup container's program: a stdlib-only script of the relay package, which runs inside the
+# relay's image; its text is the container's command, so it works with any image that has a python.
+SETUP_SCRIPT = Path(__file__).resolve().parent.parent / "relay" / "price_relay" / "task_setup.py"
+SETUP_SOURCE = SETUP_SCRIPT.read_text(encoding="utf-8")
 RUN_DIR = "/run/relay"
 SPOOL_DIR = "/var/lib/relay"
 # HTTPS (Coinbase and Kraken websockets, the webhook URL, the AWS endpoints the task's agent
@@ -143,7 +146,7 @@ class RelayStack(EnvironmentStack):
                     {"name": "RELAY_RUN_DIR", "value": RUN_DIR},
                     {"name": "RELAY_CONFIG", "value": json.dumps(relay_config(settings, pipeline.webhook_url))},
                 ],
-                # The whole document, to this container only (see stacks/relay_setup.py).
+                # The whole document, to this container only (see relay/price_relay/task_setup.py).
                 "secrets": [{"name": "WEBHOOK_SECRETS_DOCUMENT", "valueFrom": storage.webhook_secrets.arn}],
                 "mountPoints": [{"sourceVolume": "run", "containerPath": RUN_DIR, "readOnly": False}],
                 "logConfiguration": logging,

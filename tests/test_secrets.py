@@ -393,17 +393,17 @@ def test_local_seeding_and_the_relays_source_entry(client):
         ops.seed_local_secrets(load_config("dev"), client)
 
 
-# ---- the relay task's setup container (stacks/relay_setup.py, run as `python -c <source>`) ------
+# ---- the relay task's setup container (price_relay/task_setup.py, run as `python -c <source>`) -
 
 def _run_setup(tmp_path, document: str | None, source: str = SOURCE) -> Any:
     import subprocess
     import sys
 
-    import stacks.relay_setup
+    import price_relay.task_setup
 
     # The file's text is the container's program (test_stacks checks the task definition carries it);
     # read here without importing stacks.relay, which would load the cdktf bindings.
-    setup_source = Path(stacks.relay_setup.__file__).read_text(encoding="utf-8")
+    setup_source = Path(price_relay.task_setup.__file__).read_text(encoding="utf-8")
     environ = {"PATH": "/usr/bin:/bin", "RELAY_SOURCE": source, "RELAY_RUN_DIR": str(tmp_path),
                "RELAY_CONFIG": json.dumps({"webhook_url": "https://example.invalid/", "source": source,
                                            "spool": "/var/lib/relay/spool.sqlite", "exchanges": []})}

@@ -446,7 +446,7 @@ def test_no_relay_stack_without_a_relay_section(synthesized):
 
 
 def test_relay_stack_runs_one_arm64_spot_task_after_storage_and_pipeline(variant):
-    from stacks.relay_setup import __file__ as setup_file
+    from price_relay.task_setup import __file__ as setup_file
     from tests.support.variant import RELAY_IMAGE
 
     relay = variant.stack("relay")

@@ -112,3 +112,12 @@ def test_every_cdktf_import_stays_in_stacks_and_main():
                for name in imported_modules(path)
                if name.split(".")[0] in ("cdktf", "cdktf_cdktf_provider_aws", "constructs")]
     assert outside == []
+
+
+def test_stacks_hold_no_script():
+    """A module with a `__main__` block is a program, which runs somewhere else than the
+    synthesis (the relay task's setup container lives in the relay package)."""
+    scripts = [str(path.relative_to(ROOT)) for path in modules_under("stacks")
+               if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+                      for node in ast.parse(path.read_text()).body)]
+    assert scripts == []
