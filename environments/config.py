@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic import (
 from errors import PipelineError
 from functions.price_enricher.indicators import Windows
 from functions.webhook_processor import settings as webhook_settings
+from functions.webhook_processor.exchanges import EXCHANGES
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent
 _WINDOWS = Windows()
@@ -112,10 +113,16 @@ FARGATE_MEMORY_MB = {256: (512, 1024, 2048), 512: (1024, 2048, 3072, 4096),
                      1024: (2048, 3072, 4096, 5120, 6144, 7168, 8192)}
 
 
+if TYPE_CHECKING:
+    ExchangeName = str
+else:  # pydantic checks the owner's names (and says "must be one of ..."); mypy cannot read a computed Literal
+    ExchangeName = Literal[EXCHANGES]
+
+
 class RelayExchange(_Strict):
     """One exchange stream the relay holds (relay/README.md, `exchanges` of its --config file)."""
 
-    exchange: Literal["binance", "coinbase", "kraken"]
+    exchange: ExchangeName
     symbols: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2,12}([-/][A-Za-z0-9]{2,12})?$")]] = Field(
         min_length=1, max_length=200)
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
+from functions.webhook_processor.exchanges import EXCHANGES
 from stacks.names import CANDLES_TABLE_RESOURCE, FUNCTION_NAMES, FUNCTION_RESOURCES, PRICES_TABLE_RESOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,3 +121,40 @@ def test_the_cold_start_check_finds_a_restatement(tmp_path, monkeypatch):
     stray.write_text('"""Plain class: a dataclass exec()s its methods at import."""\n')
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert restated_cold_start_reason([stray]) == ["m.py:1"]
+
+
+# ---- the exchange set: functions.webhook_processor.exchanges.EXCHANGES -----------------------------
+
+EXCHANGES_OWNER = ROOT / "functions" / "webhook_processor" / "exchanges.py"
+
+
+def exchange_set_spellings(path: Path) -> list[int]:
+    """Lines of a tuple, list or set (a Literal's too) naming every exchange of the set."""
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+            if isinstance(node, ast.Tuple | ast.List | ast.Set)
+            and set(EXCHANGES) <= {e.value for e in node.elts if isinstance(e, ast.Constant)}]
+
+
+def test_the_exchange_set_is_spelled_only_by_its_owner():
+    relay_package = sorted((ROOT / "relay" / "price_relay").rglob("*.py"))
+    spelled = [f"{path.relative_to(ROOT)}:{line}" for path in code_files() + relay_package
+               if path != EXCHANGES_OWNER for line in exchange_set_spellings(path)]
+    assert spelled == []
+    assert exchange_set_spellings(EXCHANGES_OWNER)
+
+
+def test_the_parser_config_and_relay_take_the_owners_exchanges():
+    from environments.config import RelayExchange
+    from functions.webhook_processor.payloads import FORMATS
+    from price_relay.exchanges import EXCHANGES as RELAY_EXCHANGES
+
+    assert FORMATS == ("generic", *EXCHANGES)
+    assert tuple(RELAY_EXCHANGES) == EXCHANGES
+    assert all(RELAY_EXCHANGES[name].name == name for name in EXCHANGES)
+    assert typing.get_args(RelayExchange.model_fields["exchange"].annotation) == EXCHANGES
+
+
+def test_the_exchange_set_check_finds_a_second_spelling(tmp_path):
+    stray = tmp_path / "m.py"
+    stray.write_text('from typing import Literal\nName = Literal["kraken", "binance", "coinbase", "bitstamp"]\n')
+    assert exchange_set_spellings(stray) == [2]

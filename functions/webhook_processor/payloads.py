@@ -24,11 +24,12 @@ from typing import Any
 
 from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import kraken_names
+from functions.webhook_processor.exchanges import EXCHANGES
 from functions.webhook_processor.normalize import event_time_ms, exact_decimal
 from functions.webhook_processor.symbols import normalize_symbol
 
 MAX_UPDATES = 1000
-FORMATS = ("generic", "binance", "coinbase", "kraken")
+FORMATS = ("generic", *EXCHANGES)
 _CLIP = 40  # sender-chosen names (Kraken pair keys) are clipped in error messages
 
 

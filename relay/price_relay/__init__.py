@@ -8,9 +8,10 @@ Python API (what the project's Invoke task and benchmark call):
 - `run(config) -> int` (blocking, until SIGINT/SIGTERM) and `arun(config) -> int` (async);
 - `price_relay.bench.measure(ticks) -> dict`.
 
-It talks to the webhook over HTTP only. The one piece of the pipeline's code it imports is
+It talks to the webhook over HTTP only. The pieces of the pipeline's code it imports are
 the webhook's symbol rules (`functions.webhook_processor.symbols`, standard library only),
-to refuse at start a symbol the webhook would refuse (see `price_relay.symbols`).
+to refuse at start a symbol the webhook would refuse (see `price_relay.symbols`), and the
+list of exchanges (`functions.webhook_processor.exchanges`).
 """
 
 from price_relay.cli import arun, main, run

@@ -6,7 +6,7 @@ invented name. So it checks its symbols with the webhook's own module
 (`functions.webhook_processor.symbols`, standard library only, one owner) rather than a
 copy of its rules. That module ships with the pipeline's code: the relay runs from the
 project tree (`invoke relay`, the tests) or with the project root on PYTHONPATH; an
-image built from relay/ alone must add `functions/webhook_processor/{symbols,kraken_names}.py`
+image built from relay/ alone must add `functions/webhook_processor/{symbols,kraken_names,exchanges}.py`
 and the two `__init__.py` files above them.
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from functions.webhook_processor.exchanges import EXCHANGES
 from price_relay import Relay
 from price_relay.config import ConfigError, ExchangeConfig
 from price_relay.exchanges import get_exchange
@@ -28,8 +29,6 @@ from tests.relay.loopback import (
     run_async,
     until,
 )
-
-EXCHANGES = ("binance", "coinbase", "kraken")
 
 
 def _ticks(payloads: list[str]) -> list[dict[str, Any]]:
