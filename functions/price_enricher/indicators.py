@@ -10,7 +10,8 @@ A field whose history is too short is absent, never 0. So is a value DynamoDB ca
 (`storable`): an extreme but valid price jump must not make its record fail on every delivery.
 
 Cold start: nothing here imports `statistics` (with `fractions`, ~2.6 ms of every cold start
-on Python 3.12) or defines a dataclass (see functions.shared.records). The mean and the standard deviation are written out below,
+on Python 3.12) or defines a dataclass (see functions.shared.records). The mean and the
+standard deviation are written out below,
 bit for bit what `statistics.fmean` and `statistics.stdev` return (tests/test_enricher_statistics.py
 compares them), and `Windows` is a `Record` (functions.shared.records).
 """
