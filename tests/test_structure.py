@@ -121,3 +121,20 @@ def test_stacks_hold_no_script():
                if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
                       for node in ast.parse(path.read_text()).body)]
     assert scripts == []
+
+
+RELAY_MAY_IMPORT = {"functions.webhook_processor", "functions.webhook_processor.symbols",
+                    "functions.webhook_processor.kraken_names", "functions.webhook_processor.exchanges"}
+
+
+def test_the_relay_package_imports_of_the_project_only_the_webhooks_stdlib_rules():
+    """The relay is its own package (an image built from relay/ plus those few stdlib-only files):
+    neither the tests' stand-ins nor the pipeline's other code may be needed to run it."""
+    project = ("stacks", "environments", "delivery", "emulator", "ops", "evidence", "demo", "senders", "tasks",
+               "errors", "tests", "main")
+    assert _violations("relay", project) == []
+    functions = sorted(f"{path.relative_to(ROOT)} imports {name}" for path in modules_under("relay")
+                       for name in imported_modules(path)
+                       if name.split(".")[0] == "functions" and name.rsplit(".", 1)[0] not in RELAY_MAY_IMPORT
+                       and name not in RELAY_MAY_IMPORT)
+    assert functions == []

@@ -1,7 +1,8 @@
 """Throughput of the relay on loopback, for the project's benchmark.
 
 A websocket server on 127.0.0.1 emits `ticks` Binance combined-stream tickers as fast as
-it can; a webhook stand-in on 127.0.0.1 checks each request's signature and answers 200.
+it can; the webhook stand-in (`price_relay.loopback`, the one the relay's tests use) checks
+each request's signature and elements and answers as the webhook does.
 The relay runs in-process with a fresh spool (SQLite, synchronous=FULL as in production)
 and the figure is ticks forwarded per second, from the first tick sent to the last tick
 acknowledged, plus webhook requests per tick. Loopback only; it stops by itself.
@@ -10,23 +11,21 @@ acknowledged, plus webhook requests per tick. Loopback only; it stops by itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import platform
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
 from price_relay.config import ExchangeConfig, RelayConfig, Secret
+from price_relay.loopback import WebhookStandIn
 from price_relay.relay import Relay
 
 _SECRET = "bench-only-loopback-secret"  # noqa: S105 - known to the loopback stand-in alone
+_SOURCE = "bench"
 _SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
 
 
@@ -38,35 +37,6 @@ def binance_ticker(index: int, symbol: str, event_ms: int) -> str:
             "l": price, "v": "1234.5", "q": "61725000.0", "O": event_ms - 86_400_000, "C": event_ms,
             "F": 1, "L": 1 + index, "n": 1 + index}
     return json.dumps({"stream": f"{symbol.lower()}@ticker", "data": data}, separators=(",", ":"))
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    counts: dict[str, int]
-    lock: threading.Lock
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        fields = dict(part.split("=", 1) for part in self.headers.get("X-Signature", "").split(",") if "=" in part)
-        expected = hmac.new(_SECRET.encode(), fields.get("t", "").encode() + b"." + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, fields.get("v1", "")):
-            self._answer(401, {"error": "unauthorized: bad signature"})
-            return
-        elements = len(json.loads(body))
-        with self.lock:
-            self.counts["requests"] += 1
-            self.counts["elements"] += elements
-        self._answer(200, {"accepted": elements, "duplicates": 0, "queued": 0, "rejected": []})
-
-    def _answer(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 async def forward(frames: list[str], symbols: tuple[str, ...], webhook_url: str, source: str, secret: str, *,
@@ -109,26 +79,21 @@ async def ameasure(ticks: int = 10_000, *, batch_size: int = 100, timeout: float
     """See `measure`; for callers already in an event loop."""
     if ticks < 1:
         raise ValueError("ticks must be at least 1")
-    counts = {"requests": 0, "elements": 0}
-    handler = type("Handler", (_Webhook,), {"counts": counts, "lock": threading.Lock()})
-    webhook = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=webhook.serve_forever, args=(0.05,), name="bench-webhook", daemon=True)
-    thread.start()
+    webhook = WebhookStandIn({_SOURCE: [_SECRET]}).start()
     frames = [binance_ticker(i, _SYMBOLS[i % len(_SYMBOLS)], 1_700_000_000_000 + i) for i in range(ticks)]
     try:
-        elapsed, snapshot, config = await forward(frames, _SYMBOLS, f"http://127.0.0.1:{webhook.server_address[1]}/",
-                                                  "bench", _SECRET, batch_size=batch_size, timeout=timeout)
+        elapsed, snapshot, config = await forward(frames, _SYMBOLS, webhook.url, _SOURCE, _SECRET,
+                                                  batch_size=batch_size, timeout=timeout)
     finally:
-        webhook.shutdown()
-        webhook.server_close()
-        thread.join(timeout=5)
+        webhook.stop()
+    requests = webhook.count(200)
     return {
         "ticks": ticks,
         "seconds": round(elapsed, 3),
         "ticks_per_second": round(ticks / elapsed, 1),
-        "webhook_requests": counts["requests"],
-        "webhook_requests_per_tick": round(counts["requests"] / ticks, 4),
-        "ticks_received_by_webhook": counts["elements"],
+        "webhook_requests": requests,
+        "webhook_requests_per_tick": round(requests / ticks, 4),
+        "ticks_received_by_webhook": len(webhook.stored) + webhook.duplicates,
         "batch_size": batch_size,
         "spool_synchronous": config.spool_synchronous,
         "counters": snapshot,

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from functions.webhook_processor.exchanges import EXCHANGES
 from price_relay import Relay
+from price_relay.loopback import element_texts
 from price_relay.observability import JsonFormatter
 from tests.relay import frames
 from tests.relay.loopback import (
@@ -26,13 +28,10 @@ from tests.relay.loopback import (
     ScriptedExchange,
     Send,
     WebhookStandIn,
-    element_texts,
     relay_config,
     run_async,
     until,
 )
-
-EXCHANGES = ("binance", "coinbase", "kraken")
 
 
 def zero_counters(**counts: int) -> dict[str, int]:
