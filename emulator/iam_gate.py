@@ -1,0 +1,394 @@
+"""IAM enforced at run time: each function's AWS calls are signed with its own role's temporary
+credentials (the emulator's STS AssumeRole of the role terraform created), and each call is
+evaluated against that role's policies, read back from the emulator's IAM, before it reaches moto.
+
+moto's own enforcement (INITIAL_NO_AUTH_ACTION_COUNT) matches every resource against "*", so every
+ARN-scoped statement would deny. The gate sits in the fault proxy (every function call passes it,
+with its signing access key) and asks moto's statement matcher (`moto.iam.access_control.
+IAMPolicyStatement`) about the action and the call's real resource ARN. Two parts are hand-written,
+each marked where it is:
+- the resource ARN of a request (TableName -> table ARN, QueueUrl -> queue ARN, ...): no kept
+  library maps request parameters to ARNs (policy_sentry has the ARN formats, not the parameters);
+- the condition operators the project's policies use (StringEquals, StringLike, ArnEquals, ArnLike,
+  Bool): moto's evaluator knows StringEquals only and lets every other operator through.
+
+What it decides, as AWS decides for a same-account principal with identity-based policies only:
+an explicit Deny wins, else an Allow of the action on every resource of the call, else an implicit
+deny. Resource policies, permission boundaries and session policies are not evaluated (the
+project uses none on these paths). The emulator's own key (`session.ACCESS_KEY_ID`) is the
+account's operator (terraform, tasks, tests): it passes unchecked, as root would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from botocore.credentials import Credentials
+from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+from emulator import session
+
+_CREDENTIAL = re.compile(r"Credential=(?P<key>[^/\s]+)/\d{8}/(?P<region>[^/\s]+)/(?P<service>[^/\s]+)/aws4_request")
+# JSON-protocol target prefixes -> the IAM service prefix (the signing name is the same for these).
+_JSON_PROTOCOL = ("application/x-amz-json-1.0", "application/x-amz-json-1.1")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A role session the gate issued: what a function signs with."""
+
+    role_arn: str
+    role_name: str
+    credentials: Credentials
+
+    @property
+    def access_key(self) -> str:
+        return self.credentials.access_key
+
+
+@dataclass(frozen=True)
+class Call:
+    """One AWS call as IAM sees it: `service:Action`, the resources it touches, its condition keys."""
+
+    action: str
+    resources: tuple[str, ...]
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # (policy name, statement Sid) of each Allow that matched, per resource; empty when denied.
+    statements: tuple[tuple[str, str], ...]
+    denied_resource: str | None = None
+
+
+# ---- the resource ARN of a request (hand-written: see the module docstring) -------------------------
+
+def _arn(service: str, region: str, account: str, resource: str) -> str:
+    return f"arn:aws:{service}:{region}:{account}:{resource}"
+
+
+def queue_arn(queue_url: str, region: str) -> str:
+    """QueueUrl (http://host/ACCOUNT/NAME) -> arn:aws:sqs:REGION:ACCOUNT:NAME."""
+    account, name = urlsplit(queue_url).path.strip("/").split("/")[-2:]
+    return _arn("sqs", region, account, name)
+
+
+def request_resources(action: str, params: Mapping[str, Any], region: str, account: str,
+                      secret_arns: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The resource ARNs IAM evaluates a call against, from the request's parameters.
+
+    DynamoDB: TableName (IndexName -> the index), StreamArn, the stream of a ShardIterator (moto's
+    iterators begin with the stream ARN), the tables of a batch; ListStreams: "*" (no resource-level
+    permission). SQS: QueueUrl. SNS: TopicArn/TargetArn. Secrets Manager: SecretId (a name resolved
+    through `secret_arns`). KMS: KeyId. CloudWatch Logs: logGroupName (+ logStreamName).
+    Returns () when the call names no resource the gate knows: the gate then denies it.
+    """
+    service, name = action.split(":", 1)
+    if service == "dynamodb":
+        if name == "ListStreams":
+            return ("*",)
+        if "StreamArn" in params:
+            return (params["StreamArn"],)
+        if "ShardIterator" in params:
+            return (str(params["ShardIterator"]).split("|", 1)[0],)
+        tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems", {}))
+        tables += [next(iter(item.values()))["TableName"] for item in params.get("TransactItems", [])]
+        if "IndexName" in params and len(tables) == 1:
+            return (_arn("dynamodb", region, account, f"table/{tables[0]}/index/{params['IndexName']}"),)
+        return tuple(_arn("dynamodb", region, account, f"table/{table}") for table in tables)
+    if service == "sqs" and "QueueUrl" in params:
+        return (queue_arn(params["QueueUrl"], region),)
+    if service == "sns":
+        topic = params.get("TopicArn") or params.get("TargetArn")
+        return (topic,) if topic else ()
+    if service == "secretsmanager" and "SecretId" in params:
+        secret = params["SecretId"]
+        return (secret if secret.startswith("arn:") else (secret_arns or {}).get(secret, secret),)
+    if service == "kms" and "KeyId" in params:
+        key = params["KeyId"]
+        return (key if key.startswith("arn:") else _arn("kms", region, account, f"key/{key}"),)
+    if service == "logs" and "logGroupName" in params:
+        group = _arn("logs", region, account, f"log-group:{params['logGroupName']}")
+        stream = params.get("logStreamName")
+        return (f"{group}:log-stream:{stream}" if stream else group,)
+    return ()
+
+
+def parse_request(method: str, path: str, headers: Mapping[str, str],
+                  body: bytes) -> tuple[str, str, str, dict[str, Any]] | None:
+    """(access key, region, IAM action, parameters) of a signed AWS request; None when unsigned.
+
+    JSON protocol (DynamoDB, Streams, SQS, Secrets Manager, KMS, Logs): the X-Amz-Target names the
+    operation, the body holds the parameters. Query protocol (SNS, STS, IAM): Action= in the form.
+    """
+    lower = {name.lower(): value for name, value in headers.items()}
+    match = _CREDENTIAL.search(lower.get("authorization", ""))
+    if match is None:
+        return None
+    service = match["service"]
+    params: dict[str, Any]
+    if lower.get("content-type", "").split(";")[0].strip() in _JSON_PROTOCOL:
+        operation = lower.get("x-amz-target", "").rsplit(".", 1)[-1]
+        params = json.loads(body or b"{}")
+    else:
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        form.update({k: v[0] for k, v in parse_qs(urlsplit(path).query).items()})
+        operation, params = form.pop("Action", ""), form
+    return match["key"], match["region"], f"{service}:{operation}", params
+
+
+# ---- condition operators (hand-written: see the module docstring) -----------------------------------
+
+def _like(pattern: str, value: str) -> bool:
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")).replace(r"\?", "."),
+                        value) is not None
+
+
+_OPERATORS = {
+    "StringEquals": lambda expected, actual: expected == actual,
+    "StringLike": _like,
+    "ArnEquals": lambda expected, actual: expected == actual,
+    "ArnLike": _like,
+    "Bool": lambda expected, actual: str(expected).lower() == str(actual).lower(),
+}
+
+
+def conditions_hold(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
+    """Every operator and key must hold (a key missing from the request fails it, an operator the
+    gate does not know fails it: closed, never open); any one of a key's values suffices."""
+    for operator, keys in condition.items():
+        test = _OPERATORS.get(operator)
+        if test is None:
+            return False
+        for key, expected in keys.items():
+            actual = next((v for k, v in context.items() if k.lower() == key.lower()), None)
+            values = expected if isinstance(expected, list) else [expected]
+            if actual is None or not any(test(str(value), actual) for value in values):
+                return False
+    return True
+
+
+def statement_result(statement: Mapping[str, Any], action: str, resource: str,
+                     context: Mapping[str, str]) -> PermissionResult:
+    """One statement's verdict: moto's matcher for action and resource (actions compared
+    case-insensitively, as IAM does), the conditions above. A statement with NotResource, which
+    moto's matcher does not read, never allows (closed)."""
+    if "NotResource" in statement:
+        return PermissionResult.NEUTRAL
+    bare = {key: value for key, value in statement.items() if key != "Condition"}
+    for key in ("Action", "NotAction"):
+        if key in bare:
+            values = bare[key] if isinstance(bare[key], list) else [bare[key]]
+            bare[key] = [value.lower() for value in values]
+    result = IAMPolicyStatement(bare).is_action_permitted(action.lower(), resource)
+    if result is PermissionResult.NEUTRAL or not conditions_hold(statement.get("Condition", {}), context):
+        return PermissionResult.NEUTRAL
+    return result
+
+
+def evaluate(policies: Mapping[str, Mapping[str, Any]], call: Call) -> Decision:
+    """IAM's identity-policy logic over every resource of the call: explicit Deny, else Allow, else deny."""
+    if not call.resources:
+        return Decision(False, (), None)
+    matched: list[tuple[str, str]] = []
+    for resource in call.resources:
+        allows: list[tuple[str, str]] = []
+        for policy_name, document in policies.items():
+            statements = document["Statement"]
+            for index, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+                result = statement_result(statement, call.action, resource, call.context)
+                if result is PermissionResult.DENIED:
+                    return Decision(False, (), resource)
+                if result is PermissionResult.PERMITTED:
+                    allows.append((policy_name, statement.get("Sid") or f"#{index}"))
+        if not allows:
+            return Decision(False, (), resource)
+        matched += allows
+    return Decision(True, tuple(dict.fromkeys(matched)))
+
+
+# ---- how a service refuses -------------------------------------------------------------------------
+
+def access_denied(json_protocol: bool, service: str, message: str) -> tuple[int, dict[str, str], bytes]:
+    """AWS's refusal in the service's own shape: JSON services answer AccessDeniedException
+    (SQS 403 with its query-compatible code AccessDenied, the others 400); query services answer
+    an XML ErrorResponse, 403 (SNS's code is AuthorizationError, STS's and IAM's AccessDenied)."""
+    request_id = str(uuid.uuid4())
+    if json_protocol:
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": request_id}
+        if service == "sqs":
+            headers["x-amzn-query-error"] = "AccessDenied;Sender"
+        body = json.dumps({"__type": "com.amazon.coral.service#AccessDeniedException", "Message": message})
+        return (403 if service == "sqs" else 400), headers, body.encode()
+    code = "AuthorizationError" if service == "sns" else "AccessDenied"
+    xml = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{_xml(message)}</Message>"
+           f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+    return 403, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, xml.encode()
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---- the gate --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recorded:
+    role: str
+    action: str
+    resource: str
+    allowed: bool
+    statements: tuple[tuple[str, str], ...]
+
+
+class IamGate:
+    """Issues role sessions, evaluates their calls, and records every (role, action, resource).
+
+    `admin` are the emulator's operator clients (iam, sts, secretsmanager): they read the roles'
+    policies back and resolve names to ARNs. Policies are cached per role: `reload()` after
+    changing one on the emulator.
+    """
+
+    def __init__(self, admin: Mapping[str, Any], account: str) -> None:
+        self.admin, self.account = admin, account
+        self._identities: dict[str, Identity] = {}
+        self._policies: dict[str, dict[str, dict[str, Any]]] = {}
+        self._secret_arns: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.recorded: Counter[Recorded] = Counter()
+
+    # ---- identities ------------------------------------------------------------------------
+    def assume(self, role_arn: str, session_name: str) -> Identity:
+        """The role's temporary credentials from the emulator's STS, known to the gate from now on."""
+        answer = self.admin["sts"].assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])
+        issued = answer["Credentials"]
+        identity = Identity(role_arn, role_arn.rsplit("/", 1)[-1],
+                            Credentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"]))
+        with self._lock:
+            self._identities[identity.access_key] = identity
+        return identity
+
+    def identity(self, access_key: str) -> Identity | None:
+        with self._lock:
+            return self._identities.get(access_key)
+
+    @staticmethod
+    def environment(identity: Identity) -> dict[str, str]:
+        """The variables an SDK in the function's process signs with, as Lambda sets them."""
+        frozen = identity.credentials
+        return {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
+                "AWS_SESSION_TOKEN": frozen.token or ""}
+
+    @staticmethod
+    def clients(identity: Identity, endpoint: str, region: str, names: Iterable[str]) -> dict[str, Any]:
+        """boto3 clients that sign with the role session (the emulator's part played with a role)."""
+        import boto3
+
+        frozen = identity.credentials
+        signer = boto3.session.Session(aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key,
+                                       aws_session_token=frozen.token, region_name=region)
+        return {name: signer.client(name, endpoint_url=endpoint) for name in names}  # type: ignore[call-overload]
+
+    # ---- policies --------------------------------------------------------------------------
+    def policies(self, role_name: str) -> dict[str, dict[str, Any]]:
+        """The role's inline and attached policy documents, by policy name, read from the emulator's IAM."""
+        with self._lock:
+            cached = self._policies.get(role_name)
+        if cached is not None:
+            return cached
+        iam = self.admin["iam"]
+        documents: dict[str, dict[str, Any]] = {}
+        for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+            documents[name] = _document(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
+        for attached in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]:
+            version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+            document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)
+            documents[attached["PolicyName"]] = _document(document["PolicyVersion"]["Document"])
+        with self._lock:
+            self._policies[role_name] = documents
+        return documents
+
+    def reload(self) -> None:
+        """Forget the cached policies (after a policy changed on the emulator)."""
+        with self._lock:
+            self._policies.clear()
+
+    # ---- decisions -------------------------------------------------------------------------
+    def authorize(self, identity: Identity, action: str, resources: Iterable[str],
+                  context: Mapping[str, str] | None = None) -> Decision:
+        """Evaluate and record one call of `identity`."""
+        call = Call(action, tuple(resources), {"aws:PrincipalArn": identity.role_arn, **(context or {})})
+        decision = evaluate(self.policies(identity.role_name), call)
+        with self._lock:
+            for resource in call.resources or ("",):
+                self.recorded[Recorded(identity.role_name, action, resource, decision.allowed,
+                                       decision.statements)] += 1
+        return decision
+
+    def refusal(self, method: str, path: str, headers: Mapping[str, str],
+                body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        """None when the request may go on to the service; else the service's refusal.
+
+        Unsigned requests and the operator's key pass (moto answers them as before); a key the
+        gate never issued is refused as AWS refuses an unknown key.
+        """
+        parsed = parse_request(method, path, headers, body)
+        if parsed is None or parsed[0] == session.ACCESS_KEY_ID:
+            return None
+        access_key, region, action, params = parsed
+        service = action.split(":", 1)[0]
+        json_protocol = any(kind in {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+                            for kind in _JSON_PROTOCOL)
+        identity = self.identity(access_key)
+        if identity is None:
+            return access_denied(json_protocol, service, "The security token included in the request is invalid.")
+        resources = request_resources(action, params, region, self.account, self._secret_names(action, params))
+        decision = self.authorize(identity, action, resources, {"aws:RequestedRegion": region})
+        if decision.allowed:
+            return None
+        principal = f"arn:aws:sts::{self.account}:assumed-role/{identity.role_name}/function"
+        target = decision.denied_resource or "(a resource the emulator cannot name)"
+        return access_denied(json_protocol, service,
+                             f"User: {principal} is not authorized to perform: {action} on resource: {target} "
+                             f"because no identity-based policy allows the {action} action")
+
+    def _secret_names(self, action: str, params: Mapping[str, Any]) -> dict[str, str]:
+        """A secret named by name, not ARN: its ARN (with AWS's random suffix) from the emulator."""
+        secret = params.get("SecretId")
+        if not action.startswith("secretsmanager:") or not secret or str(secret).startswith("arn:"):
+            return {}
+        with self._lock:
+            known = self._secret_arns.get(secret)
+        if known is None:
+            try:
+                known = self.admin["secretsmanager"].describe_secret(SecretId=secret)["ARN"]
+            except self.admin["secretsmanager"].exceptions.ResourceNotFoundException:
+                known = _arn("secretsmanager", "*", self.account, f"secret:{secret}")
+            with self._lock:
+                self._secret_arns[secret] = known
+        return {secret: known}
+
+    # ---- the record ------------------------------------------------------------------------
+    def record(self) -> list[dict[str, Any]]:
+        """Every (role, action, resource) seen, with its verdict, the statements that allowed it and
+        how many times: the end-to-end session writes it to build/."""
+        with self._lock:
+            items = list(self.recorded.items())
+        return sorted(({"role": r.role, "action": r.action, "resource": r.resource, "allowed": r.allowed,
+                        "statements": [list(s) for s in r.statements], "count": count} for r, count in items),
+                      key=lambda row: (row["role"], row["action"], row["resource"], not row["allowed"]))
+
+
+def _document(document: Any) -> dict[str, Any]:
+    """boto3 decodes a policy document to a dict; moto may hand back its JSON text."""
+    return json.loads(document) if isinstance(document, str) else dict(document)
