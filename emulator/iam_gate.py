@@ -39,6 +39,14 @@ from emulator import session
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[^/\s]+)/\d{8}/(?P<region>[^/\s]+)/(?P<service>[^/\s]+)/aws4_request")
 # JSON-protocol target prefixes -> the IAM service prefix (the signing name is the same for these).
 _JSON_PROTOCOL = ("application/x-amz-json-1.0", "application/x-amz-json-1.1")
+# API operations that IAM authorizes under another action's name (hand-written, from the services'
+# authorization references: a batch call needs the single call's permission). Every other
+# operation of the services the functions call is its own action.
+ACTION_OF_OPERATION = {
+    "PublishBatch": "Publish",  # SNS
+    "SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",  # SQS
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ def parse_request(method: str, path: str, headers: Mapping[str, str],
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         form.update({k: v[0] for k, v in parse_qs(urlsplit(path).query).items()})
         operation, params = form.pop("Action", ""), form
-    return match["key"], match["region"], f"{service}:{operation}", params
+    return match["key"], match["region"], f"{service}:{ACTION_OF_OPERATION.get(operation, operation)}", params
 
 
 # ---- condition operators (hand-written: see the module docstring) -----------------------------------

@@ -125,6 +125,9 @@ def test_a_role_session_does_what_its_policy_allows_and_nothing_else(account):
     dynamodb.put_item(TableName="prices", Item={"pk": {"S": "a"}})
     sqs.send_message(QueueUrl=account.queues["dlq"], MessageBody="x")
     sns.publish(TopicArn=account.topics["updates"], Message="x")
+    # A batch call is authorized as its single call (sns:Publish, sqs:SendMessage).
+    sns.publish_batch(TopicArn=account.topics["updates"], PublishBatchRequestEntries=[{"Id": "1", "Message": "x"}])
+    sqs.send_message_batch(QueueUrl=account.queues["dlq"], Entries=[{"Id": "1", "MessageBody": "x"}])
 
     denied = ("AccessDeniedException", 400)
     assert _denied(lambda: dynamodb.put_item(TableName="other", Item={"pk": {"S": "a"}})) == denied
