@@ -12,6 +12,12 @@ each marked where it is:
 - the condition operators the project's policies use (StringEquals, StringLike, ArnEquals, ArnLike,
   Bool): moto's evaluator knows StringEquals only and lets every other operator through.
 
+A call on a resource encrypted with a customer managed key also uses the key, as the service calls
+KMS for the caller (moto encrypts nothing, so the gate plays it): a DynamoDB call on a table or
+its stream needs kms:Decrypt, an SQS send or an SNS publish kms:GenerateDataKey and kms:Decrypt,
+GetSecretValue kms:Decrypt, each allowed by the role's policies and by the key policy (with
+aws:PrincipalArn and kms:ViaService), or the call is refused.
+
 What it decides, as AWS decides for a same-account principal with identity-based policies only:
 an explicit Deny wins, else an Allow of the action on every resource of the call, else an implicit
 deny. Resource policies, permission boundaries and session policies are not evaluated (the
@@ -225,6 +231,36 @@ def evaluate(policies: Mapping[str, Mapping[str, Any]], call: Call) -> Decision:
     return Decision(True, tuple(dict.fromkeys(matched)))
 
 
+# ---- the key a call uses (hand-written: which calls use the resource's key, from the services' docs) ----
+
+KEY_USE = {
+    "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"), "sqs:ReceiveMessage": ("kms:Decrypt",),
+    "sns:Publish": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "secretsmanager:GetSecretValue": ("kms:Decrypt",),
+}
+
+
+def key_actions(action: str) -> tuple[str, ...]:
+    """The KMS actions a call makes for its caller on its resource's key."""
+    if action.startswith("dynamodb:") and action != "dynamodb:ListStreams":
+        return ("kms:Decrypt",)  # the table key, to read or write an encrypted table or its stream
+    return KEY_USE.get(action, ())
+
+
+def principal_matches(statement: Mapping[str, Any], role_arn: str, account: str) -> bool:
+    """A resource policy statement's Principal names this role: "*", the account (root ARN or id),
+    or the role ARN. Service principals never match a role (hand-written: moto's matcher compares
+    the AWS principal as a plain string only)."""
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    if not isinstance(principal, Mapping):
+        return False
+    named = principal.get("AWS", [])
+    named = named if isinstance(named, list) else [named]
+    return any(name in ("*", account, f"arn:aws:iam::{account}:root", role_arn) for name in named)
+
+
 # ---- how a service refuses -------------------------------------------------------------------------
 
 def access_denied(json_protocol: bool, service: str, message: str) -> tuple[int, dict[str, str], bytes]:
@@ -262,16 +298,19 @@ class Recorded:
 class IamGate:
     """Issues role sessions, evaluates their calls, and records every (role, action, resource).
 
-    `admin` are the emulator's operator clients (iam, sts, secretsmanager): they read the roles'
-    policies back and resolve names to ARNs. Policies are cached per role: `reload()` after
-    changing one on the emulator.
+    `admin` are the emulator's operator clients (iam, sts, secretsmanager, kms, dynamodb, sqs, sns):
+    they read the roles' policies and the key policy back, and resolve names and keys. Policies are
+    cached per role: `reload()` after changing one on the emulator.
     """
+
+    ADMIN_CLIENTS = ("iam", "sts", "secretsmanager", "kms", "dynamodb", "sqs", "sns")
 
     def __init__(self, admin: Mapping[str, Any], account: str) -> None:
         self.admin, self.account = admin, account
         self._identities: dict[str, Identity] = {}
         self._policies: dict[str, dict[str, dict[str, Any]]] = {}
         self._secret_arns: dict[str, str] = {}
+        self._facts: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.recorded: Counter[Recorded] = Counter()
 
@@ -327,9 +366,10 @@ class IamGate:
         return documents
 
     def reload(self) -> None:
-        """Forget the cached policies (after a policy changed on the emulator)."""
+        """Forget the cached policies and key facts (after a policy changed on the emulator)."""
         with self._lock:
             self._policies.clear()
+            self._facts.clear()
 
     # ---- decisions -------------------------------------------------------------------------
     def authorize(self, identity: Identity, action: str, resources: Iterable[str],
@@ -362,13 +402,72 @@ class IamGate:
             return access_denied(json_protocol, service, "The security token included in the request is invalid.")
         resources = request_resources(action, params, region, self.account, self._secret_names(action, params))
         decision = self.authorize(identity, action, resources, {"aws:RequestedRegion": region})
-        if decision.allowed:
-            return None
         principal = f"arn:aws:sts::{self.account}:assumed-role/{identity.role_name}/function"
-        target = decision.denied_resource or "(a resource the emulator cannot name)"
-        return access_denied(json_protocol, service,
-                             f"User: {principal} is not authorized to perform: {action} on resource: {target} "
-                             f"because no identity-based policy allows the {action} action")
+        if not decision.allowed:
+            target = decision.denied_resource or "(a resource the emulator cannot name)"
+            return access_denied(json_protocol, service,
+                                 f"User: {principal} is not authorized to perform: {action} on resource: {target} "
+                                 f"because no identity-based policy allows the {action} action")
+        for key_action, key in self._key_uses(action, resources):
+            if not self.key_use_allowed(identity, key_action, key, f"{service}.{region}.amazonaws.com"):
+                return access_denied(json_protocol, service,
+                                     f"User: {principal} is not authorized to perform: {key_action} on resource: "
+                                     f"{key} (the key that encrypts the resource of {action})")
+        return None
+
+    def key_use_allowed(self, identity: Identity, action: str, key: str, via_service: str) -> bool:
+        """A KMS use is allowed by the role's policies and by the key policy (same account)."""
+        context = {"kms:ViaService": via_service, "kms:CallerAccount": self.account}
+        if not self.authorize(identity, action, [key], context).allowed:
+            return False
+        document = self._lookup(("key-policy", key), lambda: _document(
+            self.admin["kms"].get_key_policy(KeyId=key, PolicyName="default")["Policy"]))
+        statements = document["Statement"]
+        statements = statements if isinstance(statements, list) else [statements]
+        applying = [s for s in statements if principal_matches(s, identity.role_arn, self.account)]
+        call = Call(action, (key,), {"aws:PrincipalArn": identity.role_arn, **context})
+        return evaluate({"key-policy": {"Statement": applying}}, call).allowed
+
+    def _key_uses(self, action: str, resources: Iterable[str]) -> list[tuple[str, str]]:
+        """(KMS action, key ARN) for each resource of the call encrypted with a customer managed key."""
+        actions = key_actions(action)
+        if not actions:
+            return []
+        uses = []
+        for resource in resources:
+            key = self._lookup(("key-of", resource), lambda resource=resource: self._key_of(resource))
+            uses += [(key_action, key) for key_action in actions if key]
+        return uses
+
+    def _key_of(self, resource: str) -> str:
+        """The customer managed key ARN that encrypts a resource ("" when none), from the emulator."""
+        parts = resource.split(":", 5) if resource.startswith("arn:") else []
+        _, service, _, account, rest = parts[1:] if len(parts) == 6 else ("", "", "", "", "")
+        key = ""
+        if service == "dynamodb" and rest.startswith("table/"):
+            table = self.admin["dynamodb"].describe_table(TableName=rest.split("/")[1])["Table"]
+            key = (table.get("SSEDescription") or {}).get("KMSMasterKeyArn") or ""
+        elif service == "sqs":
+            url = self.admin["sqs"].get_queue_url(QueueName=rest, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            attributes = self.admin["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["KmsMasterKeyId"])
+            key = attributes.get("Attributes", {}).get("KmsMasterKeyId", "")
+        elif service == "sns":
+            key = self.admin["sns"].get_topic_attributes(TopicArn=resource)["Attributes"].get("KmsMasterKeyId", "")
+        elif service == "secretsmanager":
+            key = self.admin["secretsmanager"].describe_secret(SecretId=resource).get("KmsKeyId", "")
+        if not key or key.startswith("alias/aws/"):
+            return ""  # none, or an AWS managed key (its key policy lets the account's principals use it)
+        return str(self.admin["kms"].describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+
+    def _lookup(self, what: tuple[str, str], read: Any) -> Any:
+        """Resource facts read once from the emulator (the stack does not change them while it runs)."""
+        with self._lock:
+            if what in self._facts:
+                return self._facts[what]
+        value = read()
+        with self._lock:
+            self._facts[what] = value
+        return value
 
     def _secret_names(self, action: str, params: Mapping[str, Any]) -> dict[str, str]:
         """A secret named by name, not ARN: its ARN (with AWS's random suffix) from the emulator."""

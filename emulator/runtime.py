@@ -217,7 +217,8 @@ def function_spec(lambda_client: Any, name: str) -> FunctionSpec:
     return FunctionSpec(
         name=name, arn=configuration["FunctionArn"], handler=configuration["Handler"],
         environment=configuration.get("Environment", {}).get("Variables", {}),
-        timeout=configuration.get("Timeout", 60), memory=configuration.get("MemorySize", 128))
+        timeout=configuration.get("Timeout", 60), memory=configuration.get("MemorySize", 128),
+        role=configuration.get("Role", ""))
 
 
 def emulator_environment(endpoint: str, region: str) -> dict[str, str]:

@@ -45,7 +45,7 @@ class EmulatedServices:
         self.python = python  # the Lambda runtime's Python (3.12), which the zips' bytecode is for
         self.concurrency = concurrency
         self.aws = session.clients(endpoint, region)
-        self.gate = IamGate({name: session.client(name, endpoint, region) for name in ("iam", "sts", "secretsmanager")},
+        self.gate = IamGate({name: session.client(name, endpoint, region) for name in IamGate.ADMIN_CLIENTS},
                             account=session.client("sts", endpoint, region).get_caller_identity()["Account"])
         self.router = LogRouter(echo=echo_function_logs)
         self.proxy: FaultProxy | None = None

@@ -270,15 +270,14 @@ class PipelineStack(EnvironmentStack):
             self, f"{function}-policy", role=role.id, name="least-privilege",
             policy=policy_document(
                 *statements,
-                # The three statements below are used by AWS's side of a function (Lambda writing its
-                # logs, the services calling KMS for the role, the runtime sending traces), which the
-                # emulator does not play: the local runtime routes log lines in memory, moto encrypts
-                # nothing, there is no X-Ray daemon. So no local scenario exercises them
+                # No local scenario exercises this one: Lambda writes a function's logs with its role,
+                # and the local runtime routes log lines in memory (no CloudWatch Logs call)
                 # (UNEXERCISED in tests/e2e/test_zy_least_privilege.py).
                 statement("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"],
                           [f"{log_group.arn}:*"]),
                 statement("UsePipelineKey", key_actions or ["kms:Decrypt", "kms:GenerateDataKey"],
                           [self.storage.key.arn]),
+                # Nor this one: the Lambda runtime sends the traces, and there is no X-Ray daemon locally.
                 statement("XRayWriteTraces", ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], ["*"]),
             ),
         )

@@ -90,8 +90,7 @@ def test_conditions_hold_only_when_the_request_carries_matching_keys(condition, 
 def account(moto_endpoint):
     """A role allowed PutItem on one table, SendMessage on one queue, Publish on one topic; the
     gate in a fault proxy in front of the emulator."""
-    aws = {name: session.client(name, moto_endpoint) for name in ("iam", "sts", "dynamodb", "sqs", "sns",
-                                                                    "secretsmanager")}
+    aws = {name: session.client(name, moto_endpoint) for name in IamGate.ADMIN_CLIENTS}
     for table in ("prices", "other"):
         aws["dynamodb"].create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -160,6 +159,39 @@ def test_a_dropped_statement_is_refused_after_reload(account):
     account.gate.reload()
     assert _denied(lambda: account.clients["sns"].publish(TopicArn=account.topics["updates"], Message="x")) \
         == ("AuthorizationError", 403)
+
+
+def test_a_call_on_an_encrypted_queue_needs_the_key_in_the_role_and_in_the_key_policy(account):
+    kms, iam, sqs = account.aws["kms"], account.aws["iam"], account.aws["sqs"]
+    root = f"arn:aws:iam::{ACCOUNT}:root"
+    admin = {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*",
+             "Condition": {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/admin"}}}
+    roles_use = {"Sid": "RolesUseKey", "Effect": "Allow", "Principal": {"AWS": root},
+                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
+                 "Condition": {"ArnEquals": {"aws:PrincipalArn": [account.role["Arn"]]}}}
+    key = kms.create_key(Policy=json.dumps(_policy(admin, roles_use)))["KeyMetadata"]["Arn"]
+    sealed = sqs.create_queue(QueueName="sealed", Attributes={"KmsMasterKeyId": key})["QueueUrl"]
+    send = {"Sid": "QueueSealed", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+            "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:sealed"}
+    use_key = {"Sid": "UseKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key}
+
+    def allow(*statements: dict) -> None:
+        iam.put_role_policy(RoleName="writer", PolicyName="least-privilege",
+                            PolicyDocument=json.dumps(_policy(*statements)))
+        account.gate.reload()
+
+    def send_sealed():
+        return account.clients["sqs"].send_message(QueueUrl=sealed, MessageBody="x")
+
+    allow(send)
+    assert _denied(send_sealed) == ("AccessDenied", 403)  # the queue is allowed, its key is not
+    allow(send, use_key)
+    send_sealed()
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(_policy(admin)))
+    account.gate.reload()
+    assert _denied(send_sealed) == ("AccessDenied", 403)  # the key policy no longer names the role
+    record = {(row["action"], row["resource"]) for row in account.gate.record() if row["allowed"]}
+    assert {("kms:GenerateDataKey", key), ("kms:Decrypt", key)} <= record
 
 
 def test_a_key_the_gate_never_issued_is_refused_and_the_operator_key_passes(account):

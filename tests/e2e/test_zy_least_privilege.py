@@ -36,8 +36,6 @@ from tests.e2e.conftest import wait_until
 _LOCAL_ONLY = {
     "WriteOwnLogStreams": "the local runtime routes the functions' log lines in memory (emulator/log_router.py); "
                           "no CloudWatch Logs call is made, where in AWS Lambda writes them with this role",
-    "UsePipelineKey": "moto encrypts nothing: no KMS call is made for the tables, queue, topic and secret "
-                      "encrypted with the pipeline key, where in AWS each service calls KMS for this role",
     "XRayWriteTraces": "there is no X-Ray daemon locally; in AWS the Lambda runtime sends the traces",
 }
 # (function, policy name, statement Sid) -> why no scenario exercises it.
