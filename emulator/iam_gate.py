@@ -263,6 +263,18 @@ def principal_matches(statement: Mapping[str, Any], role_arn: str, account: str)
 
 # ---- how a service refuses -------------------------------------------------------------------------
 
+def unknown_key(json_protocol: bool) -> tuple[int, dict[str, str], bytes]:
+    """AWS's answer to an access key it never issued (JSON services: UnrecognizedClientException,
+    400; query services: InvalidClientTokenId, 403)."""
+    message = "The security token included in the request is invalid."
+    if json_protocol:
+        body = json.dumps({"__type": "com.amazon.coral.service#UnrecognizedClientException", "message": message})
+        return 400, {"Content-Type": "application/x-amz-json-1.0"}, body.encode()
+    xml = (f"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>{message}"
+           f"</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+    return 403, {"Content-Type": "text/xml"}, xml.encode()
+
+
 def access_denied(json_protocol: bool, service: str, message: str) -> tuple[int, dict[str, str], bytes]:
     """AWS's refusal in the service's own shape: JSON services answer AccessDeniedException
     (SQS 403 with its query-compatible code AccessDenied, the others 400); query services answer
@@ -399,7 +411,7 @@ class IamGate:
                             for kind in _JSON_PROTOCOL)
         identity = self.identity(access_key)
         if identity is None:
-            return access_denied(json_protocol, service, "The security token included in the request is invalid.")
+            return unknown_key(json_protocol)
         resources = request_resources(action, params, region, self.account, self._secret_names(action, params))
         decision = self.authorize(identity, action, resources, {"aws:RequestedRegion": region})
         principal = f"arn:aws:sts::{self.account}:assumed-role/{identity.role_name}/function"
