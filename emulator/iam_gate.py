@@ -233,6 +233,7 @@ def evaluate(policies: Mapping[str, Mapping[str, Any]], call: Call) -> Decision:
 
 # ---- the key a call uses (hand-written: which calls use the resource's key, from the services' docs) ----
 
+KEY_POLICY = "key-policy"  # the policy name a key policy's statements are recorded under
 KEY_USE = {
     "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"), "sqs:ReceiveMessage": ("kms:Decrypt",),
     "sns:Publish": ("kms:GenerateDataKey", "kms:Decrypt"),
@@ -385,15 +386,19 @@ class IamGate:
 
     # ---- decisions -------------------------------------------------------------------------
     def authorize(self, identity: Identity, action: str, resources: Iterable[str],
-                  context: Mapping[str, str] | None = None) -> Decision:
-        """Evaluate and record one call of `identity`."""
+                  context: Mapping[str, str] | None = None, *, record: bool = True) -> Decision:
+        """Evaluate (and unless told otherwise, record) one call of `identity`."""
         call = Call(action, tuple(resources), {"aws:PrincipalArn": identity.role_arn, **(context or {})})
         decision = evaluate(self.policies(identity.role_name), call)
+        if record:
+            self._record(identity, call, decision)
+        return decision
+
+    def _record(self, identity: Identity, call: Call, decision: Decision) -> None:
         with self._lock:
             for resource in call.resources or ("",):
-                self.recorded[Recorded(identity.role_name, action, resource, decision.allowed,
+                self.recorded[Recorded(identity.role_name, call.action, resource, decision.allowed,
                                        decision.statements)] += 1
-        return decision
 
     def refusal(self, method: str, path: str, headers: Mapping[str, str],
                 body: bytes) -> tuple[int, dict[str, str], bytes] | None:
@@ -430,15 +435,18 @@ class IamGate:
     def key_use_allowed(self, identity: Identity, action: str, key: str, via_service: str) -> bool:
         """A KMS use is allowed by the role's policies and by the key policy (same account)."""
         context = {"kms:ViaService": via_service, "kms:CallerAccount": self.account}
-        if not self.authorize(identity, action, [key], context).allowed:
-            return False
+        call = Call(action, (key,), {"aws:PrincipalArn": identity.role_arn, **context})
+        by_role = self.authorize(identity, action, [key], context, record=False)
         document = self._lookup(("key-policy", key), lambda: _document(
             self.admin["kms"].get_key_policy(KeyId=key, PolicyName="default")["Policy"]))
         statements = document["Statement"]
         statements = statements if isinstance(statements, list) else [statements]
         applying = [s for s in statements if principal_matches(s, identity.role_arn, self.account)]
-        call = Call(action, (key,), {"aws:PrincipalArn": identity.role_arn, **context})
-        return evaluate({"key-policy": {"Statement": applying}}, call).allowed
+        by_key = evaluate({KEY_POLICY: {"Statement": applying}}, call)
+        both = Decision(by_role.allowed and by_key.allowed,
+                        (by_role.statements + by_key.statements) if by_role.allowed and by_key.allowed else ())
+        self._record(identity, call, both)  # the statements that allowed it, of both policies
+        return both.allowed
 
     def _key_uses(self, action: str, resources: Iterable[str]) -> list[tuple[str, str]]:
         """(KMS action, key ARN) for each resource of the call encrypted with a customer managed key."""

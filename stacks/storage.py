@@ -93,6 +93,11 @@ class StorageStack(EnvironmentStack):
             # exists), 7 elsewhere: environments/config.py, key_deletion_window_days.
             deletion_window_in_days=config.key_deletion_window_days,
             policy=policy_document(
+                # The statements of this policy that no local scenario exercises (UNEXERCISED in
+                # tests/e2e/test_zy_least_privilege.py): this one, because the emulator's operator key
+                # (terraform, tasks) is passed as the account's root without evaluation; the two
+                # service statements below, because the emulator does not play CloudWatch alarms
+                # publishing to the alerts topic, nor CloudWatch Logs encrypting the log groups.
                 statement("AccountAdministersKey", KEY_ADMIN_ACTIONS, ["*"], principal={"AWS": account_root}),
                 # Role ARNs are built from their fixed names: the roles live in the pipeline
                 # stack, and naming them as principals would need them to exist first.

@@ -6,9 +6,10 @@ files, before test_zz_terraform_lifecycle destroys the stack), then shows that:
 - dropping the enricher's AnnounceEnrichedUpdates statement fails its batch with AccessDenied
   (SNS's AuthorizationError), alerted and sent to the enricher DLQ, and that it passes again with it;
 - the price API's URL serves a role with the price-readers policy and refuses one without (403);
-- every call recorded in the session was allowed (but the refusals the dropped statement caused),
-  and every statement of the functions' roles and of price-readers was exercised by a recorded
-  call, or is in UNEXERCISED with the reason (the same reason is commented at the statement).
+- every call recorded in the session was allowed (but the refusals this file causes on purpose),
+  and every statement of the functions' roles, of price-readers and of the pipeline key's policy
+  was exercised by a recorded call, or is in UNEXERCISED with the reason (the same reason is
+  commented at the statement).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from botocore.awsrequest import AWSRequest
 from delivery.build import FUNCTION_NAMES
 from emulator import session
 from emulator.fault_proxy import FaultRule
-from emulator.iam_gate import Recorded
+from emulator.iam_gate import KEY_POLICY, Recorded
 from price_client import PriceClient
 from senders.webhook import signed_post
 from stacks.names import role_name
@@ -42,6 +43,13 @@ _LOCAL_ONLY = {
 UNEXERCISED: dict[tuple[str, str, str], str] = {
     **{(function, "least-privilege", sid): reason
        for function in FUNCTION_NAMES for sid, reason in _LOCAL_ONLY.items()},
+    ("key-policy", "key-policy", "AccountAdministersKey"):
+        "the account's operator (terraform, tasks, tests) signs with the emulator's key, which the gate passes "
+        "as the account's root without evaluating it",
+    ("key-policy", "key-policy", "CloudWatchAlarmsUseKey"):
+        "CloudWatch alarms publishing to the encrypted alerts topic is AWS's side, which the emulator does not play",
+    ("key-policy", "key-policy", "LogsServiceUsesKey"):
+        "CloudWatch Logs encrypting the log groups is AWS's side; the local runtime routes log lines in memory",
     ("price_enricher", "least-privilege", "ListTableStreams"):
         "the emulated stream mapping reads the stream ARN the mapping names; Lambda's own poller lists the "
         "table's streams first",
@@ -175,13 +183,18 @@ def _messages(stack: Any, url_output: str) -> list[dict]:
 
 
 def _statements(stack: Any) -> dict[tuple[str, str, str], dict]:
-    """(function or 'price-readers', policy name, Sid) -> statement, read back from the emulator's IAM."""
+    """(function, 'price-readers' or 'key-policy', policy name, Sid) -> statement, read back from the
+    emulator's IAM and KMS."""
     gate, config = stack.services.gate, stack.info.config
     found = {}
     for function in FUNCTION_NAMES:
         for policy, document in gate.policies(role_name(config, function)).items():
             for statement in document["Statement"]:
                 found[(function, policy, statement["Sid"])] = statement
+    kms = session.client("kms", stack.info.endpoint, config.region)
+    key_policy = json.loads(kms.get_key_policy(KeyId=stack.info.outputs["kms_key_arn"], PolicyName="default")["Policy"])
+    for statement in key_policy["Statement"]:
+        found[(KEY_POLICY, KEY_POLICY, statement["Sid"])] = statement
     readers = stack.info.outputs["price_readers_policy_arn"]
     iam = session.client("iam", stack.info.endpoint, config.region)
     version = iam.get_policy(PolicyArn=readers)["Policy"]["DefaultVersionId"]
@@ -197,7 +210,8 @@ def test_every_recorded_call_was_allowed_and_every_statement_was_exercised(stack
     assert not [r for r in record if not r.allowed], "calls refused outside the dropped-statement scenario"
 
     functions = {role_name(config, function): function for function in FUNCTION_NAMES}
-    exercised = {(functions.get(r.role, "price-readers"), policy, sid) for r in record for policy, sid in r.statements}
+    exercised = {(KEY_POLICY if policy == KEY_POLICY else functions.get(r.role, "price-readers"), policy, sid)
+                 for r in record for policy, sid in r.statements}
     statements = _statements(stack)
     assert set(UNEXERCISED) <= set(statements), "an allow-list entry names no deployed statement"
     unexplained = set(statements) - exercised - set(UNEXERCISED)
