@@ -93,16 +93,14 @@ class StorageStack(EnvironmentStack):
             # exists), 7 elsewhere: environments/config.py, key_deletion_window_days.
             deletion_window_in_days=config.key_deletion_window_days,
             policy=policy_document(
-                # The statements of this policy that no local scenario exercises (UNEXERCISED in
-                # tests/e2e/test_zy_least_privilege.py): this one, because the emulator's operator key
-                # (terraform, tasks) is passed as the account's root without evaluation; the two
-                # service statements below, because the emulator does not play CloudWatch alarms
-                # publishing to the alerts topic, nor CloudWatch Logs encrypting the log groups.
                 statement("AccountAdministersKey", KEY_ADMIN_ACTIONS, ["*"], principal={"AWS": account_root}),
                 # Role ARNs are built from their fixed names: the roles live in the pipeline
                 # stack, and naming them as principals would need them to exist first.
                 statement("PipelineRolesUseKey", KEY_USE_ACTIONS, ["*"], principal={"AWS": account_root},
                           condition={"ArnEquals": {"aws:PrincipalArn": role_arns}}),
+                # No local scenario exercises the two service statements below (UNEXERCISED in
+                # tests/e2e/test_zy_least_privilege.py): the emulator does not play CloudWatch alarms
+                # publishing to the encrypted alerts topic, nor CloudWatch Logs encrypting the log groups.
                 statement("CloudWatchAlarmsUseKey", ["kms:Decrypt", "kms:GenerateDataKey"], ["*"],
                           principal={"Service": "cloudwatch.amazonaws.com"}),
                 statement("LogsServiceUsesKey", KEY_USE_ACTIONS, ["*"],

@@ -43,9 +43,6 @@ _LOCAL_ONLY = {
 UNEXERCISED: dict[tuple[str, str, str], str] = {
     **{(function, "least-privilege", sid): reason
        for function in FUNCTION_NAMES for sid, reason in _LOCAL_ONLY.items()},
-    ("key-policy", "key-policy", "AccountAdministersKey"):
-        "the account's operator (terraform, tasks, tests) signs with the emulator's key, which the gate passes "
-        "as the account's root without evaluating it",
     ("key-policy", "key-policy", "CloudWatchAlarmsUseKey"):
         "CloudWatch alarms publishing to the encrypted alerts topic is AWS's side, which the emulator does not play",
     ("key-policy", "key-policy", "LogsServiceUsesKey"):
