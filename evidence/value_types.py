@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -73,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
