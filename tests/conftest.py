@@ -75,6 +75,6 @@ def moto_endpoint(moto_server):
 @pytest.fixture
 def service_log(caplog):
     """The webhook service's log records (the reason of a 401 is only there)."""
-    from tests.webhook_support import capture_service_log
+    from tests.support.webhook import capture_service_log
 
     yield from capture_service_log(caplog)

@@ -8,6 +8,7 @@ at the top of a module.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,34 @@ def test_every_cdktf_import_stays_in_stacks_and_main():
                for name in imported_modules(path)
                if name.split(".")[0] in ("cdktf", "cdktf_cdktf_provider_aws", "constructs")]
     assert outside == []
+
+
+TICKET_NUMBER = re.compile(r"(issue|item)_?\d|(^|_)zz(_|$)", re.IGNORECASE)
+
+
+def ticket_named_tests(root: Path) -> list[str]:
+    """Test files and test functions under `root` whose name carries an issue or item number,
+    or a `zz` prefix that orders them by file name: a reader learns nothing from a ticket
+    number, and an order that hangs on a file's name breaks when someone renames it."""
+    found = []
+    for path in sorted(root.rglob("test_*.py")):
+        relative = path.relative_to(root).as_posix()
+        if TICKET_NUMBER.search(path.stem.removeprefix("test_")):
+            found.append(relative)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_") \
+                    and TICKET_NUMBER.search(node.name.removeprefix("test_")):
+                found.append(f"{relative}::{node.name}")
+    return found
+
+
+def test_tests_are_named_by_behaviour_never_by_ticket_or_order():
+    assert ticket_named_tests(ROOT / "tests") == []
+
+
+def test_the_test_naming_rule_can_fail(tmp_path):
+    (tmp_path / "test_zz_last.py").write_text("def test_fine():\n    pass\n", encoding="utf-8")
+    (tmp_path / "test_webhook_issue12.py").write_text(
+        "def test_item2_replay():\n    pass\n\n\nasync def test_issue13_candles():\n    pass\n", encoding="utf-8")
+    assert ticket_named_tests(tmp_path) == ["test_webhook_issue12.py", "test_webhook_issue12.py::test_item2_replay",
+                                            "test_webhook_issue12.py::test_issue13_candles", "test_zz_last.py"]

@@ -36,7 +36,7 @@ from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from ops.drain_cli import run_drain
 from tests.support.enricher_support import CANDLE_TABLE, Pipeline
-from tests.webhook_support import SECRET, SOURCE, body_of, create_table, scan_items, url_event
+from tests.support.webhook import SECRET, SOURCE, body_of, create_table, scan_items, url_event
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000

@@ -16,7 +16,7 @@ from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from tests.support.faults import FaultInjector
-from tests.webhook_support import KRAKEN_REST, ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
+from tests.support.webhook import KRAKEN_REST, ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
 
 
 class LambdaContext:
