@@ -14,7 +14,6 @@ from functions.shared.price_table.keys import first_slot
 from functions.shared.price_table.ticks import update_from_item
 from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
-from functions.webhook_processor.signature import parse_secrets
 from tests.support.faults import FaultInjector
 from tests.support.webhook import KRAKEN_REST, ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
 
@@ -28,23 +27,7 @@ class LambdaContext:
 TABLE = "crypto-prices-test"
 
 
-@pytest.fixture
-def aws(moto_endpoint):
-    if True:
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1", config=webhook.CLIENT_CONFIG,
-                                endpoint_url=moto_endpoint)
-        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
-        dynamodb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
-                       {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                                  {"AttributeName": "timestamp", "AttributeType": "N"}])
-        queue_url = sqs.create_queue(QueueName="webhook-processor-dlq-test")["QueueUrl"]
-        settings = webhook.Settings(table_name=TABLE, dlq_url=queue_url,
-                                    secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),
-                                    default_quote="USD", max_skew_seconds=300)
-        yield dynamodb, sqs, settings
+pytestmark = pytest.mark.webhook(TABLE)  # the `aws` fixture (tests/conftest.py): table, DLQ, settings
 
 
 def call(aws, event, now=None):

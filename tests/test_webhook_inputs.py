@@ -12,31 +12,22 @@ import pytest
 
 from functions.shared.price_table.ticks import update_from_item
 from functions.webhook_processor import service as webhook
-from functions.webhook_processor.signature import parse_secrets, sign
+from functions.webhook_processor.signature import sign
 from tests.support.webhook import (
     KRAKEN_REST,
-    ROTATED,
     SECRET,
-    SOURCE,
     body_of,
-    create_table,
     drain_queue,
     logged_text,
     scan_items,
     url_event,
 )
 
-TABLE = "crypto-prices-issue12"
+TABLE = "crypto-prices-inputs"
 NOW = 1_700_000_100
 
 
-@pytest.fixture
-def aws(moto_endpoint):
-    dynamodb, sqs, queue = create_table(moto_endpoint, TABLE, "dlq-issue12", webhook.CLIENT_CONFIG)
-    settings = webhook.Settings(table_name=TABLE, dlq_url=queue,
-                                secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),
-                                default_quote="USD", max_skew_seconds=300)
-    return dynamodb, sqs, settings
+pytestmark = pytest.mark.webhook(TABLE)  # the `aws` fixture (tests/conftest.py): table, DLQ, settings
 
 
 def call(aws, event, now: float = NOW):

@@ -24,7 +24,6 @@ from tests.support.webhook import (
     TOKEN_SOURCE,
     TRADINGVIEW_IPS,
     body_of,
-    create_table,
     drain_queue,
     logged_text,
     scan_items,
@@ -46,12 +45,7 @@ SECRETS = {
 UNAUTHORIZED = {"error": "unauthorized"}
 
 
-@pytest.fixture
-def aws(moto_endpoint):
-    dynamodb, sqs, queue = create_table(moto_endpoint, TABLE, "dlq-tokens", webhook.CLIENT_CONFIG)
-    settings = webhook.Settings(table_name=TABLE, dlq_url=queue, secrets=parse_secrets(json.dumps(SECRETS)),
-                                default_quote="USD", max_skew_seconds=300)
-    return dynamodb, sqs, settings
+pytestmark = pytest.mark.webhook(TABLE, secrets=SECRETS)  # the `aws` fixture (tests/conftest.py)
 
 
 def call(aws, event, now: float = NOW):
