@@ -16,13 +16,8 @@ from demo.price_data import SOURCE_NOTE, load_series
 from functions.log_alerts import handler as log_alerts
 from functions.log_alerts import service as log_alerts_service
 from functions.price_enricher.indicators import Windows
-from tests.support.enricher_support import Counter, Pipeline
+from tests.support.enricher_support import Counter
 from tests.support.faults import FaultInjector
-
-
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
 
 
 def pandas_indicators(prices: list[float], windows: Windows) -> pd.DataFrame:

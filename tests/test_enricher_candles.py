@@ -15,9 +15,7 @@ from tests.support.faults import FaultInjector
 MINUTE = 1_699_999_980_000  # a minute boundary (epoch ms)
 
 
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint, candles=True)
+pytestmark = pytest.mark.pipeline(candles=True)  # the `pipeline` fixture (tests/conftest.py) with candle table
 
 
 def minute_batch(pipeline: Pipeline, symbol: str) -> list[dict]:

@@ -25,15 +25,10 @@ from functions.price_enricher.indicators import Windows
 from functions.shared.price_table.keys import sort_key
 from functions.shared.price_table.ticks import to_item
 from functions.shared.price_update import PriceUpdate
-from tests.support.enricher_support import Counter, MetricsRecorder, Pipeline, late_tick_scenario
+from tests.support.enricher_support import Counter, MetricsRecorder, late_tick_scenario
 from tests.test_enricher import pandas_indicators
 
 START = 1_700_000_000_000
-
-
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
 
 
 def btc(count: int) -> list[Decimal]:

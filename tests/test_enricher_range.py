@@ -7,12 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.enricher_support import MetricsRecorder, Pipeline
-
-
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
+from tests.support.enricher_support import MetricsRecorder
 
 
 def test_an_indicator_out_of_dynamodbs_range_is_left_out_and_counted(pipeline):
