@@ -10,7 +10,6 @@ import random
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,11 +87,6 @@ class Tables:
     def drop(self) -> None:
         self.client.delete_table(TableName=self.candles)
         self.client.delete_table(TableName=self.ticks)
-
-
-@pytest.fixture
-def dynamodb(moto_endpoint):
-    return boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture
