@@ -1,4 +1,4 @@
-"""Issue 13: the enricher maintains each symbol's candles as the stream flows."""
+"""The enricher maintains each symbol's candles as the stream flows."""
 
 from __future__ import annotations
 

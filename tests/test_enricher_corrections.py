@@ -1,4 +1,4 @@
-"""Issue 12 item 8: a late record corrects the later items it changes, so no EMA stays skewed.
+"""A late record corrects the later items it changes, so no EMA stays skewed.
 
 The moto tests run the service end to end (conditional writes, announcements, retries); the
 planner tests run the pure planner over an in-memory table, so that long series (where the

@@ -1,4 +1,4 @@
-"""Issue 12 item 4 (the enricher's half): an indicator DynamoDB cannot store is left out and
+"""The enricher's half of number limits: an indicator DynamoDB cannot store is left out and
 counted, instead of failing its record on every delivery."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13's tick retention: with an environment's `tick_retention_days`, every stored tick
+"""Tick retention: with an environment's `tick_retention_days`, every stored tick
 carries `expires_at` (the table's TTL attribute, epoch seconds), whichever path stores it (the
 webhook, the webhook-DLQ re-drive), and the enricher keeps it; candle maintenance gets the
 enricher's clock (`now_ms`) and, with a retention, the horizon before which it recomputes

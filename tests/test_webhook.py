@@ -76,7 +76,7 @@ def test_unauthenticated_requests_get_401_and_write_nothing(aws, event_kwargs, r
         event_kwargs = {"timestamp": int(time.time()) + event_kwargs["timestamp"]}
     response = call(aws, url_event(SEED, **event_kwargs))
     assert response["statusCode"] == 401
-    # Issue 12 item 5: one generic body for every reason; the reason is in the log line only.
+    # One generic body for every reason; the reason is in the log line only.
     assert body_of(response) == {"error": "unauthorized"}
     assert any(reason in getattr(record, "reason", "") for record in service_log.records)
     assert items(aws) == [] and dlq_messages(aws) == []

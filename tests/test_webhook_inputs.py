@@ -1,4 +1,4 @@
-"""Issue 12, items 2-6: each test reproduces the reported bug through `process` against moto.
+"""Webhook inputs that once broke it: each test reproduces a reported bug through `process` against moto.
 
 Every test here failed on the code before its fix (see the report of the change).
 """
@@ -43,7 +43,7 @@ def queued(aws) -> list:
     return drain_queue(aws[1], aws[2].dlq_url)
 
 
-# ---- item 2: a retried or replayed request without timestamps is stored again ----------------
+# ---- a retried or replayed request without timestamps is stored again ----------------
 
 NO_TIMESTAMP = json.dumps({"symbol": "BTC-USD", "price": "37000.5", "exchange": "binance"})
 
@@ -73,7 +73,7 @@ def test_a_resigned_request_is_a_new_tick_at_its_new_signed_time(aws):
     assert [u.event_ms for u in stored(aws)] == [NOW * 1000, (NOW + 5) * 1000]
 
 
-# ---- item 3: compact symbols split at the wrong place ----------------------------------------
+# ---- compact symbols split at the wrong place ----------------------------------------
 
 def _generic(symbol: str, exchange: str) -> dict:
     return {"symbol": symbol, "price": "1.5", "exchange": exchange, "timestamp": 1_700_000_000_000}
@@ -218,7 +218,7 @@ def test_exchange_names_cannot_smuggle_a_newline(aws):
     assert response["statusCode"] == 400 and stored(aws) == []
 
 
-# ---- item 4: numbers DynamoDB cannot store are queued "safe" forever --------------------------
+# ---- numbers DynamoDB cannot store are queued "safe" forever --------------------------
 
 @pytest.mark.parametrize("field, value, error", [
     ("price", "1." + "1" * 59, "price: must have at most 38 significant digits"),
@@ -261,7 +261,7 @@ def test_number_strings_must_be_plain_ascii_decimals(aws, value):
     assert stored(aws) == []
 
 
-# ---- item 5: a malformed signature header raises out of the handler ---------------------------
+# ---- a malformed signature header raises out of the handler ---------------------------
 
 VALID_V1 = "0" * 64
 MALFORMED_HEADERS = [
@@ -302,7 +302,7 @@ def test_unknown_source_and_bad_signature_get_the_same_401_body(aws, service_log
     assert sign("wrong-secret", NOW, NO_TIMESTAMP.encode()) not in logged
 
 
-# ---- item 6: an exchange envelope of the wrong type raises ------------------------------------
+# ---- an exchange envelope of the wrong type raises ------------------------------------
 
 @pytest.mark.parametrize("query, element, error", [
     ({"format": "binance"}, {"stream": "btcusdt@ticker", "data": ["x"]}, "data: must be an object"),

@@ -1,4 +1,4 @@
-"""Issue 14 part 1: token senders (TradingView alerts: a URL and a body, no custom headers).
+"""Token senders (TradingView alerts: a URL and a body, no custom headers).
 
 A token source names itself in the body's `source` and proves it with `token`; both are removed
 before anything else sees the update. Every test here failed on the code before the change.
