@@ -70,6 +70,14 @@ def synthesized(tmp_path_factory, artifacts):
 
 
 @pytest.fixture(scope="session")
+def variant(tmp_path_factory, artifacts):
+    """local.yaml with every optional feature on (tests/support/variant.py), synthesized once per session."""
+    from tests.support.variant import synthesized_variant
+
+    return synthesized_variant(tmp_path_factory.getbasetemp(), artifacts)
+
+
+@pytest.fixture(scope="session")
 def moto_server():
     """moto's HTTP server on 127.0.0.1 (a free port), shared by the session; tests reset it."""
     from emulator.moto_server import EmbeddedEmulator
