@@ -110,3 +110,19 @@ def test_the_test_naming_rule_can_fail(tmp_path):
         "def test_item2_replay():\n    pass\n\n\nasync def test_issue13_candles():\n    pass\n", encoding="utf-8")
     assert ticket_named_tests(tmp_path) == ["test_webhook_issue12.py", "test_webhook_issue12.py::test_item2_replay",
                                             "test_webhook_issue12.py::test_issue13_candles", "test_zz_last.py"]
+
+
+def test_tests_that_destroy_the_e2e_stack_are_collected_last_whatever_their_file_name():
+    """The session's one stack is destroyed by the `destroys_stack` tests: the e2e conftest
+    moves them after every other test and keeps their own order (re-plan, then destroy)."""
+    from types import SimpleNamespace
+
+    from tests.e2e.conftest import pytest_collection_modifyitems
+
+    def item(name: str, destroys: bool = False) -> SimpleNamespace:
+        marked = {"destroys_stack"} if destroys else set()
+        return SimpleNamespace(name=name, get_closest_marker=lambda marker: marker if marker in marked else None)
+
+    items = [item("test_aa_re_plan", True), item("test_read"), item("test_ab_destroy", True), item("test_write")]
+    pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+    assert [i.name for i in items] == ["test_read", "test_write", "test_aa_re_plan", "test_ab_destroy"]
