@@ -28,8 +28,8 @@ from functions.shared.price_table.candles import (
 from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.ticks import oldest_recomputable_ms
 from ops import drain as drain_ops
+from tests.support.candles import INTERVALS, MemoryStore, pandas_candles, rows
 from tests.support.enricher_support import CANDLE_TABLE, Pipeline
-from tests.test_candles_support import INTERVALS, MemoryStore, pandas_candles, rows
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -37,7 +37,7 @@ from functions.shared.price_table.candles import (
 from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.keys import table_definition as tick_table_definition
 from functions.shared.price_table.reads import MeteredClient, ReadLog
-from tests.test_candles_support import MIDNIGHT, deliveries, pandas_candles, rows, share, tick_sets
+from tests.support.candles import MIDNIGHT, deliveries, pandas_candles, rows, share, tick_sets
 
 CANDLES = "price-candles-test"
 TICKS = "crypto-prices-candles-test"

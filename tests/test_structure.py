@@ -126,3 +126,12 @@ def test_tests_that_destroy_the_e2e_stack_are_collected_last_whatever_their_file
     items = [item("test_aa_re_plan", True), item("test_read"), item("test_ab_destroy", True), item("test_write")]
     pytest_collection_modifyitems(items)  # type: ignore[arg-type]
     assert [i.name for i in items] == ["test_read", "test_write", "test_aa_re_plan", "test_ab_destroy"]
+
+
+def test_helper_modules_live_in_tests_support_not_in_test_files():
+    """A test_*.py file without a test is a helper under a test's name: pytest collects it for
+    nothing and a reader looks for tests in it. Helpers live in tests/support/."""
+    helpers = [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "tests").rglob("test_*.py"))
+               if not any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+                          for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))]
+    assert helpers == []
