@@ -27,7 +27,7 @@ from ops.drain_cli import aws_clients
 from price_client import PriceClient
 from senders.webhook import signed_post
 from tests.e2e.conftest import wait_until
-from tests.test_candles_support import pandas_candles
+from tests.support.candles import pandas_candles
 
 SYMBOL = "APIE-USD"
 DAY_MS = 86_400_000
