@@ -16,7 +16,7 @@ from functions.shared.price_table.candles import read_candles
 from functions.shared.price_table.candles import table_definition as candle_table_definition
 from functions.shared.price_table.keys import sort_key, table_definition
 from ops.rebuild import estimate, rebuild, stored_symbols
-from tests.test_candles_support import pandas_candles
+from tests.support.candles import pandas_candles
 from tests.test_candles_venues import reference_composite
 
 TICKS, CANDLES, SYMBOL = "crypto-prices-rebuild", "price-candles-rebuild", "ETH-USD"
