@@ -94,9 +94,10 @@ class Estimate:
         return self.read_units * READ_PRICE / 1e6 + self.write_units * WRITE_PRICE / 1e6
 
     def text(self) -> str:
+        places = 2 if self.dollars >= 0.01 else 6
         volumes = ", ".join(f"{source or '(none)'} {count:,}" for source, count in self.volume_by_source) or "none"
         return (f"rebuild of {self.symbols} symbols, {self.ticks:,} ticks ({self.tick_bytes / 1e6:,.1f} MB): "
-                f"~{self.read_units:,.0f} read units, ~{self.write_units:,} write units, ~${self.dollars:,.2f}; "
+                f"~{self.read_units:,.0f} read units, ~{self.write_units:,} write units, ~${self.dollars:,.{places}f}; "
                 f"{self.tick_writes:,} ticks rewritten: {self.indicator_writes:,} get their venue's indicators, "
                 f"{self.volume_moves:,} volumes move to "
                 f"volume_24h, {self.unenriched:,} not yet enriched (left to the enricher); "

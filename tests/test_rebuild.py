@@ -239,7 +239,11 @@ def test_upgrade_gives_each_venue_its_own_indicators_and_candles_and_rewrites_no
     before = _scan(dynamodb, TICKS)
     output = io.StringIO()
     seen_at_first_write: list[str] = []
-    counted = Writes(dynamodb, before_write=lambda: seen_at_first_write or seen_at_first_write.append(output.getvalue()))
+
+    def note() -> None:
+        seen_at_first_write or seen_at_first_write.append(output.getvalue())
+
+    counted = Writes(dynamodb, before_write=note)
     report = run_rebuild(load_config("local"), OUTPUTS, [], yes=True, volume_24h_sources=["relay"],
                          console=Console(file=output, width=400), dynamodb=counted, now_ms=NOW,
                          checkpoints=tmp_path / "run")
