@@ -119,6 +119,31 @@ def _tick_pages(dynamodb: Any, tick_table: str, symbol: str, after_ms: int,
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _ticks_after(dynamodb: Any, tick_table: str, symbol: str) -> Iterable[dict[str, Any]]:
+    """The symbol's ticks in key order (consistent reads), then, until a Query finds none, the
+    ticks stored after the last one read: on a live table the enricher may have enriched a new
+    tick from a neighbour this walk had not corrected yet, and the walk corrects it too."""
+    after: int | None = None
+    while True:
+        arguments: dict[str, Any] = {
+            "TableName": tick_table, "ConsistentRead": True,
+            "KeyConditionExpression": "#s = :s" if after is None else "#s = :s AND #t > :t",
+            "ExpressionAttributeNames": {"#s": PARTITION_KEY, **({} if after is None else {"#t": SORT_KEY})},
+            "ExpressionAttributeValues": {":s": {"S": symbol}, **({} if after is None else {":t": {"N": str(after)}})}}
+        found = False
+        while True:
+            page = dynamodb.query(**arguments)
+            for item in page.get("Items", []):
+                found = True
+                after = int(item[SORT_KEY]["N"])
+                yield item
+            if "LastEvaluatedKey" not in page:
+                break
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        if not found:
+            return
+
+
 def _size(item: dict[str, Any]) -> int:
     """An item's bytes as DynamoDB counts them, near enough for an estimate: names plus the
     text of the values (a number's text is within a byte or two of its stored size)."""
@@ -300,7 +325,7 @@ def rebuild_indicators(dynamodb: Any, tick_table: str, symbol: str, checkpoint: 
     walk = SymbolWalk(windows, volume_24h_sources)
     ticks = written = moved = 0
     last = through
-    for item in _tick_pages(dynamodb, tick_table, symbol, 0, consistent=True):
+    for item in _ticks_after(dynamodb, tick_table, symbol):
         key = int(item[SORT_KEY]["N"])
         ticks += 1
         change = walk.change(item)

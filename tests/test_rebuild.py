@@ -335,6 +335,23 @@ def test_a_correction_written_meanwhile_is_read_again_not_overwritten(dynamodb, 
     assert_upgraded(dynamodb, before, ("relay",))
 
 
+def test_a_tick_the_enricher_stores_during_the_walk_gets_its_venues_indicators_too(dynamodb, tmp_path):
+    """On a live table a new tick arrives, enriched from a neighbour the walk had not corrected
+    yet (stale values), after the walk read its pages: the walk reads on and corrects it."""
+    new = old_tick(T0 + 96 * MINUTE_MS, "kraken", "desk-feed", "1999.5", "0.250")
+    new.update({"enriched_at": {"N": str(T0 + 96 * MINUTE_MS + 900)}, "sma_5": {"N": "1"}, "ema_12": {"N": "1"}})
+    stored: list[bool] = []
+
+    def arrive() -> None:
+        if not stored:
+            stored.append(True)
+            dynamodb.put_item(TableName=TICKS, Item=new)
+
+    before = _scan(dynamodb, TICKS)
+    _run(Writes(dynamodb, before_write=arrive), tmp_path / "run")
+    assert_upgraded(dynamodb, sorted([*before, new], key=repr), ("relay",))
+
+
 def test_bad_names_fail_in_one_line_and_change_nothing(dynamodb, tmp_path):
     counted = Writes(dynamodb)
     with pytest.raises(RebuildError, match="not a source id") as error:
