@@ -34,6 +34,7 @@ from emulator.runtime import provided_libraries, unpack
 from emulator.session import client as emulator_client
 from errors import PipelineError
 from evidence.capacity import item_size, read_units, write_units
+from functions.shared.price_table.items import stream_record
 from functions.shared.price_table.keys import table_definition
 from functions.webhook_processor.settings import Settings as WebhookSettings
 from stacks.names import FUNCTION_NAMES
@@ -150,12 +151,6 @@ def bench_webhook(endpoint: str, batch_sizes: tuple[int, ...], repeats: int, sym
 
 # ---- enricher -------------------------------------------------------------------------------
 
-def _record(item: dict, sequence: int) -> dict:
-    return {"eventName": "INSERT", "eventSource": "aws:dynamodb",
-            "dynamodb": {"Keys": {"symbol": item["symbol"], "timestamp": item["timestamp"]}, "NewImage": item,
-                         "SequenceNumber": str(sequence)}}
-
-
 def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: tuple[int, ...],
                    repeats: int) -> list[dict]:
     from decimal import Decimal
@@ -179,7 +174,7 @@ def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: t
         item = to_item(PriceUpdate(symbol, 1_700_000_000_000 + t * 1000, Decimal(100 + t % 7), "binance",
                                    "bench", 0), sort_key(1_700_000_000_000 + t * 1000, 0))
         dynamodb.put_item(TableName="bench-enricher", Item=item)
-        return _record(item, sequence)
+        return stream_record(item, sequence)
 
     for symbols in symbol_counts:
         for size in batch_sizes:

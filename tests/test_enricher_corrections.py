@@ -22,6 +22,7 @@ import pytest
 from demo.price_data import load_series
 from functions.price_enricher import planner
 from functions.price_enricher.indicators import Windows
+from functions.shared.price_table.items import stream_record
 from functions.shared.price_table.keys import sort_key
 from functions.shared.price_table.ticks import to_item
 from functions.shared.price_update import PriceUpdate
@@ -159,7 +160,7 @@ class MemoryTable:
         self.items[key] = item
         bisect.insort(self.keys, key)
         self.sequence += 1
-        return {"eventName": "INSERT", "dynamodb": {"NewImage": item, "SequenceNumber": str(self.sequence)}}
+        return stream_record(item, self.sequence)
 
     def _kept(self, keys: list[int], venue: str | None) -> list[int]:
         return keys if venue is None else [k for k in keys if self.items[k]["exchange"]["S"] == venue]

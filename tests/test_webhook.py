@@ -10,7 +10,7 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from functions.shared.price_table.keys import first_slot
+from functions.shared.price_table.keys import first_slot, table_definition
 from functions.shared.price_table.ticks import update_from_item
 from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
@@ -34,12 +34,7 @@ def aws(moto_endpoint):
         dynamodb = boto3.client("dynamodb", region_name="us-east-1", config=webhook.CLIENT_CONFIG,
                                 endpoint_url=moto_endpoint)
         sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
-        dynamodb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
-                       {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                                  {"AttributeName": "timestamp", "AttributeType": "N"}])
+        dynamodb.create_table(**table_definition(TABLE))
         queue_url = sqs.create_queue(QueueName="webhook-processor-dlq-test")["QueueUrl"]
         settings = webhook.Settings(table_name=TABLE, dlq_url=queue_url,
                                     secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),

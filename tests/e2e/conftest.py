@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from delivery.local import LocalDeployment
+from delivery.paths import BUILD_DIR
 from emulator.subscriber import TopicSubscriber
 from tests.support.variant import e2e_config
 
@@ -30,7 +32,22 @@ def stack():
     # runs its task); LocalStack's community image has no ECS.
     config = e2e_config() if target == "embedded" else None
     with LocalDeployment(target=target, stream_terraform=True, config=config) as running:
-        yield running
+        try:
+            yield running
+        finally:
+            write_iam_record(running)
+
+
+IAM_RECORD = BUILD_DIR / "iam" / "calls.json"
+
+
+def write_iam_record(running: LocalDeployment) -> None:
+    """Every (role, action, resource) the session's functions called, with the verdict and the
+    statements that allowed it (emulator/iam_gate.py), for review and tests/test_least_privilege*."""
+    if running.services is None:
+        return
+    IAM_RECORD.parent.mkdir(parents=True, exist_ok=True)
+    IAM_RECORD.write_text(json.dumps(running.services.gate.record(), indent=1) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ from evidence.bench import RequestCounter as Counter
 from functions.price_enricher import service as enricher
 from functions.price_enricher.indicators import Windows
 from functions.shared.price_table import candles
-from functions.shared.price_table.keys import sort_key
-from functions.shared.price_table.ticks import to_item
+from functions.shared.price_table.items import stream_record
+from functions.shared.price_table.keys import sort_key, table_definition
+from functions.shared.price_table.ticks import plain_item, to_item
 from functions.shared.price_update import PriceUpdate
 
 __all__ = ["CANDLE_TABLE", "TABLE", "Counter", "MetricsRecorder", "Pipeline", "corrections_for_late_tick"]
@@ -46,12 +47,7 @@ class Pipeline:
         self.sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
         self.sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
         self.table = TABLE + suffix
-        self.dynamodb.create_table(
-            TableName=self.table, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
-                       {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                                  {"AttributeName": "timestamp", "AttributeType": "N"}])
+        self.dynamodb.create_table(**table_definition(self.table))
         candle_table = ""
         if candles:
             candle_table = CANDLE_TABLE + suffix
@@ -76,13 +72,8 @@ class Pipeline:
 
     def record(self, item: dict, event_name: str = "INSERT") -> dict:
         self.sequence += 1
-        body = {"Keys": {"symbol": item["symbol"], "timestamp": item["timestamp"]},
-                "SequenceNumber": str(self.sequence), "SizeBytes": 100, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-        if event_name != "REMOVE":
-            body["NewImage"] = item
-        return {"eventID": str(self.sequence), "eventName": event_name, "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1", "dynamodb": body,
-                "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{self.table}/stream/x"}
+        arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{self.table}/stream/x"
+        return stream_record(item, self.sequence, arn, event_name)
 
     def enrich(self, records: list[dict], metrics: MetricsRecorder | None = None) -> dict:
         if metrics is None:
@@ -90,12 +81,9 @@ class Pipeline:
         return enricher.process({"Records": records}, self.settings, self.dynamodb, self.sns, metrics=metrics)
 
     def items(self, symbol: str) -> list[dict]:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        deserializer = TypeDeserializer()
         result = self.dynamodb.query(TableName=self.table, KeyConditionExpression="symbol = :s",
                                      ExpressionAttributeValues={":s": {"S": symbol}})["Items"]
-        return [{k: deserializer.deserialize(v) for k, v in item.items()} for item in result]
+        return [plain_item(item) for item in result]
 
     def notifications(self) -> list[dict]:
         found = []
