@@ -47,8 +47,9 @@ from errors import PipelineError
 from functions.price_enricher.indicators import Windows, ema_step, to_stored, window_indicators
 from functions.shared.candles import INTERVALS, MINUTE_MS, bucket_start
 from functions.shared.price_table.candles import DynamoCandleStore, maintain_store
+from functions.shared.price_table.items import ENRICHED_AT, VENUE, is_indicator
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms
-from functions.shared.price_table.ticks import ENRICHED_AT, VENUE, CorrectionOutcome, is_indicator, put_correction
+from functions.shared.price_table.ticks import CorrectionOutcome, put_correction
 
 HOUR_MS = INTERVALS["1h"]
 # DynamoDB on-demand prices (us-east-1, per million request units), for the estimate only.

@@ -30,8 +30,8 @@ from functions.price_enricher.indicators import Windows, to_decimal
 from functions.shared.candles import INTERVALS, MINUTE_MS
 from functions.shared.price_table.candles import read_candles
 from functions.shared.price_table.candles import table_definition as candle_table_definition
+from functions.shared.price_table.items import is_indicator
 from functions.shared.price_table.keys import event_ms, first_slot, sort_key, table_definition
-from functions.shared.price_table.ticks import is_indicator
 from ops.rebuild import RebuildError, estimate, rebuild, rebuild_indicators, stored_symbols
 from ops.rebuild_cli import run_rebuild
 from tests.test_candles_support import pandas_candles
