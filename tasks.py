@@ -237,6 +237,24 @@ def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None, sym
         raise Exit(code=1)
 
 
+@task(help={"env": ENV_HELP + "; local needs AWS_ENDPOINT_URL set to the running emulator", "suffix": SUFFIX_HELP,
+            "symbols": "comma-separated symbols (BTC-USD,ETH-USD); default: every symbol of the candle registry",
+            "yes": "write without asking (the cost line is still printed first)",
+            "volume_24h_sources": "comma-separated sources whose stored `volume` is the exchange's rolling 24 h "
+                                  "figure (the relay's ticker channel): moved to volume_24h; default: none"})
+@one_line_errors
+def rebuild(c, env=None, suffix=None, symbols=None, yes=False, volume_24h_sources=None):
+    """Upgrade stored data to venues: each venue's indicators, its candles and the composite, rebuilt from the
+    stored ticks (cost printed first, resumable, idempotent); see docs/operations.md."""
+    from delivery.deployer import read_outputs
+    from ops.rebuild_cli import run_rebuild, split_names
+
+    configuration = resolve(env, suffix)
+    if run_rebuild(configuration, read_outputs(configuration), split_names(symbols), yes=yes,
+                   volume_24h_sources=split_names(volume_24h_sources)) is None:
+        raise Exit(code=1)
+
+
 @task(help={"env": ENV_HELP + "; local needs a running `invoke local`", "suffix": SUFFIX_HELP,
             "exchange": "binance, coinbase or kraken", "symbols": "comma-separated, as the exchange writes them "
             "(BTCUSDT / BTC-USD / BTC/USD)", "ws_url": "override the exchange's websocket URL",
