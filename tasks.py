@@ -115,7 +115,9 @@ def test(c, thorough=False, k=None, quick=False):
     build_all(host_platform())
     profile = "thorough" if thorough else ("quick" if quick else "ci")
     selection = f" -k '{k}'" if k else ""
-    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --durations=10 "
+    # One worker per core (pytest-xdist): the unit suite is CPU-bound and its tests share no state
+    # but the session's synth, which each worker makes once.
+    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider -n auto --durations=10 "
                    f"--hypothesis-profile={profile}{selection} --ignore=tests/e2e tests", warn=True, pty=False)
     if result.exited:
         raise Exit(code=result.exited)
