@@ -99,7 +99,7 @@ class PipelineStack(EnvironmentStack):
                                               "dynamodb:GetShardIterator"], [stream_arn]),
                 # No local scenario exercises it: the emulated stream mapping reads the stream ARN the
                 # mapping names, where Lambda's own poller lists the table's streams first
-                # (UNEXERCISED in tests/e2e/test_zy_least_privilege.py).
+                # (UNEXERCISED in tests/e2e/test_least_privilege.py).
                 statement("ListTableStreams", ["dynamodb:ListStreams"], ["*"]),
                 statement("MaintainCandles", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
                                               "dynamodb:UpdateItem"], [candles.arn]),
@@ -272,7 +272,7 @@ class PipelineStack(EnvironmentStack):
                 *statements,
                 # No local scenario exercises this one: Lambda writes a function's logs with its role,
                 # and the local runtime routes log lines in memory (no CloudWatch Logs call)
-                # (UNEXERCISED in tests/e2e/test_zy_least_privilege.py).
+                # (UNEXERCISED in tests/e2e/test_least_privilege.py).
                 statement("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"],
                           [f"{log_group.arn}:*"]),
                 statement("UsePipelineKey", key_actions or ["kms:Decrypt", "kms:GenerateDataKey"],

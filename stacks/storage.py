@@ -99,7 +99,7 @@ class StorageStack(EnvironmentStack):
                 statement("PipelineRolesUseKey", KEY_USE_ACTIONS, ["*"], principal={"AWS": account_root},
                           condition={"ArnEquals": {"aws:PrincipalArn": role_arns}}),
                 # No local scenario exercises the two service statements below (UNEXERCISED in
-                # tests/e2e/test_zy_least_privilege.py): the emulator does not play CloudWatch alarms
+                # tests/e2e/test_least_privilege.py): the emulator does not play CloudWatch alarms
                 # publishing to the encrypted alerts topic, nor CloudWatch Logs encrypting the log groups.
                 statement("CloudWatchAlarmsUseKey", ["kms:Decrypt", "kms:GenerateDataKey"], ["*"],
                           principal={"Service": "cloudwatch.amazonaws.com"}),

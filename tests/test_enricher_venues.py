@@ -29,11 +29,6 @@ CADENCE_MS = {"binance": 1000, "coinbase": 2000, "kraken": 5000}   # and offsets
 OFFSET_MS = {"binance": 0, "coinbase": 300, "kraken": 700}
 
 
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
-
-
 def venue_ticks(seconds: int, seed: int = 5) -> list[tuple[int, str, Decimal]]:
     """(event ms, venue, price) of the three venues in time order: one random walk, each venue
     at its cadence, its basis added, and a little noise of its own."""

@@ -25,6 +25,17 @@ def wait_until(condition: Callable[[], object], timeout: float = 90.0, interval:
         time.sleep(interval)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "destroys_stack: runs after every other end-to-end test (it tears "
+                                       "down the session's deployed stack)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that destroy the session's stack run last, in their collected order: the order is
+    the marker's, not the file name's, so a new e2e file never lands after the destroy."""
+    items.sort(key=lambda item: item.get_closest_marker("destroys_stack") is not None)  # stable
+
+
 @pytest.fixture(scope="session")
 def stack():
     target = os.environ.get("E2E_TARGET", "embedded")

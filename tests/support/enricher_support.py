@@ -1,5 +1,5 @@
 """Helpers: a moto table plus topic→queue subscription, and stream records built from items;
-the late-tick scenario of issue 12 item 8 and its cost (`corrections_for_late_tick`, for
+the late-tick scenario (a late record corrects the items after it) and its cost (`corrections_for_late_tick`, for
 `invoke bench`)."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _candle_table_definition(name: str) -> dict[str, Any]:
 
 def late_tick_scenario(pipeline: Pipeline, symbol: str, prices: Sequence[Decimal | str | float], late: int,
                        enriched_before: int, batch_size: int = 7) -> dict[str, Any]:
-    """Issue 12 item 8's scenario: ticks 0..len(prices)-1 of `symbol`, one second apart, where
+    """The late-tick scenario: ticks 0..len(prices)-1 of `symbol`, one second apart, where
     tick `late` is stored (and enriched) only after ticks 0..late-1 and late+1..enriched_before
     were enriched in batches of `batch_size`; then the rest. Returns the late record, the
     requests its own batch made (by operation) and the metrics it counted."""
@@ -130,7 +130,7 @@ def late_tick_scenario(pipeline: Pipeline, symbol: str, prices: Sequence[Decimal
 
 def corrections_for_late_tick(endpoint: str, total: int = 60, late: int = 10, enriched_before: int = 24,
                               batch_size: int = 7, suffix: str = "-bench-late") -> dict[str, float]:
-    """The cost of one late record in issue 12 item 8's scenario, on moto at `endpoint`.
+    """The cost of one late record in the late-tick scenario, on moto at `endpoint`.
 
     Ticks 0..total-1 of BTC/USD monthly closes (the demo's real series); tick `late` arrives
     after ticks up to `enriched_before` were enriched. Returns the late record's writes (its

@@ -2,7 +2,7 @@
 
 Every function signs with its own role's session and every call is evaluated against the role's
 policies. This file runs a tour of the pipeline's paths (on its own or after the other end-to-end
-files, before test_zz_terraform_lifecycle destroys the stack), then shows that:
+files, before the tests marked destroys_stack tear the stack down), then shows that:
 - dropping the enricher's AnnounceEnrichedUpdates statement fails its batch with AccessDenied
   (SNS's AuthorizationError), alerted and sent to the enricher DLQ, and that it passes again with it;
 - the price API's URL serves a role with the price-readers policy and refuses one without (403);
