@@ -16,7 +16,7 @@ has none. The first
 `warmup_minutes` are maintained but not counted (each symbol's registry record is created
 once, not per update).
 
-`python -m evidence.candle_overhead [minutes [start_ms]]` prints a report (for docs/evidence.md and the
+`python -m evidence.candle_overhead [minutes [start_ms [venues [batch]]]]` prints a report (for docs/evidence.md and the
 cost model); `tests/test_candles_store.py` runs a short one and checks the budget.
 """
 
@@ -36,7 +36,7 @@ from functions.shared.candles import INTERVALS, MINUTE_MS
 from functions.shared.composite import STALE_MS
 from functions.shared.price_table.candles import PACK_SUFFIX, SERIES, maintain
 from functions.shared.price_table.candles import table_definition as candle_table_definition
-from functions.shared.price_table.keys import SORT_KEY, event_ms, sort_key, table_definition
+from functions.shared.price_table.keys import SORT_KEY, event_ms, first_slot, sort_key, table_definition
 from functions.shared.price_table.reads import MeteredClient, ReadLog
 
 DAY_MS = 86_400_000
@@ -48,11 +48,15 @@ CANDLE_TABLE = "price-candles-overhead"
 TICK_TABLE = "crypto-prices-overhead"
 
 
+VENUES = ("binance", "coinbase", "kraken")
+
+
 @dataclass(frozen=True)
 class Tick:
     symbol: str
     key: int
     price: Decimal
+    venue: str = "binance"
 
 
 @dataclass
@@ -61,6 +65,7 @@ class OverheadReport:
     updates_per_day: int
     batch: int
     simulated_minutes: float
+    venues: int = 1
     updates: int = 0
     batches: int = 0
     maintain_calls: int = 0
@@ -98,27 +103,36 @@ class OverheadReport:
 
 
 def synthetic_stream(symbols: int = 20, updates_per_day: int = 1_000_000, minutes: float = 20,
-                     start_ms: int = DEFAULT_START_MS, seed: int = 7) -> list[Tick]:
-    """Every symbol's ticks for `minutes`, merged in event-time order (the stream's order)."""
+                     start_ms: int = DEFAULT_START_MS, seed: int = 7, venues: int = 1) -> list[Tick]:
+    """Every series' ticks for `minutes`, merged in event-time order (the stream's order).
+
+    `venues` venues per symbol (binance, coinbase, kraken) share the updates evenly; each
+    venue's ticks are keyed at its first slot (`keys.first_slot`), as the webhook stores them,
+    and its price carries a basis of its own.
+    """
     rng = random.Random(seed)
-    spacing = DAY_MS * symbols / updates_per_day
+    series = symbols * venues
+    spacing = DAY_MS * series / updates_per_day
     end = start_ms + minutes * MINUTE_MS
     ticks = []
     for index in range(symbols):
-        symbol, price = f"S{index:02d}-USD", Decimal(rng.randint(1_000, 100_000))
-        moment = start_ms + rng.random() * spacing
-        while moment < end:
-            price = max(Decimal("0.01"), price + Decimal(rng.randint(-500, 500)).scaleb(-2))
-            ticks.append(Tick(symbol, sort_key(int(moment), rng.randrange(1000)), price))
-            moment += spacing * rng.uniform(0.8, 1.2)
-    return sorted(ticks, key=lambda tick: (event_ms(tick.key), tick.symbol))
+        symbol, base = f"S{index:02d}-USD", Decimal(rng.randint(1_000, 100_000))
+        for venue in VENUES[:venues]:
+            price = base + Decimal(rng.randint(-100, 100)).scaleb(-2)
+            moment = start_ms + rng.random() * spacing
+            while moment < end:
+                price = max(Decimal("0.01"), price + Decimal(rng.randint(-500, 500)).scaleb(-2))
+                ticks.append(Tick(symbol, sort_key(int(moment), first_slot(venue)), price, venue))
+                moment += spacing * rng.uniform(0.8, 1.2)
+    return sorted(ticks, key=lambda tick: (event_ms(tick.key), tick.symbol, tick.venue))
 
 
 def tick_item(tick: Tick) -> dict[str, Any]:
     """A stored, enriched tick of realistic size (~260 bytes; read units depend on it)."""
     number = {"N": str(tick.price)}
     item = {"symbol": {"S": tick.symbol}, SORT_KEY: {"N": str(tick.key)}, "price": number,
-            "exchange": {"S": "binance"}, "source": {"S": "feed-1"}, "received_at": {"N": str(event_ms(tick.key) + 40)},
+            "exchange": {"S": tick.venue}, "source": {"S": "feed-1"},
+            "received_at": {"N": str(event_ms(tick.key) + 40)},
             "volume": {"N": "12.34567"}, "enriched_at": {"N": str(event_ms(tick.key) + 900)},
             "change_pct": {"N": "0.01234567890123456789"}}
     for name in ("sma_5", "sma_20", "ema_12", "ema_26", "volatility_20"):
@@ -136,15 +150,15 @@ def _write(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
 def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_000_000, minutes: float = 20,
                      batch: int = 100, start_ms: int = DEFAULT_START_MS, warmup_minutes: float = 1, seed: int = 7,
                      candle_table: str = CANDLE_TABLE, tick_table: str = TICK_TABLE,
-                     threads: int = 8) -> tuple[OverheadReport, list[Tick]]:
+                     threads: int = 8, venues: int = 1) -> tuple[OverheadReport, list[Tick]]:
     """Run the stream through `maintain` against `dynamodb` (moto); the report and the ticks.
 
     The first `warmup_minutes` are maintained but not counted: they create each symbol's
     registry record, a cost once per symbol, not per update. Creates both tables.
     """
-    stream = synthetic_stream(symbols, updates_per_day, minutes + warmup_minutes, start_ms, seed)
+    stream = synthetic_stream(symbols, updates_per_day, minutes + warmup_minutes, start_ms, seed, venues)
     counted_from = start_ms + int(warmup_minutes * MINUTE_MS)
-    report = OverheadReport(symbols, updates_per_day, batch, minutes)
+    report = OverheadReport(symbols, updates_per_day, batch, minutes, venues)
     dynamodb.create_table(**candle_table_definition(candle_table))
     dynamodb.create_table(**table_definition(tick_table))
     log, written = ReadLog(), list[dict[str, Any]]()
@@ -156,12 +170,16 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
         counted = event_ms(records[0].key) >= counted_from
         _write(dynamodb, tick_table, [{"PutRequest": {"Item": tick_item(tick)}} for tick in records])
         by_symbol: dict[str, list[int]] = {}
+        batch_venues: dict[str, set[str]] = {}
         for tick in records:
             by_symbol.setdefault(tick.symbol, []).append(tick.key)
+            batch_venues.setdefault(tick.symbol, set()).add(tick.venue)
             stored.setdefault(tick.symbol, []).append(tick.key)
         pages_before, writes_before = len(log.pages), len(written)
         with ThreadPoolExecutor(threads) as pool:  # the enricher, too, works on a batch's symbols concurrently
-            results = list(pool.map(lambda pair: maintain(metered, candle_table, tick_table, *pair), by_symbol.items()))
+            results = list(pool.map(lambda pair: maintain(metered, candle_table, tick_table, pair[0], pair[1][0],
+                                                          venues=pair[1][1]),
+                                    ((symbol, (keys, batch_venues[symbol])) for symbol, keys in by_symbol.items())))
         for symbol, writes in zip(by_symbol, results, strict=True):
             if writes.watermark is not None:
                 watermarks[symbol] = writes.watermark
@@ -209,9 +227,11 @@ def main(argv: list[str]) -> None:
 
     minutes = float(argv[0]) if argv else 60
     start = int(argv[1]) if len(argv) > 1 else DEFAULT_START_MS
+    venues = int(argv[2]) if len(argv) > 2 else 1
+    batch = int(argv[3]) if len(argv) > 3 else 100
     with EmbeddedEmulator() as emulator:
         client = emulator_client("dynamodb", emulator.endpoint)
-        report, _ = measure_overhead(client, minutes=minutes, start_ms=start)
+        report, _ = measure_overhead(client, minutes=minutes, start_ms=start, venues=venues, batch=batch)
     print(json.dumps(report.summary(), indent=2))
 
 
