@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -76,6 +77,8 @@ class OverheadReport:
     read_units: float = 0.0
     candles_written: int = 0
     candles_stored: dict[str, int] = field(default_factory=dict)
+    maintain_cpu_seconds: float = 0.0  # this process's CPU in `maintain` (boto3 + the candle code; moto runs apart)
+    maintain_wall_seconds: float = 0.0
     largest_item_bytes: int = 0     # over the candle table after the run (a full hour pack: ~2.5 KB)
     mean_candle_bytes: float = 0.0  # candle items only (not the registry): what storage grows by
 
@@ -99,7 +102,9 @@ class OverheadReport:
         return {**asdict(self), "writes_per_update": round(self.writes_per_update, 4),
                 "write_units_per_update": round(self.write_units_per_update, 4),
                 "reads_per_update": round(self.reads_per_update, 4),
-                "read_units_per_update": round(self.read_units_per_update, 4)}
+                "read_units_per_update": round(self.read_units_per_update, 4),
+                "maintain_cpu_ms_per_update": round(self.maintain_cpu_seconds * 1000 / max(1, self.updates), 4),
+                "maintain_wall_ms_per_update": round(self.maintain_wall_seconds * 1000 / max(1, self.updates), 4)}
 
 
 def synthetic_stream(symbols: int = 20, updates_per_day: int = 1_000_000, minutes: float = 20,
@@ -176,10 +181,14 @@ def measure_overhead(dynamodb: Any, symbols: int = 20, updates_per_day: int = 1_
             batch_venues.setdefault(tick.symbol, set()).add(tick.venue)
             stored.setdefault(tick.symbol, []).append(tick.key)
         pages_before, writes_before = len(log.pages), len(written)
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:  # the enricher, too, works on a batch's symbols concurrently
             results = list(pool.map(lambda pair: maintain(metered, candle_table, tick_table, pair[0], pair[1][0],
                                                           venues=pair[1][1]),
                                     ((symbol, (keys, batch_venues[symbol])) for symbol, keys in by_symbol.items())))
+        if counted:
+            report.maintain_cpu_seconds += time.process_time() - cpu_before
+            report.maintain_wall_seconds += time.perf_counter() - wall_before
         for symbol, writes in zip(by_symbol, results, strict=True):
             if writes.watermark is not None:
                 watermarks[symbol] = writes.watermark
@@ -237,3 +246,59 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# ---- Lambda's CPU share on this machine -----------------------------------------------------------
+
+LAMBDA_FULL_VCPU_MB = 1769  # one vCPU at 1,769 MB (docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html)
+CGROUP_CPU = "/sys/fs/cgroup/cpu"
+
+
+def lambda_cgroup(name: str, memory_mb: int, period_us: int = 20_000) -> str:
+    """A cgroup v1 CPU group capped at Lambda's share for `memory_mb` (root only); its path.
+    Put a process in it by writing its PID to `<path>/cgroup.procs`."""
+    import os
+
+    path = os.path.join(CGROUP_CPU, name)
+    os.makedirs(path, exist_ok=True)
+    quota = min(period_us, round(period_us * memory_mb / LAMBDA_FULL_VCPU_MB))
+    with open(os.path.join(path, "cpu.cfs_period_us"), "w") as period_file:
+        period_file.write(str(period_us))
+    with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as quota_file:
+        quota_file.write(str(quota if quota < period_us else -1))
+    return path
+
+
+def _spin(count: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a CPU-bound loop."""
+    started, cpu, total = time.perf_counter(), time.process_time(), 0
+    for index in range(count):
+        total += index * index % 7
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def share_scaling(memory_mb: int, count: int = 20_000_000) -> dict[str, float]:
+    """A CPU-bound loop's wall time per CPU second inside the group against outside it: under
+    Lambda's model it should be 1 / share = 1,769 / memory_mb times slower (this checks the
+    machine's cgroup does it). Wall per CPU second, not wall alone: on a busy machine the free
+    loop also waits for a core, and that wait is not the cap's."""
+    import multiprocessing
+    import os
+
+    path = lambda_cgroup(f"lambda-{memory_mb}", memory_mb)
+    free = _spin(count)
+
+    def capped(queue: Any) -> None:
+        with open(os.path.join(path, "cgroup.procs"), "w") as procs:
+            procs.write(str(os.getpid()))
+        queue.put(_spin(count))
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=capped, args=(queue,))
+    child.start()
+    slow = queue.get()
+    child.join()
+    return {"memory_mb": memory_mb, "free_wall_s": free[0], "free_cpu_s": free[1], "capped_wall_s": slow[0],
+            "capped_cpu_s": slow[1], "measured_ratio": (slow[0] / slow[1]) / (free[0] / free[1]),
+            "expected_ratio": LAMBDA_FULL_VCPU_MB / memory_mb}
