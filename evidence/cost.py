@@ -375,7 +375,8 @@ def enricher_figures(bench: dict[str, Any], batch: int, symbols: int, venues: in
                 and r.get("venues", 1) == venues]
     if not matching:
         matching = [r for r in rows if r.get("symbols", wanted_symbols) == wanted_symbols] or rows
-    return min(matching, key=lambda r: abs(math.log(r["batch"]) - math.log(max(1, batch))))
+    # At equal distance a metered row (it names its venues) beats an older estimated one.
+    return min(matching, key=lambda r: (abs(math.log(r["batch"]) - math.log(max(1, batch))), "venues" not in r))
 
 
 def venue_figures(bench: dict[str, Any], updates_per_day: int, symbols: int, venues: int,
