@@ -115,7 +115,9 @@ def test(c, thorough=False, k=None, quick=False):
     build_all(host_platform())
     profile = "thorough" if thorough else ("quick" if quick else "ci")
     selection = f" -k '{k}'" if k else ""
-    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider --durations=10 "
+    # One worker per core (pytest-xdist): the unit suite is CPU-bound and its tests share no state
+    # but the session's synth, which each worker makes once.
+    result = c.run(f"{sys.executable} -m pytest -q -p no:cacheprovider -n auto --durations=10 "
                    f"--hypothesis-profile={profile}{selection} --ignore=tests/e2e tests", warn=True, pty=False)
     if result.exited:
         raise Exit(code=result.exited)
@@ -234,6 +236,24 @@ def drain_dlq(c, env=None, queue=None, dry_run=False, max=None, suffix=None, sym
                        max_messages=int(max) if max else None, symbols=names, scan_table=scan_table,
                        set_aside=aside)
     if exit_code(report, dry_run):
+        raise Exit(code=1)
+
+
+@task(help={"env": ENV_HELP + "; local needs AWS_ENDPOINT_URL set to the running emulator", "suffix": SUFFIX_HELP,
+            "symbols": "comma-separated symbols (BTC-USD,ETH-USD); default: every symbol of the candle registry",
+            "yes": "write without asking (the cost line is still printed first)",
+            "volume_24h_sources": "comma-separated sources whose stored `volume` is the exchange's rolling 24 h "
+                                  "figure (the relay's ticker channel): moved to volume_24h; default: none"})
+@one_line_errors
+def rebuild(c, env=None, suffix=None, symbols=None, yes=False, volume_24h_sources=None):
+    """Upgrade stored data to venues: each venue's indicators, its candles and the composite, rebuilt from the
+    stored ticks (cost printed first, resumable, idempotent); see docs/operations.md."""
+    from delivery.deployer import read_outputs
+    from ops.rebuild_cli import run_rebuild, split_names
+
+    configuration = resolve(env, suffix)
+    if run_rebuild(configuration, read_outputs(configuration), split_names(symbols), yes=yes,
+                   volume_24h_sources=split_names(volume_24h_sources)) is None:
         raise Exit(code=1)
 
 

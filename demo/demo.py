@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from delivery.local import LocalDeployment
 from delivery.paths import RESULTS_DIR, ROOT
-from demo.price_data import SOURCE_NOTE, Bar, load_series
+from demo.price_data import SOURCE_NOTE, load_series
 from emulator import session
 from emulator.subscriber import TopicSubscriber
 from errors import PipelineError
@@ -31,6 +32,7 @@ from senders.webhook import signed_post
 
 FEED = {"BTC-USD": ("BTCUSD", "bitstamp", None), "EUR-USD": ("EURUSD", "fxcm", 300)}
 CANDLES = {"BTC-USD": "1d", "EUR-USD": "4h"}  # the chart's interval per symbol (monthly and hourly feeds)
+AS_FOUR_TICKS = frozenset({"BTC-USD"})  # bars sent as open, high, low, close ticks (see `feed`)
 BATCH_SIZE = 50
 INDICATOR_COLUMNS = ("sma_5", "sma_20", "ema_12", "ema_26", "volatility_20", "change_pct")
 
@@ -57,15 +59,37 @@ class DemoIncomplete(PipelineError):
     """Some updates sent were not stored, enriched and announced."""
 
 
-def feed() -> list[tuple[str, str, str, Bar]]:
-    """(symbol, sent symbol, exchange, bar), oldest first within each symbol."""
+class Row(NamedTuple):
+    """One tick the demo sends: the symbol it is read as, the spelling sent, its venue, time, price, volume."""
+
+    symbol: str
+    sent_as: str
+    exchange: str
+    event_ms: int
+    price: Decimal
+    volume: Decimal
+
+
+def feed() -> list[Row]:
+    """The ticks to send, oldest first within each symbol.
+
+    A symbol charted with candles much finer than its bars (BTC-USD: monthly bars, 1d candles)
+    sends each bar as its four ticks (open, high, low, close; `Bar.ticks`), a quarter of the bar's
+    volume each, so each candle is that bar's OHLC. One close per bar would make every candle flat:
+    open = high = low = close, an invisible body on a 13-year axis. A quarter of a finite decimal
+    is exact, so the candle's volume is exactly the bar's.
+    """
     rows = []
     for symbol, (sent_as, exchange, limit) in FEED.items():
-        rows += [(symbol, sent_as, exchange, bar) for bar in load_series(symbol, limit)]
+        for bar in load_series(symbol, limit):
+            if symbol in AS_FOUR_TICKS:
+                rows += [Row(symbol, sent_as, exchange, moment, price, bar.volume / 4) for moment, price in bar.ticks()]
+            else:
+                rows.append(Row(symbol, sent_as, exchange, bar.event_ms, bar.close, bar.volume))
     return rows
 
 
-def replay(stack: LocalDeployment, rows: list[tuple[str, str, str, Bar]], console: Console) -> int:
+def replay(stack: LocalDeployment, rows: list[Row], console: Console) -> int:
     info = stack.running
     accepted = 0
     batches = [rows[i:i + BATCH_SIZE] for i in range(0, len(rows), BATCH_SIZE)]
@@ -73,9 +97,8 @@ def replay(stack: LocalDeployment, rows: list[tuple[str, str, str, Bar]], consol
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("replay", total=len(rows))
         for batch in batches:
-            body = json.dumps([{"symbol": sent_as, "price": str(bar.close), "volume": str(bar.volume),
-                                "exchange": exchange, "timestamp": bar.event_ms}
-                               for _, sent_as, exchange, bar in batch]).encode()
+            body = json.dumps([{"symbol": row.sent_as, "price": str(row.price), "volume": str(row.volume),
+                                "exchange": row.exchange, "timestamp": row.event_ms} for row in batch]).encode()
             status, result = signed_post(info.webhook_url, body, info.secret_source, info.secret)
             if status != 200:
                 raise RuntimeError(f"webhook answered {status}: {result}")
@@ -85,9 +108,13 @@ def replay(stack: LocalDeployment, rows: list[tuple[str, str, str, Bar]], consol
 
 
 def read_back(client: PriceClient) -> tuple[dict[str, list[Tick]], dict[str, Tick | None], dict[str, list[Candle]]]:
-    """What the demo shows, read as trading code reads it: every tick, the latest, the candles."""
+    """What the demo shows, read as trading code reads it: every tick, the latest, the candles.
+
+    The latest is asked of the venue each symbol was sent from: only a venue's own tick carries
+    indicators (without a venue, `latest` answers the composite price, which has none).
+    """
     items = {symbol: list(client.ticks(symbol)) for symbol in FEED}
-    latest = client.latest(list(FEED))
+    latest = {symbol: client.latest(symbol, venue=exchange)[symbol] for symbol, (_, exchange, _) in FEED.items()}
     candles = {symbol: client.candles(symbol, interval) for symbol, interval in CANDLES.items()}
     return items, latest, candles
 
@@ -130,16 +157,17 @@ def _number(value: Decimal | None) -> float:
 
 
 def summary_table(items: dict[str, list[Tick]], latest: dict[str, Tick | None]) -> Table:
-    table = Table(title="Latest price per symbol, read through the price API (GET /v1/latest)")
-    for name in ("symbol", "ticks", "enriched", "latest", "price", *INDICATOR_COLUMNS):
-        table.add_column(name, justify="right" if name not in ("symbol", "latest") else "left")
+    table = Table(title="Latest price per symbol and venue, read through the price API (GET /v1/latest?venue=)")
+    for name in ("symbol", "venue", "ticks", "enriched", "latest", "price", *INDICATOR_COLUMNS):
+        table.add_column(name, justify="right" if name not in ("symbol", "venue", "latest") else "left")
     for symbol, rows in items.items():
         newest = latest.get(symbol)
         if newest is None:
-            table.add_row(symbol, str(len(rows)), "0", "—", "—", *["—"] * len(INDICATOR_COLUMNS))
+            table.add_row(symbol, "—", str(len(rows)), "0", "—", "—", *["—"] * len(INDICATOR_COLUMNS))
             continue
         values = [f"{value:.6g}" if (value := newest.indicator(c)) is not None else "—" for c in INDICATOR_COLUMNS]
-        table.add_row(symbol, str(len(rows)), str(sum(tick.enriched_at_ms is not None for tick in rows)),
+        enriched = sum(tick.enriched_at_ms is not None for tick in rows)
+        table.add_row(symbol, newest.venue or "—", str(len(rows)), str(enriched),
                       newest.time.strftime("%Y-%m-%d %H:%M"), str(newest.price), *values)
     return table
 

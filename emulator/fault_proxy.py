@@ -13,9 +13,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulator.loopback import HOP_HEADERS, LoopbackHandler, LoopbackServer
+
+if TYPE_CHECKING:
+    from emulator.iam_gate import IamGate
 
 
 @dataclass
@@ -56,8 +59,12 @@ def empty_page(request: dict[str, Any]) -> dict[str, Any]:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, seed: int = 7) -> None:
+    """With `gate`, every call is first evaluated against its signer's role (emulator/iam_gate.py):
+    a refused call is answered as the service refuses it and never reaches moto or the fault rules."""
+
+    def __init__(self, upstream: str, seed: int = 7, gate: IamGate | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.gate = gate
         self.rules: list[FaultRule] = []
         self.injected: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -67,6 +74,11 @@ class FaultProxy:
         class Handler(LoopbackHandler):
             def _forward(self) -> None:
                 body = self.read_body()
+                if proxy.gate is not None:
+                    refused = proxy.gate.refusal(self.command, self.path, dict(self.headers.items()), body)
+                    if refused is not None:
+                        self.reply(*refused)
+                        return
                 found = proxy._fault_for(self.headers.get("X-Amz-Target", ""), body)
                 if found is not None:
                     fault, answer = found

@@ -134,6 +134,7 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout: int
     memory: int
+    role: str = ""  # the execution role's ARN, as deployed
 
 
 class _Worker:
@@ -182,8 +183,12 @@ class LocalFunction:
     """A pool of warm workers for one function (its local concurrency)."""
 
     def __init__(self, spec: FunctionSpec, zip_path: Path, work_dir: Path, runtime_dir: Path,
-                 base_env: dict[str, str], log_sink: LogSink, python: Path, concurrency: int = 2) -> None:
+                 base_env: dict[str, str], log_sink: LogSink, python: Path, concurrency: int = 2,
+                 credentials: dict[str, str] | None = None) -> None:
+        """`credentials`: the variables of the role session the workers sign with (as Lambda sets
+        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN); without them, `base_env`'s."""
         self.spec = spec
+        base_env = {**base_env, **(credentials or {})}
         code_dir = unpack(zip_path, work_dir / spec.name)
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers = [_Worker(spec, code_dir, runtime_dir, base_env, log_sink, python)
@@ -212,7 +217,8 @@ def function_spec(lambda_client: Any, name: str) -> FunctionSpec:
     return FunctionSpec(
         name=name, arn=configuration["FunctionArn"], handler=configuration["Handler"],
         environment=configuration.get("Environment", {}).get("Variables", {}),
-        timeout=configuration.get("Timeout", 60), memory=configuration.get("MemorySize", 128))
+        timeout=configuration.get("Timeout", 60), memory=configuration.get("MemorySize", 128),
+        role=configuration.get("Role", ""))
 
 
 def emulator_environment(endpoint: str, region: str) -> dict[str, str]:

@@ -42,6 +42,13 @@ def _frozen(credentials: Any) -> Any:
     return credentials.get_frozen_credentials() if hasattr(credentials, "get_frozen_credentials") else credentials
 
 
+def signing_key_id(headers: Mapping[str, str]) -> str | None:
+    """The access key id a SigV4 Authorization header names (None when there is none)."""
+    lower = {name.lower(): value for name, value in headers.items()}
+    match = _AUTHORIZATION.fullmatch(lower.get("authorization", "").strip())
+    return match["key"] if match else None
+
+
 def verify_sigv4(method: str, url: str, headers: Mapping[str, str], body: bytes, credentials: Any,
                  region: str, service: str, now: float | None = None) -> bool:
     """True when the request carries a valid SigV4 signature by `credentials` for `region`/`service`.

@@ -220,8 +220,9 @@ class StreamPoller:
                 "streamArn": self.config.stream_arn,
             },
         }
-        queue_name = destination.rsplit(":", 1)[-1]
-        queue_url = self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        # The queue's URL from its ARN, as Lambda sends it: the execution role may SendMessage only.
+        account, queue_name = destination.rsplit(":", 2)[-2:]
+        queue_url = f"{self.sqs.meta.endpoint_url.rstrip('/')}/{account}/{queue_name}"
         self.sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
 
 

@@ -35,6 +35,7 @@ from emulator.runtime import provided_libraries, unpack
 from emulator.session import client as emulator_client
 from errors import PipelineError
 from evidence.capacity import item_size, read_units, write_units
+from functions.shared.price_table.items import stream_record
 from functions.shared.price_table.keys import table_definition
 from functions.webhook_processor.settings import Settings as WebhookSettings
 from stacks.names import FUNCTION_NAMES
@@ -150,12 +151,6 @@ def bench_webhook(endpoint: str, batch_sizes: tuple[int, ...], repeats: int, sym
 
 
 # ---- enricher -------------------------------------------------------------------------------
-
-def _record(item: dict, sequence: int) -> dict:
-    return {"eventName": "INSERT", "eventSource": "aws:dynamodb",
-            "dynamodb": {"Keys": {"symbol": item["symbol"], "timestamp": item["timestamp"]}, "NewImage": item,
-                         "SequenceNumber": str(sequence)}}
-
 
 class TableMeter:
     """A DynamoDB client that records, per table, each request's operation and the items it
@@ -273,7 +268,7 @@ def bench_enricher(endpoint: str, scenarios: tuple[EnricherScenario, ...], repea
         item = to_item(PriceUpdate(symbol, base + moment, Decimal(100 + moment % 7), venue, "bench", 0),
                        sort_key(base + moment, first_slot(venue)))
         raw.put_item(TableName="bench-enricher", Item=item)
-        return _record(item, sequence)
+        return stream_record(item, sequence)
 
     for scenario in scenarios:
         settings = enricher.Settings("bench-enricher", topic, Windows(),

@@ -83,6 +83,7 @@ def load_through_enricher(dynamodb: Any, sns: Any, ticks: dict[str, list[int]], 
     from functions.price_enricher import service as enricher
     from functions.price_enricher.indicators import Windows
     from functions.shared.price_table.candles import table_definition as candle_table
+    from functions.shared.price_table.items import stream_record
     from functions.shared.price_table.keys import sort_key, table_definition
     from functions.shared.price_table.ticks import to_item
     from functions.shared.price_update import PriceUpdate
@@ -105,11 +106,7 @@ def load_through_enricher(dynamodb: Any, sns: Any, ticks: dict[str, list[int]], 
         while pending:
             pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
     for first in range(0, len(items), ENRICH_BATCH):
-        records = [{"eventID": str(first + n), "eventName": "INSERT", "eventSource": "aws:dynamodb",
-                    "dynamodb": {"Keys": {"symbol": item["symbol"], "timestamp": item["timestamp"]},
-                                 "NewImage": item, "SequenceNumber": str(first + n + 1),
-                                 "StreamViewType": "NEW_AND_OLD_IMAGES"}}
-                   for n, item in enumerate(items[first:first + ENRICH_BATCH])]
+        records = [stream_record(item, first + n + 1) for n, item in enumerate(items[first:first + ENRICH_BATCH])]
         result = enricher.process({"Records": records}, settings, dynamodb, sns)
         if result != {"batchItemFailures": []}:
             raise RuntimeError(f"enriching the read-API data failed: {result}")

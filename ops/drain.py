@@ -33,6 +33,7 @@ from functions.price_enricher.service import SWEEP_ACTION, sweep_quiet_symbols
 from functions.price_enricher.service import Settings as EnricherSettings
 from functions.price_enricher.service import process as enrich_batch
 from functions.shared.price_table import ticks
+from functions.shared.price_table.items import stream_record
 from functions.shared.price_table.keys import PARTITION_KEY, SLOTS_PER_MS, SORT_KEY, sort_key
 from functions.shared.price_table.ticks import STORED_AT, StoreOutcome, store_update
 from functions.shared.price_update import PriceUpdate
@@ -247,9 +248,7 @@ def stored_window(info: dict[str, Any]) -> tuple[int, int]:
 
 def _as_insert_records(items: list[dict[str, Any]], stream_arn: str) -> list[dict[str, Any]]:
     ordered = sorted(items, key=lambda i: (i["symbol"]["S"], int(i["timestamp"]["N"])))
-    return [{"eventName": "INSERT", "eventSource": "aws:dynamodb", "eventSourceARN": stream_arn,
-             "dynamodb": {"Keys": {"symbol": i["symbol"], "timestamp": i["timestamp"]}, "NewImage": i,
-                          "SequenceNumber": str(n)}} for n, i in enumerate(ordered, start=1)]
+    return [stream_record(item, n, stream_arn) for n, item in enumerate(ordered, start=1)]
 
 
 def _key(image: dict[str, Any]) -> tuple[str, int]:

@@ -97,6 +97,9 @@ class PipelineStack(EnvironmentStack):
                 statement("ReadHistoryWriteIndicators", ["dynamodb:Query", "dynamodb:PutItem"], [table.arn]),
                 statement("ReadTableStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords",
                                               "dynamodb:GetShardIterator"], [stream_arn]),
+                # No local scenario exercises it: the emulated stream mapping reads the stream ARN the
+                # mapping names, where Lambda's own poller lists the table's streams first
+                # (UNEXERCISED in tests/e2e/test_least_privilege.py).
                 statement("ListTableStreams", ["dynamodb:ListStreams"], ["*"]),
                 statement("MaintainCandles", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
                                               "dynamodb:UpdateItem"], [candles.arn]),
@@ -267,10 +270,14 @@ class PipelineStack(EnvironmentStack):
             self, f"{function}-policy", role=role.id, name="least-privilege",
             policy=policy_document(
                 *statements,
+                # No local scenario exercises this one: Lambda writes a function's logs with its role,
+                # and the local runtime routes log lines in memory (no CloudWatch Logs call)
+                # (UNEXERCISED in tests/e2e/test_least_privilege.py).
                 statement("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"],
                           [f"{log_group.arn}:*"]),
                 statement("UsePipelineKey", key_actions or ["kms:Decrypt", "kms:GenerateDataKey"],
                           [self.storage.key.arn]),
+                # Nor this one: the Lambda runtime sends the traces, and there is no X-Ray daemon locally.
                 statement("XRayWriteTraces", ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], ["*"]),
             ),
         )

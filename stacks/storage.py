@@ -98,6 +98,9 @@ class StorageStack(EnvironmentStack):
                 # stack, and naming them as principals would need them to exist first.
                 statement("PipelineRolesUseKey", KEY_USE_ACTIONS, ["*"], principal={"AWS": account_root},
                           condition={"ArnEquals": {"aws:PrincipalArn": role_arns}}),
+                # No local scenario exercises the two service statements below (UNEXERCISED in
+                # tests/e2e/test_least_privilege.py): the emulator does not play CloudWatch alarms
+                # publishing to the encrypted alerts topic, nor CloudWatch Logs encrypting the log groups.
                 statement("CloudWatchAlarmsUseKey", ["kms:Decrypt", "kms:GenerateDataKey"], ["*"],
                           principal={"Service": "cloudwatch.amazonaws.com"}),
                 statement("LogsServiceUsesKey", KEY_USE_ACTIONS, ["*"],

@@ -1,5 +1,10 @@
 """Shared fixtures. The CDKTF synth is done once per session: importing the provider
-bindings costs ~12 s and ~1 GB, so every stack test reads the same synthesized JSON."""
+bindings costs ~12 s and ~1 GB, so every stack test reads the same synthesized JSON.
+
+The moto-backed fixtures (`dynamodb`, `pipeline`, `aws`) are defined here once; a test
+module that needs its own table names or settings says so with a marker (`tables`,
+`pipeline`, `webhook`, registered below), so each module keeps its tables apart without a
+copy of the fixture."""
 
 from __future__ import annotations
 
@@ -27,6 +32,13 @@ settings.register_profile("ci", max_examples=400, deadline=None,
 settings.register_profile("thorough", max_examples=10_000, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in ("tables(ticks=None, candles=None): the `dynamodb` fixture creates these tables",
+                 "pipeline(**options): options of the `pipeline` fixture's tests.support Pipeline (candles=True)",
+                 "webhook(table, secrets=None): the `aws` fixture's table name and secrets document"):
+        config.addinivalue_line("markers", line)
 
 
 def require_tool(name: str, found: bool) -> None:
@@ -58,6 +70,14 @@ def synthesized(tmp_path_factory, artifacts):
 
 
 @pytest.fixture(scope="session")
+def variant(tmp_path_factory, artifacts):
+    """local.yaml with every optional feature on (tests/support/variant.py), synthesized once per session."""
+    from tests.support.variant import synthesized_variant
+
+    return synthesized_variant(tmp_path_factory.getbasetemp(), artifacts)
+
+
+@pytest.fixture(scope="session")
 def moto_server():
     """moto's HTTP server on 127.0.0.1 (a free port), shared by the session; tests reset it."""
     from emulator.moto_server import EmbeddedEmulator
@@ -72,9 +92,61 @@ def moto_endpoint(moto_server):
     return moto_server.endpoint
 
 
+def _marker(request: pytest.FixtureRequest, name: str) -> pytest.Mark | None:
+    return request.node.get_closest_marker(name)
+
+
+@pytest.fixture
+def dynamodb(moto_endpoint, request):
+    """A DynamoDB client on moto, with the tables of the test's `tables` marker (none without one)."""
+    import boto3
+
+    from functions.shared.price_table import candles
+    from functions.shared.price_table.keys import table_definition
+
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint)
+    marker = _marker(request, "tables")
+    if marker and marker.kwargs.get("ticks"):
+        client.create_table(**table_definition(marker.kwargs["ticks"]))
+    if marker and marker.kwargs.get("candles"):
+        client.create_table(**candles.table_definition(marker.kwargs["candles"]))
+    return client
+
+
+@pytest.fixture
+def pipeline(moto_endpoint, request):
+    """The enricher's tables and topic on moto (tests.support.enricher_support.Pipeline), with the
+    options of the test's `pipeline` marker."""
+    from tests.support.enricher_support import Pipeline
+
+    marker = _marker(request, "pipeline")
+    return Pipeline(moto_endpoint, **(marker.kwargs if marker else {}))
+
+
+@pytest.fixture
+def aws(moto_endpoint, request):
+    """The webhook's table, DLQ and settings on moto: (dynamodb, sqs, settings). The test's
+    `webhook` marker names the table and the secrets document (default: SOURCE's two HMAC
+    secrets, the current and the rotated one)."""
+    import json
+
+    from functions.webhook_processor import service as webhook
+    from functions.webhook_processor.signature import parse_secrets
+    from tests.support.webhook import ROTATED, SECRET, SOURCE, create_table
+
+    marker = _marker(request, "webhook")
+    if marker is None:
+        raise pytest.UsageError("the aws fixture needs a `webhook(table, secrets=None)` marker on the test or module")
+    table, secrets = marker.args[0], marker.kwargs.get("secrets") or {SOURCE: [SECRET, ROTATED]}
+    dynamodb, sqs, queue = create_table(moto_endpoint, table, f"{table}-dlq", webhook.CLIENT_CONFIG)
+    settings = webhook.Settings(table_name=table, dlq_url=queue, secrets=parse_secrets(json.dumps(secrets)),
+                                default_quote="USD", max_skew_seconds=300)
+    return dynamodb, sqs, settings
+
+
 @pytest.fixture
 def service_log(caplog):
     """The webhook service's log records (the reason of a 401 is only there)."""
-    from tests.webhook_support import capture_service_log
+    from tests.support.webhook import capture_service_log
 
     yield from capture_service_log(caplog)

@@ -28,8 +28,8 @@ from functions.shared.price_table.candles import (
 from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.ticks import oldest_recomputable_ms
 from ops import drain as drain_ops
+from tests.support.candles import INTERVALS, MemoryStore, pandas_candles, rows
 from tests.support.enricher_support import CANDLE_TABLE, Pipeline
-from tests.test_candles_support import INTERVALS, MemoryStore, pandas_candles, rows
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -218,11 +218,12 @@ def test_a_redelivered_tick_beside_a_new_late_tick_beyond_the_horizon_both_count
 # ---- the enricher's hourly run, the handler and the drain --------------------------------------
 
 NOW_MS = T0 + 2 * HOUR_MS
+pytestmark = pytest.mark.pipeline(candles=True)  # the `pipeline` fixture (tests/conftest.py) with candle table
 
 
 @pytest.fixture
-def pipeline(moto_endpoint) -> Pipeline:
-    pipeline = Pipeline(moto_endpoint, candles=True)
+def one_enriched_minute(pipeline: Pipeline) -> Pipeline:
+    """ETH-USD's minute T0 with two ticks enriched, on a one-day retention: not closed yet."""
     pipeline.settings = EnricherSettings(pipeline.table, pipeline.topic, pipeline.settings.windows,
                                          CANDLE_TABLE, tick_retention_days=1)
     records = [pipeline.record(pipeline.put("ETH-USD", T0 + 5_000, "3000")),
@@ -238,6 +239,7 @@ def _one_minute(pipeline: Pipeline) -> list[Any]:
     return rows(store.read_candles("ETH-USD", "1m", T0, T0))
 
 
+@pytest.mark.usefixtures("one_enriched_minute")
 def test_the_enricher_closes_quiet_symbols_on_its_hourly_run(pipeline):
     assert _one_minute(pipeline) == []                         # forming: only the ticks hold it
     summary = enricher.sweep_quiet_symbols(pipeline.settings, pipeline.dynamodb, NOW_MS / 1000)
@@ -256,6 +258,7 @@ class LambdaContext:
         return 60_000
 
 
+@pytest.mark.usefixtures("one_enriched_minute")
 def test_the_handler_runs_the_sweep_for_the_schedules_input(pipeline, monkeypatch):
     monkeypatch.setattr(enricher_handler, "_runtime", lambda: (pipeline.settings, pipeline.dynamodb, pipeline.sns))
     monkeypatch.setattr(enricher_handler.time, "time", lambda: NOW_MS / 1000)
@@ -263,6 +266,7 @@ def test_the_handler_runs_the_sweep_for_the_schedules_input(pipeline, monkeypatc
     assert summary["closed"] == 1 and _one_minute(pipeline) != []
 
 
+@pytest.mark.usefixtures("one_enriched_minute")
 def test_a_failed_sweep_in_the_enricher_dlq_is_run_again_by_the_drain(pipeline, monkeypatch):
     """An asynchronous invocation's on-failure record carries its input (`requestPayload`)."""
     monkeypatch.setattr(drain_ops.time, "time", lambda: NOW_MS / 1000)

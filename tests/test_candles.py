@@ -26,7 +26,7 @@ from functions.shared.candles import (
 )
 from functions.shared.price_table.candles import CandleConflict, maintain_store, read_from_store
 from functions.shared.price_table.keys import event_ms, sort_key
-from tests.test_candles_support import (
+from tests.support.candles import (
     MIDNIGHT,
     MemoryStore,
     deliveries,

@@ -10,7 +10,6 @@ import random
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,7 +37,7 @@ from functions.shared.price_table.candles import (
 from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.keys import table_definition as tick_table_definition
 from functions.shared.price_table.reads import MeteredClient, ReadLog
-from tests.test_candles_support import MIDNIGHT, deliveries, pandas_candles, rows, share, tick_sets
+from tests.support.candles import MIDNIGHT, deliveries, pandas_candles, rows, share, tick_sets
 
 CANDLES = "price-candles-test"
 TICKS = "crypto-prices-candles-test"
@@ -88,11 +87,6 @@ class Tables:
     def drop(self) -> None:
         self.client.delete_table(TableName=self.candles)
         self.client.delete_table(TableName=self.ticks)
-
-
-@pytest.fixture
-def dynamodb(moto_endpoint):
-    return boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture

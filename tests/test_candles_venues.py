@@ -28,7 +28,7 @@ from functions.shared.price_table.candles import (
     state_from_item,
 )
 from functions.shared.price_table.keys import event_ms, sort_key
-from tests.test_candles_support import RULES, MemoryStore, pandas_candles
+from tests.support.candles import RULES, MemoryStore, pandas_candles
 
 SYMBOL = "BTC-USD"
 T0 = 1_700_006_400_000  # 2023-11-15T00:00:00Z

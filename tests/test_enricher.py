@@ -16,13 +16,8 @@ from demo.price_data import SOURCE_NOTE, load_series
 from functions.log_alerts import handler as log_alerts
 from functions.log_alerts import service as log_alerts_service
 from functions.price_enricher.indicators import Windows
-from tests.support.enricher_support import Counter, Pipeline
+from tests.support.enricher_support import Counter
 from tests.support.faults import FaultInjector
-
-
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
 
 
 def pandas_indicators(prices: list[float], windows: Windows) -> pd.DataFrame:
@@ -149,7 +144,7 @@ def test_a_retried_record_keeps_and_announces_its_first_enrichment(pipeline):
 
 
 def test_a_late_record_is_enriched_from_the_history_before_it(pipeline):
-    """Issue 12 item 8 changed the second half: the later items are now corrected (they were
+    """Late-record corrections changed the second half: the later items are now corrected (they were
     left as enriched without the late tick, which skewed every later EMA for good)."""
     records = {t: pipeline.record(pipeline.put("SOL-USD", 1_700_000_000_000 + t * 1000, 10 + t))
                for t in range(0, 10) if t != 5}

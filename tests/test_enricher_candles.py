@@ -1,4 +1,4 @@
-"""Issue 13: the enricher maintains each symbol's candles as the stream flows."""
+"""The enricher maintains each symbol's candles as the stream flows."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from tests.support.faults import FaultInjector
 MINUTE = 1_699_999_980_000  # a minute boundary (epoch ms)
 
 
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint, candles=True)
+pytestmark = pytest.mark.pipeline(candles=True)  # the `pipeline` fixture (tests/conftest.py) with candle table
 
 
 def minute_batch(pipeline: Pipeline, symbol: str) -> list[dict]:
@@ -39,7 +37,7 @@ def candle_table(pipeline: Pipeline) -> list[dict]:
     return sorted(seen, key=lambda item: (item["series"]["S"], item["sk"]["S"]))
 
 
-def test_issue13_a_batch_flowing_through_process_maintains_its_1m_candle(pipeline, caplog):
+def test_a_batch_flowing_through_process_maintains_its_1m_candle(pipeline, caplog):
     batch = minute_batch(pipeline, "BTC-USD")
     metrics, counter = MetricsRecorder(), Counter(pipeline.dynamodb)
     with caplog.at_level(logging.INFO, logger="price_enricher"):
@@ -55,7 +53,7 @@ def test_issue13_a_batch_flowing_through_process_maintains_its_1m_candle(pipelin
     assert candle(pipeline, "BTC-USD", "1m", MINUTE + 60_000) is None  # still forming
 
 
-def test_issue13_a_retried_batch_does_not_change_candles(pipeline):
+def test_a_retried_batch_does_not_change_candles(pipeline):
     batch = minute_batch(pipeline, "ETH-USD")
     assert pipeline.enrich(batch) == {"batchItemFailures": []}
     before = candle_table(pipeline)
@@ -64,7 +62,7 @@ def test_issue13_a_retried_batch_does_not_change_candles(pipeline):
     assert candle_table(pipeline) == before
 
 
-def test_issue13_a_candle_failure_fails_only_that_symbols_records(pipeline):
+def test_a_candle_failure_fails_only_that_symbols_records(pipeline):
     btc, eth = minute_batch(pipeline, "BTC-USD"), minute_batch(pipeline, "ETH-USD")
 
     def fail_btc_candles(_, request):
@@ -81,7 +79,7 @@ def test_issue13_a_candle_failure_fails_only_that_symbols_records(pipeline):
     assert all("enriched_at" in item for item in pipeline.items("BTC-USD"))  # enrichment itself was stored
 
 
-def test_issue13_the_retry_of_a_failed_symbol_maintains_its_candles(pipeline):
+def test_the_retry_of_a_failed_symbol_maintains_its_candles(pipeline):
     btc = minute_batch(pipeline, "BTC-USD")
     injector = FaultInjector(lambda n, _: ("AccessDeniedException", 400)).attach(pipeline.dynamodb, "GetItem")
     assert len(pipeline.enrich(btc)["batchItemFailures"]) == len(btc)
@@ -90,7 +88,7 @@ def test_issue13_the_retry_of_a_failed_symbol_maintains_its_candles(pipeline):
     assert candle(pipeline, "BTC-USD", "1m", MINUTE)["count"] == {"N": "4"}
 
 
-def test_issue13_the_candle_table_is_part_of_the_settings_contract():
+def test_the_candle_table_is_part_of_the_settings_contract():
     environ = {"TABLE_NAME": "t", "SUCCESS_TOPIC_ARN": "arn:topic"}
     assert Settings.from_environment(environ).candle_table_name == ""  # optional: no candles maintained
     settings = Settings.from_environment({**environ, "CANDLE_TABLE_NAME": "price-candles-prod"})
@@ -98,7 +96,7 @@ def test_issue13_the_candle_table_is_part_of_the_settings_contract():
     assert settings.environment()["CANDLE_TABLE_NAME"] == "price-candles-prod"
 
 
-def test_issue13_without_a_candle_table_nothing_is_maintained(moto_endpoint):
+def test_without_a_candle_table_nothing_is_maintained(moto_endpoint):
     pipeline = Pipeline(moto_endpoint)
     counter = Counter(pipeline.dynamodb)
     assert pipeline.enrich(minute_batch(pipeline, "BTC-USD")) == {"batchItemFailures": []}

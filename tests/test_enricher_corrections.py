@@ -1,4 +1,4 @@
-"""Issue 12 item 8: a late record corrects the later items it changes, so no EMA stays skewed.
+"""A late record corrects the later items it changes, so no EMA stays skewed.
 
 The moto tests run the service end to end (conditional writes, announcements, retries); the
 planner tests run the pure planner over an in-memory table, so that long series (where the
@@ -22,18 +22,14 @@ import pytest
 from demo.price_data import load_series
 from functions.price_enricher import planner
 from functions.price_enricher.indicators import Windows
+from functions.shared.price_table.items import stream_record
 from functions.shared.price_table.keys import sort_key
 from functions.shared.price_table.ticks import to_item
 from functions.shared.price_update import PriceUpdate
-from tests.support.enricher_support import Counter, MetricsRecorder, Pipeline, late_tick_scenario
+from tests.support.enricher_support import Counter, MetricsRecorder, late_tick_scenario
 from tests.test_enricher import pandas_indicators
 
 START = 1_700_000_000_000
-
-
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
 
 
 def btc(count: int) -> list[Decimal]:
@@ -53,7 +49,7 @@ def assert_matches_pandas(items: list[dict], prices: Sequence[Decimal], windows:
                 assert float(item[column]) == pytest.approx(reference, rel=1e-9, abs=1e-12), (index, column)
 
 
-def test_issue12_item8_every_item_equals_pandas_after_a_late_tick(pipeline):
+def test_every_item_equals_pandas_after_a_late_tick(pipeline):
     """Ticks 0-59; tick 10 is stored after 11-24 were enriched, then 25-59 follow."""
     prices = btc(60)
     outcome = late_tick_scenario(pipeline, "BTC-USD", prices, late=10, enriched_before=24)
@@ -62,7 +58,7 @@ def test_issue12_item8_every_item_equals_pandas_after_a_late_tick(pipeline):
     assert outcome["late_requests"].get("PutItem") == 15                   # its own put + 14 corrections
 
 
-def test_issue12_item8_corrections_are_announced_with_the_marker(pipeline):
+def test_corrections_are_announced_with_the_marker(pipeline):
     prices = btc(25)
     late_tick_scenario(pipeline, "BTC-USD", prices, late=10, enriched_before=24)
     messages = pipeline.notifications()
@@ -86,7 +82,7 @@ def test_issue12_item8_corrections_are_announced_with_the_marker(pipeline):
     assert all(m["attributes"]["correction"]["Value"] == "false" and "corrected_at" not in m["body"] for m in firsts)
 
 
-def test_issue12_item8_a_retried_late_record_does_not_correct_twice(pipeline):
+def test_a_retried_late_record_does_not_correct_twice(pipeline):
     prices = btc(40)
     outcome = late_tick_scenario(pipeline, "BTC-USD", prices, late=10, enriched_before=39)
     before = {item["timestamp"]: item for item in pipeline.items("BTC-USD")}
@@ -101,7 +97,7 @@ def test_issue12_item8_a_retried_late_record_does_not_correct_twice(pipeline):
     assert all(body["corrected_at"] == before[body["timestamp"]]["corrected_at"] for body in again)
 
 
-def test_issue12_item8_a_late_tick_far_behind_reads_the_items_after_it_oldest_first(pipeline):
+def test_a_late_tick_far_behind_reads_the_items_after_it_oldest_first(pipeline):
     """69 enriched items follow the late tick: more than the history page, so they are read
     oldest first, page by page, rather than through the history."""
     prices = btc(80)
@@ -111,7 +107,7 @@ def test_issue12_item8_a_late_tick_far_behind_reads_the_items_after_it_oldest_fi
     assert outcome["late_requests"]["Query"] <= 6  # top page, history, items after (8, 64)
 
 
-def test_issue12_item8_a_correction_never_overwrites_a_newer_one(pipeline, moto_endpoint):
+def test_a_correction_never_overwrites_a_newer_one(pipeline, moto_endpoint):
     """Another writer corrects item 11 between this batch's read and its write: the older
     computation is refused, the late record is retried, and the retry converges."""
     prices = btc(30)
@@ -159,7 +155,7 @@ class MemoryTable:
         self.items[key] = item
         bisect.insort(self.keys, key)
         self.sequence += 1
-        return {"eventName": "INSERT", "dynamodb": {"NewImage": item, "SequenceNumber": str(self.sequence)}}
+        return stream_record(item, self.sequence)
 
     def _kept(self, keys: list[int], venue: str | None) -> list[int]:
         return keys if venue is None else [k for k in keys if self.items[k]["exchange"]["S"] == venue]
@@ -244,7 +240,7 @@ def with_late(prices: Sequence[float], late: Sequence[int], max_after: int | Non
     return table, table.enrich([table.put(index, prices[index]) for index in late], max_after)
 
 
-def test_issue12_item8_the_walk_stops_where_the_stored_values_agree_and_the_rest_is_exact():
+def test_the_walk_stops_where_the_stored_values_agree_and_the_rest_is_exact():
     prices = random_walk(1200, seed=7)
     table, plan = with_late(prices, [100])
     assert plan.stop == "agreed"
@@ -253,14 +249,14 @@ def test_issue12_item8_the_walk_stops_where_the_stored_values_agree_and_the_rest
     assert table.indicators() == in_order(prices).indicators()  # bit for bit, all 1,200 items
 
 
-def test_issue12_item8_late_ticks_between_enriched_items_correct_the_items_between_them():
+def test_late_ticks_between_enriched_items_correct_the_items_between_them():
     prices = random_walk(120, seed=3)
     table, plan = with_late(prices, [10, 20])
     assert {c.timestamp for c in plan.corrections} >= {sort_key(START + i * 1000, 0) for i in range(11, 20)}
     assert table.indicators() == in_order(prices).indicators()
 
 
-def test_issue12_item8_the_walk_stops_at_an_item_not_yet_enriched():
+def test_the_walk_stops_at_an_item_not_yet_enriched():
     """That item's own record, still to come, enriches it from the corrected history and walks on."""
     prices = random_walk(40, seed=5)
     table = MemoryTable()
@@ -275,7 +271,7 @@ def test_issue12_item8_the_walk_stops_at_an_item_not_yet_enriched():
     assert table.indicators() == in_order(prices).indicators()
 
 
-def test_issue12_item8_the_walk_is_bounded_and_the_residual_obeys_the_geometric_bound():
+def test_the_walk_is_bounded_and_the_residual_obeys_the_geometric_bound():
     """With the limit reached, what remains of an EMA difference d is at most d·(1-alpha)^k."""
     prices = random_walk(400, seed=11)
     reference = in_order(prices).indicators()
@@ -297,7 +293,7 @@ def test_issue12_item8_the_walk_is_bounded_and_the_residual_obeys_the_geometric_
         assert after[beyond - 1][name] == reference[beyond - 1][name]  # the corrected ones are exact
 
 
-def test_issue12_item8_the_read_after_a_batch_stops_at_its_bound(pipeline):
+def test_the_read_after_a_batch_stops_at_its_bound(pipeline):
     for index in range(10):
         pipeline.put("READ-USD", START + index * 1000, 100 + index)
     from functions.shared.price_table.ticks import pages_after
@@ -308,7 +304,7 @@ def test_issue12_item8_the_read_after_a_batch_stops_at_its_bound(pipeline):
         sort_key(START + i * 1000, 0) for i in range(1, 7)]
 
 
-def test_issue12_item8_a_correction_never_resurrects_a_deleted_item(pipeline):
+def test_a_correction_never_resurrects_a_deleted_item(pipeline):
     from functions.shared.price_table.ticks import CorrectionOutcome, put_correction
 
     record = pipeline.record(pipeline.put("GONE-USD", START, "5"))

@@ -1,4 +1,4 @@
-"""Issue 12 item 4 (the enricher's half): an indicator DynamoDB cannot store is left out and
+"""The enricher's half of number limits: an indicator DynamoDB cannot store is left out and
 counted, instead of failing its record on every delivery."""
 
 from __future__ import annotations
@@ -7,15 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.enricher_support import MetricsRecorder, Pipeline
+from tests.support.enricher_support import MetricsRecorder
 
 
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
-
-
-def test_issue12_item4_an_indicator_out_of_dynamodbs_range_is_left_out_and_counted(pipeline):
+def test_an_indicator_out_of_dynamodbs_range_is_left_out_and_counted(pipeline):
     """1E-10 then 1E+120 (both valid prices): change_pct = 1E+132 %, beyond DynamoDB's 1E+125."""
     tiny = pipeline.record(pipeline.put("JUMP-USD", 1_700_000_000_000, "1E-10"))
     huge = pipeline.record(pipeline.put("JUMP-USD", 1_700_000_001_000, "1E+120"))
@@ -29,7 +24,7 @@ def test_issue12_item4_an_indicator_out_of_dynamodbs_range_is_left_out_and_count
     assert "change_pct" not in message["indicators"] and "ema_12" in message["indicators"]
 
 
-def test_issue12_item4_a_redelivered_record_with_an_out_of_range_indicator_succeeds(pipeline):
+def test_a_redelivered_record_with_an_out_of_range_indicator_succeeds(pipeline):
     records = [pipeline.record(pipeline.put("JUMP-USD", 1_700_000_000_000 + i * 1000, p))
                for i, p in enumerate(["1E+120", "1E-10"])]  # change = -100 %: storable; the reverse jump is not
     records.append(pipeline.record(pipeline.put("JUMP-USD", 1_700_000_002_000, "9E+120")))
@@ -44,7 +39,7 @@ def test_issue12_item4_a_redelivered_record_with_an_out_of_range_indicator_succe
     ("1E-131", False), ("1E+126", False), ("1E+132", False), ("1.23456789012345678901234567890123456789", False),
     ("Infinity", False), ("NaN", False),
 ])
-def test_issue12_item4_storable_follows_dynamodbs_number_rules(value, expected):
+def test_storable_follows_dynamodbs_number_rules(value, expected):
     from functions.price_enricher.indicators import storable
 
     assert storable(Decimal(value)) is expected

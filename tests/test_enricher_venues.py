@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from functions.price_enricher.indicators import Windows
+from functions.shared.price_table.items import is_indicator
 from functions.shared.price_table.keys import first_slot, sort_key
 from tests.support.enricher_support import Counter, Pipeline
 from tests.test_enricher import pandas_indicators
@@ -26,12 +27,6 @@ START = 1_700_000_000_000
 BASIS = {"binance": 0.0, "coinbase": 15.0, "kraken": -25.0}
 CADENCE_MS = {"binance": 1000, "coinbase": 2000, "kraken": 5000}   # and offsets apart, below
 OFFSET_MS = {"binance": 0, "coinbase": 300, "kraken": 700}
-INDICATOR_PREFIXES = ("sma_", "ema_", "volatility_", "change_pct")
-
-
-@pytest.fixture
-def pipeline(moto_endpoint):
-    return Pipeline(moto_endpoint)
 
 
 def venue_ticks(seconds: int, seed: int = 5) -> list[tuple[int, str, Decimal]]:
@@ -84,7 +79,7 @@ def assert_each_venue_matches_pandas(items: dict[str, list[dict]], ticks: list[t
 
 
 def indicators_of(items: list[dict]) -> list[dict]:
-    return [{k: v for k, v in item.items() if k.startswith(INDICATOR_PREFIXES) or k in ("enriched_at", "corrected_at")}
+    return [{k: v for k, v in item.items() if is_indicator(k) or k in ("enriched_at", "corrected_at")}
             for item in items]
 
 

@@ -90,8 +90,9 @@ def endpoint(in_process_emulator):
 
 
 @pytest.fixture
-def dynamodb(endpoint):
-    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+def moto_endpoint(endpoint):
+    """The shared fixtures (`dynamodb`, tests/conftest.py) reach this module's in-process emulator."""
+    return endpoint
 
 
 def _create_table(dynamodb, name: str, stream: bool = False, kind: str = "N") -> None:

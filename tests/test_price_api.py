@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -20,7 +19,7 @@ from functions.price_api import service as api
 from functions.price_api.routes import MAX_TICK_KEY, MAX_TIME_MS, encode_cursor
 from functions.price_api.settings import Settings
 from functions.shared.price_table import candles, reads
-from functions.shared.price_table.keys import event_ms, sort_key, table_definition
+from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.reads import ReadLog, read_ticks
 from functions.shared.price_table.ticks import store_update
 from functions.shared.price_update import PriceUpdate
@@ -65,12 +64,7 @@ def put_tick(dynamodb: Any, symbol: str, ms: int, price: str, exchange: str = "b
     return key
 
 
-@pytest.fixture
-def dynamodb(moto_endpoint):
-    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint)
-    client.create_table(**table_definition(TICKS))
-    client.create_table(**candles.table_definition(CANDLES))
-    return client
+pytestmark = pytest.mark.tables(ticks=TICKS, candles=CANDLES)  # the `dynamodb` fixture (tests/conftest.py)
 
 
 # (ms offset from D0, price, exchange, traded volume): 4 minutes of one hour, two exchanges in one

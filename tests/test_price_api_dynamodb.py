@@ -25,6 +25,7 @@ from functions.price_api.dynamodb import (
     DeadlineExceeded,
     DynamoReads,
 )
+from functions.shared.price_table.keys import table_definition
 
 TABLE = "api-reads"
 REGION = "us-east-1"
@@ -39,11 +40,7 @@ EVERY_TYPE = {
 @pytest.fixture
 def clients(moto_endpoint):
     plain = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_endpoint)
-    plain.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                       KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
-                                  {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-                       AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                                             {"AttributeName": "timestamp", "AttributeType": "N"}])
+    plain.create_table(**table_definition(TABLE))
     yield plain, DynamoReads(moto_endpoint, REGION, CREDENTIALS)
     plain.delete_table(TableName=TABLE)
 

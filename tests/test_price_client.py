@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
 import botocore.session
 import pytest
 from botocore.auth import SigV4Auth
@@ -33,7 +32,6 @@ from emulator.sigv4 import verify_sigv4
 from functions.price_api import service as api
 from functions.price_api.settings import Settings
 from functions.shared.price_table import candles
-from functions.shared.price_table.keys import table_definition
 from tests.support.api_reads import reads_for
 from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, StubCandle, expected_candles, put_tick
 
@@ -116,12 +114,7 @@ def signed_session(credentials: Credentials = CREDENTIALS) -> botocore.session.S
     return session
 
 
-@pytest.fixture
-def dynamodb(moto_endpoint):
-    client = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_endpoint)
-    client.create_table(**table_definition(SETTINGS.table_name))
-    client.create_table(**candles.table_definition(SETTINGS.candle_table_name))
-    return client
+pytestmark = pytest.mark.tables(ticks=SETTINGS.table_name, candles=SETTINGS.candle_table_name)  # `dynamodb`
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Credential masking of the log-alerts e-mails (issue 12, item 9).
+"""Credential masking of the log-alerts e-mails.
 
 The alert is the one place where log text leaves the account, so every shape here
 pairs a secret that must disappear with harmless context that must survive: a

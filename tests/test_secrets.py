@@ -19,7 +19,7 @@ from functions.shared.secret_store import CachedSecret, SecretUnavailable
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from ops import secrets as ops
-from tests.webhook_support import create_table, url_event
+from tests.support.webhook import create_table, url_event
 
 SOURCE = "binance-relay"
 OLD = "old-secret-0123456789abcdef"

@@ -10,7 +10,7 @@ from environments.config import ENVIRONMENT_NAMES, load_config
 from functions.price_enricher.settings import SWEEP_ACTION
 from functions.shared.price_table.ticks import EXPIRES_AT
 from tests.support.policy_scan import iter_policy_statements, policy_violations
-from tests.support.variant import TICK_RETENTION_DAYS, synthesized_variant
+from tests.support.variant import TICK_RETENTION_DAYS
 
 ALL = list(ENVIRONMENT_NAMES) + ["dev-pr42"]
 FUNCTIONS = {"webhook_processor": "webhook-processor", "price_enricher": "price-enricher",
@@ -21,12 +21,6 @@ def _storage_ref(config, output: str) -> str:
     """How the pipeline stack reads a storage output (a cross-stack remote-state reference)."""
     return (f"${{data.terraform_remote_state.cross-stack-reference-input-storage-{config.suffix}"
             f".outputs.cross-stack-output-{output}}}")
-
-
-@pytest.fixture(scope="module")
-def variant(tmp_path_factory, artifacts):
-    """local.yaml with every optional feature on (tests/support/variant.py): one extra synth."""
-    return synthesized_variant(tmp_path_factory.getbasetemp(), artifacts)
 
 
 def _config(key: str):

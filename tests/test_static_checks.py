@@ -6,13 +6,6 @@ import pytest
 
 from delivery.terraform import find_provider_mirror, terraform_binary, validate_stack, write_cli_config
 from tests.conftest import require_tool
-from tests.support.variant import synthesized_variant
-
-
-@pytest.fixture(scope="module")
-def variant(tmp_path_factory, artifacts):
-    """local.yaml with every optional feature on (tests/support/variant.py), synthesized once per session."""
-    return synthesized_variant(tmp_path_factory.getbasetemp(), artifacts)
 
 
 def _validate(stack, tmp_path):

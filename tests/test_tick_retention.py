@@ -1,4 +1,4 @@
-"""Issue 13's tick retention: with an environment's `tick_retention_days`, every stored tick
+"""Tick retention: with an environment's `tick_retention_days`, every stored tick
 carries `expires_at` (the table's TTL attribute, epoch seconds), whichever path stores it (the
 webhook, the webhook-DLQ re-drive), and the enricher keeps it; candle maintenance gets the
 enricher's clock (`now_ms`) and, with a retention, the horizon before which it recomputes
@@ -36,7 +36,7 @@ from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from ops.drain_cli import run_drain
 from tests.support.enricher_support import CANDLE_TABLE, Pipeline
-from tests.webhook_support import SECRET, SOURCE, body_of, create_table, scan_items, url_event
+from tests.support.webhook import SECRET, SOURCE, body_of, create_table, scan_items, url_event
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000

@@ -14,9 +14,8 @@ from functions.shared.price_table.keys import first_slot
 from functions.shared.price_table.ticks import update_from_item
 from functions.shared.price_update import PriceUpdate
 from functions.webhook_processor import service as webhook
-from functions.webhook_processor.signature import parse_secrets
 from tests.support.faults import FaultInjector
-from tests.webhook_support import KRAKEN_REST, ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
+from tests.support.webhook import KRAKEN_REST, ROTATED, SECRET, SOURCE, body_of, drain_queue, url_event
 
 
 class LambdaContext:
@@ -28,23 +27,7 @@ class LambdaContext:
 TABLE = "crypto-prices-test"
 
 
-@pytest.fixture
-def aws(moto_endpoint):
-    if True:
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1", config=webhook.CLIENT_CONFIG,
-                                endpoint_url=moto_endpoint)
-        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
-        dynamodb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
-                       {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                                  {"AttributeName": "timestamp", "AttributeType": "N"}])
-        queue_url = sqs.create_queue(QueueName="webhook-processor-dlq-test")["QueueUrl"]
-        settings = webhook.Settings(table_name=TABLE, dlq_url=queue_url,
-                                    secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),
-                                    default_quote="USD", max_skew_seconds=300)
-        yield dynamodb, sqs, settings
+pytestmark = pytest.mark.webhook(TABLE)  # the `aws` fixture (tests/conftest.py): table, DLQ, settings
 
 
 def call(aws, event, now=None):
@@ -93,7 +76,7 @@ def test_unauthenticated_requests_get_401_and_write_nothing(aws, event_kwargs, r
         event_kwargs = {"timestamp": int(time.time()) + event_kwargs["timestamp"]}
     response = call(aws, url_event(SEED, **event_kwargs))
     assert response["statusCode"] == 401
-    # Issue 12 item 5: one generic body for every reason; the reason is in the log line only.
+    # One generic body for every reason; the reason is in the log line only.
     assert body_of(response) == {"error": "unauthorized"}
     assert any(reason in getattr(record, "reason", "") for record in service_log.records)
     assert items(aws) == [] and dlq_messages(aws) == []

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets, sign, signature_header
-from tests.webhook_support import SECRET, SENDER_IP, SOURCE, TOKEN, TOKEN_SOURCE, TRADINGVIEW_IPS, create_table
+from tests.support.webhook import SECRET, SENDER_IP, SOURCE, TOKEN, TOKEN_SOURCE, TRADINGVIEW_IPS, create_table
 
 TABLE = "crypto-prices-props"
 SECRETS = {SOURCE: SECRET,

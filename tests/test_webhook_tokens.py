@@ -1,4 +1,4 @@
-"""Issue 14 part 1: token senders (TradingView alerts: a URL and a body, no custom headers).
+"""Token senders (TradingView alerts: a URL and a body, no custom headers).
 
 A token source names itself in the body's `source` and proves it with `token`; both are removed
 before anything else sees the update. Every test here failed on the code before the change.
@@ -14,7 +14,7 @@ from functions.shared.price_table.ticks import update_from_item
 from functions.webhook_processor import service as webhook
 from functions.webhook_processor.signature import parse_secrets
 from tests.support.faults import FaultInjector
-from tests.webhook_support import (
+from tests.support.webhook import (
     ROTATED,
     ROTATED_TOKEN,
     SECRET,
@@ -24,7 +24,6 @@ from tests.webhook_support import (
     TOKEN_SOURCE,
     TRADINGVIEW_IPS,
     body_of,
-    create_table,
     drain_queue,
     logged_text,
     scan_items,
@@ -46,12 +45,7 @@ SECRETS = {
 UNAUTHORIZED = {"error": "unauthorized"}
 
 
-@pytest.fixture
-def aws(moto_endpoint):
-    dynamodb, sqs, queue = create_table(moto_endpoint, TABLE, "dlq-tokens", webhook.CLIENT_CONFIG)
-    settings = webhook.Settings(table_name=TABLE, dlq_url=queue, secrets=parse_secrets(json.dumps(SECRETS)),
-                                default_quote="USD", max_skew_seconds=300)
-    return dynamodb, sqs, settings
+pytestmark = pytest.mark.webhook(TABLE, secrets=SECRETS)  # the `aws` fixture (tests/conftest.py)
 
 
 def call(aws, event, now: float = NOW):
@@ -92,7 +86,7 @@ def raw_alert(close_literal: str, **kwargs) -> str:
     ("SHIBUSDT", "BINANCE", "0.00002512", "SHIB-USDT", "0.00002512"),
 ])
 @pytest.mark.parametrize("as_string", [False, True])
-def test_issue14_tradingview_alerts_are_stored(aws, ticker, exchange, close, symbol, price, as_string):
+def test_tradingview_alerts_are_stored(aws, ticker, exchange, close, symbol, price, as_string):
     text = json.dumps(alert(ticker, exchange, close)) if as_string else raw_alert(close, ticker=ticker,
                                                                                  exchange=exchange)
     response = call(aws, token_event(text))
@@ -110,12 +104,12 @@ def test_issue14_tradingview_alerts_are_stored(aws, ticker, exchange, close, sym
     ("2024-05-01T12:00:00Z", ALERT_MS), ("2024-05-01T12:00:00.250Z", ALERT_MS + 250),
     ("2024-05-01T14:00:00+02:00", ALERT_MS), (str(ALERT_MS), ALERT_MS), ("1714564800", ALERT_MS),
 ])
-def test_issue14_iso_and_epoch_alert_times(aws, stamp, event_ms):
+def test_iso_and_epoch_alert_times(aws, stamp, event_ms):
     assert body_of(call(aws, token_event(alert(timestamp=stamp))))["accepted"] == 1
     assert update_from_item(raw_items(aws)[0]).event_ms == event_ms
 
 
-def test_issue14_a_batch_names_source_and_token_once(aws):
+def test_a_batch_names_source_and_token_once(aws):
     batch = {"source": TOKEN_SOURCE, "token": TOKEN, "updates": [
         {"symbol": "BTCUSDT", "exchange": "BINANCE", "price": 64012.5, "timestamp": ALERT_TIME},
         {"symbol": "ETHUSDT", "exchange": "BINANCE", "price": "3001.1", "timestamp": ALERT_TIME},
@@ -125,27 +119,27 @@ def test_issue14_a_batch_names_source_and_token_once(aws):
                       "rejected": [{"index": 2, "error": "price: must be greater than 0"}]}
 
 
-def test_issue14_both_tokens_are_valid_during_rotation(aws):
+def test_both_tokens_are_valid_during_rotation(aws):
     assert body_of(call(aws, token_event(alert(close=1))))["accepted"] == 1
     assert body_of(call(aws, token_event(alert(close=2, token=ROTATED_TOKEN))))["accepted"] == 1
 
 
 @pytest.mark.parametrize("content_type", ["text/plain; charset=utf-8", "text/plain", "application/json", ""])
 @pytest.mark.parametrize("base64_body", [False, True])
-def test_issue14_text_plain_bodies_holding_json_are_accepted(aws, content_type, base64_body):
+def test_text_plain_bodies_holding_json_are_accepted(aws, content_type, base64_body):
     event = token_event(raw_alert("64012.5"), content_type=content_type, base64_body=base64_body)
     assert call(aws, event)["statusCode"] == 200
     assert len(raw_items(aws)) == 1
 
 
-def test_issue14_a_replayed_or_retried_alert_is_a_duplicate(aws):
+def test_a_replayed_or_retried_alert_is_a_duplicate(aws):
     event = token_event(raw_alert("64012.5"))
     assert body_of(call(aws, event))["accepted"] == 1
     assert body_of(call(aws, event, now=NOW + 3600)) == {"accepted": 0, "duplicates": 1, "queued": 0, "rejected": []}
     assert len(raw_items(aws)) == 1
 
 
-def test_issue14_an_alert_without_a_timestamp_is_rejected_with_a_clear_error(aws):
+def test_an_alert_without_a_timestamp_is_rejected_with_a_clear_error(aws):
     response = call(aws, token_event(alert(timestamp=None)))
     assert response["statusCode"] == 400
     assert body_of(response)["error"].startswith("timestamp: is required")
@@ -153,7 +147,7 @@ def test_issue14_an_alert_without_a_timestamp_is_rejected_with_a_clear_error(aws
     assert raw_items(aws) == []
 
 
-def test_issue14_a_token_source_without_ip_restriction_accepts_any_ip(aws):
+def test_a_token_source_without_ip_restriction_accepts_any_ip(aws):
     assert call(aws, token_event(alert(source=OPEN_SOURCE, token=OPEN_TOKEN), source_ip=SENDER_IP))[
         "statusCode"] == 200
 
@@ -188,7 +182,7 @@ UNAUTHENTICATED = {
 
 
 @pytest.mark.parametrize("case", UNAUTHENTICATED, ids=list(UNAUTHENTICATED))
-def test_issue14_unauthenticated_token_requests_get_the_generic_401(aws, case, service_log):
+def test_unauthenticated_token_requests_get_the_generic_401(aws, case, service_log):
     response = call(aws, UNAUTHENTICATED[case]())
     assert response["statusCode"] == 401
     assert body_of(response) == UNAUTHORIZED
@@ -198,13 +192,13 @@ def test_issue14_unauthenticated_token_requests_get_the_generic_401(aws, case, s
     assert any(getattr(r, "reason", None) for r in service_log.records)
 
 
-def test_issue14_the_hmac_source_with_an_allowed_ip_passes(aws):
+def test_the_hmac_source_with_an_allowed_ip_passes(aws):
     body = json.dumps({"symbol": "BTC-USD", "exchange": "kraken", "price": 1, "timestamp": ALERT_TIME})
     event = url_event(body, source="relay", secrets=["relay-secret"], timestamp=int(NOW), source_ip="10.1.2.3")
     assert call(aws, event)["statusCode"] == 200
 
 
-def test_issue14_the_token_is_never_stored_logged_echoed_or_queued(aws, service_log):
+def test_the_token_is_never_stored_logged_echoed_or_queued(aws, service_log):
     dynamodb = aws[0]
     FaultInjector(lambda n, _: ("AccessDeniedException", 400) if n == 1 else None).attach(dynamodb, "PutItem")
     batch = {"source": TOKEN_SOURCE, "token": TOKEN, "updates": [
@@ -242,7 +236,7 @@ def test_issue14_the_token_is_never_stored_logged_echoed_or_queued(aws, service_
     ('["s3cret-one"]', "WEBHOOK_SECRETS must be a JSON object"),
     ('{"tv": "s3cret-one"', "WEBHOOK_SECRETS is not valid JSON"),
 ])
-def test_issue14_the_secrets_document_is_validated_strictly_without_echoing_secrets(document, message):
+def test_the_secrets_document_is_validated_strictly_without_echoing_secrets(document, message):
     with pytest.raises(ValueError) as raised:
         parse_secrets(document)
     text = str(raised.value)
@@ -252,7 +246,7 @@ def test_issue14_the_secrets_document_is_validated_strictly_without_echoing_secr
         assert secret not in text
 
 
-def test_issue14_the_secrets_document_accepts_every_form(aws):
+def test_the_secrets_document_accepts_every_form(aws):
     parsed = parse_secrets(json.dumps(SECRETS))
     assert set(parsed) == set(SECRETS)
     for form in ('{"a": "s"}', '{"a": ["s", "t"]}', '{"a": {"secrets": ["s"]}}', '{"a": {"auth": "hmac", '

@@ -1,6 +1,6 @@
 """Batch planning, free of I/O: stream records → per-series outcomes (immutable).
 
-A series is (symbol, venue), the venue being the item's `exchange` (`ticks.VENUE`): each
+A series is (symbol, venue), the venue being the item's `exchange` (`items.VENUE`): each
 venue's indicators are computed over that venue's own stored ticks only, since a venue's price
 interleaved with another's is a number nobody traded and the basis between them would count
 as a return. Records are grouped by symbol, then by venue; each series' indicators are
@@ -52,13 +52,10 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeDeserializer
-
 from functions.price_enricher.indicators import Windows, ema_step, to_stored, window_indicators
-from functions.shared.price_table.ticks import CORRECTED_AT, CORRECTED_BY, ENRICHED_AT, VENUE, is_indicator
+from functions.shared.price_table.items import CORRECTED_AT, CORRECTED_BY, ENRICHED_AT, VENUE, is_indicator
+from functions.shared.price_table.ticks import plain_item
 from functions.shared.records import Record
-
-_deserializer = TypeDeserializer()
 
 MAX_CORRECTED_ITEMS = 1000
 """Items after a batch's newest record of a series that one walk compares (and may correct)."""
@@ -207,7 +204,7 @@ def parse_record(record: Mapping[str, Any]) -> StreamItem:
     if not image:
         raise RecordError("record has no NewImage")
     try:
-        plain = {k: _deserializer.deserialize(v) for k, v in image.items()}
+        plain = plain_item(image)
         price = Decimal(plain["price"])
         if not price.is_finite() or price <= 0:
             raise ValueError("price must be positive")
@@ -265,8 +262,8 @@ def parse_row(item: Mapping[str, Any]) -> StoredRow:
 
 def stored_values(row: StoredRow) -> dict[str, Any]:
     """What a stored row announces: its price, exchange and enrichment marks (plain values)."""
-    return {name: _deserializer.deserialize(row.image[name])
-            for name in ("price", "exchange", ENRICHED_AT, CORRECTED_AT) if name in row.image}
+    return plain_item({name: row.image[name] for name in ("price", VENUE, ENRICHED_AT, CORRECTED_AT)
+                       if name in row.image})
 
 
 def _history_sufficient(rows: Mapping[int, StoredRow], oldest_batch: int, windows: Windows) -> bool:

@@ -9,13 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from functions.shared.price_table.items import OPTIONAL_NUMBERS
 from functions.shared.records import Record
 
 MESSAGE_VERSION = 1
-# volume: traded base quantity since this venue's previous tick (summed into candles).
-# volume_24h: the venue's own rolling 24 h figure, stored as sent and never summed.
-# trades: how many trades the tick aggregates (the relay's trade channels), an integer.
-OPTIONAL_NUMBERS = ("volume", "bid", "ask", "volume_24h", "trades")
 
 
 class PriceUpdate(Record):

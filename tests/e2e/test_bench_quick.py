@@ -25,10 +25,10 @@ def test_quick_benchmarks_run_and_report_every_section(stack):
     assert all("net_import_ms" in row and "net_import_ms_no_bytecode" in row for row in results.cold_start)
     assert results.latency["received"] == results.latency["updates"] == 50
 
-    # issue 12 item 8: the late record's own put + one per later item it corrects (11..24)
+    # a late record: the late record's own put + one per later item it corrects (11..24)
     assert results.late_record["writes_per_late_record"] == results.late_record["items_corrected"] + 1 == 15
 
-    # issue 13: every request kind answered in full, priced from what it read
+    # the read API: every request kind answered in full, priced from what it read
     requests = {row["kind"]: row for row in results.api["requests"]}
     assert list(requests) == list(KINDS)
     assert requests["latest_20_symbols"]["items_returned"] == 20
@@ -40,7 +40,7 @@ def test_quick_benchmarks_run_and_report_every_section(stack):
     assert results.candles["updates"] > 0 and results.candles["write_units_per_update"] > 0
     assert results.candles["venues"] == 3 and [run["batch"] for run in results.candles["runs"]] == [12]
 
-    # issue 14: the token requests were accepted cold and warm; the relay forwarded every tick
+    # token senders and the relay: the token requests were accepted cold and warm; the relay forwarded every tick
     assert results.token["cold_total_ms"]["n"] == 2 and results.token["warm_url_round_trip_ms"]["n"] == 20
     assert 0.01 <= results.relay["loopback"]["webhook_requests_per_tick"] <= 0.02  # batches of up to 100
     assert results.relay["through_stack"]["accepted"] == 200

@@ -6,21 +6,18 @@ import json
 import math
 from decimal import Decimal
 
-from boto3.dynamodb.types import TypeDeserializer
-
 from demo.price_data import load_series
 from emulator.fault_proxy import FaultRule
+from functions.shared.price_table.ticks import plain_item
 from senders.webhook import signed_post
 from tests.e2e.conftest import wait_until
-
-_deserializer = TypeDeserializer()
 
 
 def _items(stack, symbol: str) -> list[dict]:
     response = stack.aws["dynamodb"].query(
         TableName=stack.info.outputs["table_name"], KeyConditionExpression="symbol = :s",
         ExpressionAttributeValues={":s": {"S": symbol}}, ConsistentRead=True)
-    return [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in response["Items"]]
+    return [plain_item(item) for item in response["Items"]]
 
 
 def _queue_messages(stack, url_output: str) -> list[dict]:

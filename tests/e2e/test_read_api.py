@@ -27,7 +27,7 @@ from ops.drain_cli import aws_clients
 from price_client import PriceClient
 from senders.webhook import signed_post
 from tests.e2e.conftest import wait_until
-from tests.test_candles_support import pandas_candles
+from tests.support.candles import pandas_candles
 
 SYMBOL = "APIE-USD"
 DAY_MS = 86_400_000
@@ -59,11 +59,12 @@ def _stored(stack) -> list[tuple[int, Decimal]]:
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _candles_equal_pandas(stack, client: PriceClient) -> None:
+def _candles_equal_pandas(stack, client: PriceClient, venue: str | None = None) -> None:
+    """Every tick is the one venue's: its candles and the composite's (one venue: its price) are pandas'."""
     stored = _stored(stack)
     for interval in INTERVALS:
         got = [(c.start_ms, str(c.open), str(c.high), str(c.low), str(c.close), c.count)
-               for c in client.candles(SYMBOL, interval, 0, int(time.time() * 1000) + DAY_MS)]
+               for c in client.candles(SYMBOL, interval, 0, int(time.time() * 1000) + DAY_MS, venue=venue)]
         assert got == pandas_candles(stored, interval), interval
 
 
@@ -91,6 +92,10 @@ def test_latest_and_a_tick_range_across_pages(stack, sent):
     latest = client.latest([SYMBOL, "NODATA-USD"])
     assert latest["NODATA-USD"] is None
     assert event_ms(latest[SYMBOL].key) == newest_moment and latest[SYMBOL].price == Decimal(newest_price)
+    assert latest[SYMBOL].is_composite and latest[SYMBOL].venues == 1  # no venue named: the composite
+    own = client.latest(SYMBOL, venue="e2e")[SYMBOL]
+    assert own is not None and (own.key, own.venue, own.price) == (latest[SYMBOL].key, "e2e", latest[SYMBOL].price)
+    assert own.sma_20 is not None  # the venue's own tick carries its indicators
     window = [t for t in sent if sent[100][0] <= t[0] < sent[350][0]]
     ticks = list(client.ticks(SYMBOL, sent[100][0], sent[350][0], page_size=60))  # 5 pages or so
     assert [(event_ms(t.key), str(t.price)) for t in ticks] == [(m, str(Decimal(p))) for m, p in window]
@@ -122,7 +127,8 @@ def test_a_late_tick_redriven_from_the_webhook_dlq_corrects_its_candles(stack, s
     info = stack.running
     moment = sent[200][0] + 1  # inside intervals whose candles are already materialized
     stack.proxy.add(FaultRule("DynamoDB_20120810.PutItem", "InternalServerError", 500, body_contains="99999.5"))
-    body = json.dumps({"symbol": SYMBOL, "price": "99999.5", "exchange": "late", "timestamp": moment}).encode()
+    # The same venue's late tick: the venue's candles (and, with one venue, the composite's) take its price.
+    body = json.dumps({"symbol": SYMBOL, "price": "99999.5", "exchange": "e2e", "timestamp": moment}).encode()
     try:
         status, answer = signed_post(info.webhook_url, body, info.secret_source, info.secret)
     finally:
@@ -132,8 +138,10 @@ def test_a_late_tick_redriven_from_the_webhook_dlq_corrects_its_candles(stack, s
     assert report.ok and report.stored >= 1
     stack.settle()
     client = _client(stack)
-    assert wait_until(lambda: any(c.high == Decimal("99999.5") for c in client.candles(SYMBOL, "1d", 0, None)), 60)
+    assert wait_until(lambda: any(c.high == Decimal("99999.5")
+                                  for c in client.candles(SYMBOL, "1d", 0, None, venue="e2e")), 60)
     _candles_equal_pandas(stack, client)
+    _candles_equal_pandas(stack, client, venue="e2e")
 
 
 def _windows(info) -> Windows:

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,13 @@ def test_the_applied_task_runs_setup_then_the_relay_and_every_tick_is_stored_onc
     assert config["webhook_url"].rstrip("/") == stack.info.outputs["webhook_url"].rstrip("/")
     assert config["secret_file"] == str(volumes["run"] / "secret")
 
-    ticks = [frames.binance_ticker(index, E2E_RELAY_SYMBOL, None) for index in range(TICKS)]
+    # The relay's default channel: Binance aggTrade, one trade a second of recent trade time, so
+    # each trade closes its own 1 s window and becomes one tick.
+    start = (int(time.time()) - 300) * 1000
+    ticks = [json.dumps({"stream": f"{E2E_RELAY_SYMBOL.lower()}@aggTrade", "data": {
+        "e": "aggTrade", "E": start + index * 1000, "s": E2E_RELAY_SYMBOL, "a": 5000 + index,
+        "p": f"{100 + index}.5", "q": "0.25", "f": 9000 + index, "l": 9000 + index, "T": start + index * 1000,
+        "m": False, "M": True}}) for index in range(TICKS)]
 
     async def run_task() -> tuple[int, str]:
         async with ScriptedExchange([[Send(frames.ACKS["binance"]), Send(ticks)]]) as server:

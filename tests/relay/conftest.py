@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,3 +24,13 @@ def subprocess_env() -> dict[str, str]:
     # The project root too: the relay checks its symbols with the webhook's own module.
     env["PYTHONPATH"] = os.pathsep.join([str(RELAY_DIR), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
+
+
+@pytest.fixture
+def webhook() -> Iterator[Any]:
+    """The webhook's loopback stand-in (tests/relay/loopback.py), accepting SOURCE signed with SECRET."""
+    from tests.relay.loopback import SECRET, SOURCE, WebhookStandIn
+
+    stand_in = WebhookStandIn({SOURCE: [SECRET]}).start()
+    yield stand_in
+    stand_in.stop()

@@ -58,13 +58,6 @@ def with_heartbeats(exchange: str, ticks: list[str]) -> list[str]:
     return out
 
 
-@pytest.fixture
-def webhook() -> Any:
-    stand_in = WebhookStandIn({SOURCE: [SECRET]}).start()
-    yield stand_in
-    stand_in.stop()
-
-
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_normal_flow_forwards_every_ticker_once(tmp_path: Path, webhook: WebhookStandIn, exchange: str) -> None:
     ticks = [frames.ticker(exchange, i) for i in range(25)]

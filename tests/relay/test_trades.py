@@ -18,7 +18,6 @@ from price_relay.exchanges.base import Trade, TradeFrame
 from price_relay.trades import TradeAggregator
 from tests.relay import trade_frames
 from tests.relay.loopback import (
-    SECRET,
     SOURCE,
     AwaitSubscribe,
     ScriptedExchange,
@@ -94,13 +93,6 @@ def test_after_a_reconnect_the_snapshot_fills_the_gap_and_skips_what_was_counted
     out += aggregator.add(frame("snapshot", 2, 3, 4, 5))   # after a reconnect: 4 and 5 happened in the gap
     ticks = [json.loads(t) for t in out + aggregator.flush()]
     assert sum(t["trades"] for t in ticks) == 3 and sum(Decimal(t["volume"]) for t in ticks) == Decimal("0.75")
-
-
-@pytest.fixture
-def webhook() -> Any:
-    stand_in = WebhookStandIn({SOURCE: [SECRET]}).start()
-    yield stand_in
-    stand_in.stop()
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)

@@ -1,5 +1,5 @@
 """Helpers: a moto table plus topic→queue subscription, and stream records built from items;
-the late-tick scenario of issue 12 item 8 and its cost (`corrections_for_late_tick`, for
+the late-tick scenario (a late record corrects the items after it) and its cost (`corrections_for_late_tick`, for
 `invoke bench`)."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from evidence.bench import RequestCounter as Counter
 from functions.price_enricher import service as enricher
 from functions.price_enricher.indicators import Windows
 from functions.shared.price_table import candles
-from functions.shared.price_table.keys import sort_key
-from functions.shared.price_table.ticks import to_item
+from functions.shared.price_table.items import stream_record
+from functions.shared.price_table.keys import sort_key, table_definition
+from functions.shared.price_table.ticks import plain_item, to_item
 from functions.shared.price_update import PriceUpdate
 
 __all__ = ["CANDLE_TABLE", "TABLE", "Counter", "MetricsRecorder", "Pipeline", "corrections_for_late_tick"]
@@ -46,12 +47,7 @@ class Pipeline:
         self.sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
         self.sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
         self.table = TABLE + suffix
-        self.dynamodb.create_table(
-            TableName=self.table, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"},
-                       {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                                  {"AttributeName": "timestamp", "AttributeType": "N"}])
+        self.dynamodb.create_table(**table_definition(self.table))
         candle_table = ""
         if candles:
             candle_table = CANDLE_TABLE + suffix
@@ -76,13 +72,8 @@ class Pipeline:
 
     def record(self, item: dict, event_name: str = "INSERT") -> dict:
         self.sequence += 1
-        body = {"Keys": {"symbol": item["symbol"], "timestamp": item["timestamp"]},
-                "SequenceNumber": str(self.sequence), "SizeBytes": 100, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-        if event_name != "REMOVE":
-            body["NewImage"] = item
-        return {"eventID": str(self.sequence), "eventName": event_name, "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1", "dynamodb": body,
-                "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{self.table}/stream/x"}
+        arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{self.table}/stream/x"
+        return stream_record(item, self.sequence, arn, event_name)
 
     def enrich(self, records: list[dict], metrics: MetricsRecorder | None = None) -> dict:
         if metrics is None:
@@ -90,12 +81,9 @@ class Pipeline:
         return enricher.process({"Records": records}, self.settings, self.dynamodb, self.sns, metrics=metrics)
 
     def items(self, symbol: str) -> list[dict]:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        deserializer = TypeDeserializer()
         result = self.dynamodb.query(TableName=self.table, KeyConditionExpression="symbol = :s",
                                      ExpressionAttributeValues={":s": {"S": symbol}})["Items"]
-        return [{k: deserializer.deserialize(v) for k, v in item.items()} for item in result]
+        return [plain_item(item) for item in result]
 
     def notifications(self) -> list[dict]:
         found = []
@@ -117,7 +105,7 @@ def _candle_table_definition(name: str) -> dict[str, Any]:
 
 def late_tick_scenario(pipeline: Pipeline, symbol: str, prices: Sequence[Decimal | str | float], late: int,
                        enriched_before: int, batch_size: int = 7) -> dict[str, Any]:
-    """Issue 12 item 8's scenario: ticks 0..len(prices)-1 of `symbol`, one second apart, where
+    """The late-tick scenario: ticks 0..len(prices)-1 of `symbol`, one second apart, where
     tick `late` is stored (and enriched) only after ticks 0..late-1 and late+1..enriched_before
     were enriched in batches of `batch_size`; then the rest. Returns the late record, the
     requests its own batch made (by operation) and the metrics it counted."""
@@ -142,7 +130,7 @@ def late_tick_scenario(pipeline: Pipeline, symbol: str, prices: Sequence[Decimal
 
 def corrections_for_late_tick(endpoint: str, total: int = 60, late: int = 10, enriched_before: int = 24,
                               batch_size: int = 7, suffix: str = "-bench-late") -> dict[str, float]:
-    """The cost of one late record in issue 12 item 8's scenario, on moto at `endpoint`.
+    """The cost of one late record in the late-tick scenario, on moto at `endpoint`.
 
     Ticks 0..total-1 of BTC/USD monthly closes (the demo's real series); tick `late` arrives
     after ticks up to `enriched_before` were enriched. Returns the late record's writes (its

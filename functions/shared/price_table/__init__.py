@@ -3,5 +3,6 @@ write the pipeline makes of it (the webhook's conditional write, the enricher's 
 query and conditional put, the drain's look-ups, the read side's queries and candles).
 
 - `keys`: the packed sort key (event ms x 1000 + slot) and its decoding.
-- `ticks`: tick items, the webhook's write, the enricher's history read and put.
+- `items`: a tick item's attribute names and its stream record (standard library only).
+- `ticks`: tick items (encode, decode), the webhook's write, the enricher's history read and put.
 """

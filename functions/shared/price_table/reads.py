@@ -24,12 +24,9 @@ from decimal import Decimal
 from typing import Any
 
 from functions.shared.composite import LATEST_SCAN, STALE_MS, median
+from functions.shared.price_table.items import ENRICHED_AT, OPTIONAL_NUMBERS, VENUE, is_indicator
 from functions.shared.price_table.keys import PARTITION_KEY, SORT_KEY, event_ms, key_range
 
-INDICATOR_PREFIXES = ("sma_", "ema_", "volatility_")
-INDICATOR_NAMES = ("change_pct",)
-OPTIONAL_NUMBERS = ("volume", "bid", "ask")
-VENUE = "exchange"  # the item attribute that names a tick's venue
 # The composite's latest price (functions.shared.composite): the venues seen among the symbol's
 # newest LATEST_SCAN ticks whose own last tick is at most STALE_MS older than the symbol's newest.
 # The composite's first Query reads this many ticks, newest first: 60 s of a symbol at the design
@@ -135,11 +132,6 @@ def decimal_text(value: Decimal | str) -> str:
     return format(Decimal(value), "f")
 
 
-def is_indicator(name: str) -> bool:
-    """Indicator attributes by name: the windows are configurable per environment."""
-    return name in INDICATOR_NAMES or (name.startswith(INDICATOR_PREFIXES) and name.rsplit("_", 1)[1].isdigit())
-
-
 def tick_from_item(item: dict[str, Any]) -> dict[str, Any]:
     """A stored item (typed DynamoDB JSON) as the API's JSON tick: exact decimal strings, epoch ms.
 
@@ -164,8 +156,8 @@ def tick_from_item(item: dict[str, Any]) -> dict[str, Any]:
     indicators = {name: decimal_text(value["N"]) for name, value in sorted(item.items())
                   if is_indicator(name) and "N" in value}
     tick["indicators"] = indicators
-    if "enriched_at" in item:
-        tick["enriched_at"] = int(item["enriched_at"]["N"])
+    if ENRICHED_AT in item:
+        tick["enriched_at"] = int(item[ENRICHED_AT]["N"])
     return tick
 
 

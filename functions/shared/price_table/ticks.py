@@ -31,8 +31,16 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.shared.price_table.items import (
+    CORRECTED_AT,
+    CORRECTED_BY,
+    ENRICHED_AT,
+    OPTIONAL_NUMBERS,
+    VENUE,
+    is_indicator,
+)
 from functions.shared.price_table.keys import PARTITION_KEY, SLOTS_PER_MS, SORT_KEY, event_ms, first_slot, sort_key
-from functions.shared.price_update import OPTIONAL_NUMBERS, PriceUpdate
+from functions.shared.price_update import PriceUpdate
 
 MAX_PROBES = 50
 STORED_AT = "stored_at"
@@ -87,7 +95,7 @@ def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None
     `retention_days`: with a value, the item carries `expires_at` (`tick_expiry`); None, none.
     """
     item: dict[str, Any] = {
-        "symbol": update.symbol, "timestamp": timestamp, "price": update.price, "exchange": update.exchange,
+        "symbol": update.symbol, "timestamp": timestamp, "price": update.price, VENUE: update.exchange,
         "source": update.source, "received_at": update.received_at_ms,
     }
     if stored_at_ms is not None:
@@ -101,12 +109,17 @@ def to_item(update: PriceUpdate, timestamp: int, stored_at_ms: int | None = None
     return {name: _serializer.serialize(value) for name, value in item.items()}
 
 
+def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item (typed DynamoDB JSON) as plain values: numbers as Decimals, strings as str."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
 def update_from_item(item: dict[str, Any]) -> PriceUpdate:
     """Read back an item (typed DynamoDB JSON) as the update it stores."""
-    plain = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    plain = plain_item(item)
     return PriceUpdate(
         symbol=plain["symbol"], event_ms=event_ms(int(plain["timestamp"])), price=Decimal(plain["price"]),
-        exchange=plain["exchange"], source=plain.get("source", ""), received_at_ms=int(plain.get("received_at", 0)),
+        exchange=plain[VENUE], source=plain.get("source", ""), received_at_ms=int(plain.get("received_at", 0)),
         **{name: Decimal(plain[name]) for name in OPTIONAL_NUMBERS if name in plain},
     )
 
@@ -151,21 +164,6 @@ def store_update(client: Any, table_name: str, update: PriceUpdate, retention_da
 
 # ---- the enricher's reads, its conditional put and its corrections ------------------------------
 
-INDICATOR_PREFIXES = ("sma_", "ema_", "volatility_")
-CHANGE_PCT = "change_pct"
-ENRICHED_AT = "enriched_at"
-CORRECTED_AT = "corrected_at"
-CORRECTED_BY = "corrected_by"
-
-
-def is_indicator(name: str) -> bool:
-    """Whether an attribute is an indicator (`sma_<n>`, `ema_<n>`, `volatility_<n>`, `change_pct`):
-    a correction replaces exactly these, whatever windows stored them."""
-    if name == CHANGE_PCT:
-        return True
-    return any(name.startswith(prefix) and name[len(prefix):].isdigit() for prefix in INDICATOR_PREFIXES)
-
-
 def _query_pages(client: Any, arguments: dict[str, Any], limits: Iterator[int]
                  ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
     while True:
@@ -179,11 +177,6 @@ def _query_pages(client: Any, arguments: dict[str, Any], limits: Iterator[int]
         if last_key is None:
             return
         arguments["ExclusiveStartKey"] = last_key
-
-
-VENUE = "exchange"
-"""The item attribute that names a tick's venue (the normalized exchange id): a series is
-(symbol, venue), and the enricher's per-venue reads filter on it."""
 
 
 def _venue_filter(arguments: dict[str, Any], venue: str | None) -> None:

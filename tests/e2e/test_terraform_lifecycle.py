@@ -1,4 +1,8 @@
-"""Last in the session: the applied stacks re-plan clean, then destroy in reverse order (real terraform)."""
+"""Last in the session: the applied stacks re-plan clean, then destroy in reverse order (real terraform).
+
+Destroying takes down the session's one deployed stack, so every test here is marked
+`destroys_stack`: tests/e2e/conftest.py moves marked tests after all others, whatever the
+file is called, and keeps their own order (re-plan before destroy)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from botocore.exceptions import ClientError
 
 from delivery.deployer import destroy, make_deployer
 from emulator import session
+
+pytestmark = pytest.mark.destroys_stack
 
 
 def test_applied_stacks_re_plan_clean(stack):

@@ -1,4 +1,4 @@
-"""Issue 12, items 2-6: each test reproduces the reported bug through `process` against moto.
+"""Webhook inputs that once broke it: each test reproduces a reported bug through `process` against moto.
 
 Every test here failed on the code before its fix (see the report of the change).
 """
@@ -12,31 +12,22 @@ import pytest
 
 from functions.shared.price_table.ticks import update_from_item
 from functions.webhook_processor import service as webhook
-from functions.webhook_processor.signature import parse_secrets, sign
-from tests.webhook_support import (
+from functions.webhook_processor.signature import sign
+from tests.support.webhook import (
     KRAKEN_REST,
-    ROTATED,
     SECRET,
-    SOURCE,
     body_of,
-    create_table,
     drain_queue,
     logged_text,
     scan_items,
     url_event,
 )
 
-TABLE = "crypto-prices-issue12"
+TABLE = "crypto-prices-inputs"
 NOW = 1_700_000_100
 
 
-@pytest.fixture
-def aws(moto_endpoint):
-    dynamodb, sqs, queue = create_table(moto_endpoint, TABLE, "dlq-issue12", webhook.CLIENT_CONFIG)
-    settings = webhook.Settings(table_name=TABLE, dlq_url=queue,
-                                secrets=parse_secrets(json.dumps({SOURCE: [SECRET, ROTATED]})),
-                                default_quote="USD", max_skew_seconds=300)
-    return dynamodb, sqs, settings
+pytestmark = pytest.mark.webhook(TABLE)  # the `aws` fixture (tests/conftest.py): table, DLQ, settings
 
 
 def call(aws, event, now: float = NOW):
@@ -52,12 +43,12 @@ def queued(aws) -> list:
     return drain_queue(aws[1], aws[2].dlq_url)
 
 
-# ---- item 2: a retried or replayed request without timestamps is stored again ----------------
+# ---- a retried or replayed request without timestamps is stored again ----------------
 
 NO_TIMESTAMP = json.dumps({"symbol": "BTC-USD", "price": "37000.5", "exchange": "binance"})
 
 
-def test_item2_same_signed_request_without_timestamp_twice_is_stored_once(aws):
+def test_same_signed_request_without_timestamp_twice_is_stored_once(aws):
     event = url_event(NO_TIMESTAMP, timestamp=NOW)
     first = call(aws, event, now=NOW + 0.2)
     # The sender retries the very same signed request 40 s later (after a 500, or an attacker replays it).
@@ -68,21 +59,21 @@ def test_item2_same_signed_request_without_timestamp_twice_is_stored_once(aws):
     assert update.event_ms == NOW * 1000  # the signed t, not the receive time
 
 
-def test_item2_kraken_rest_replayed_stores_each_pair_once(aws):
+def test_kraken_rest_replayed_stores_each_pair_once(aws):
     event = url_event(json.dumps(KRAKEN_REST), timestamp=NOW)
     assert body_of(call(aws, event, now=NOW + 1))["accepted"] == 2
     assert body_of(call(aws, event, now=NOW + 3)) == {"accepted": 0, "duplicates": 2, "queued": 0, "rejected": []}
     assert sorted((u.symbol, u.event_ms) for u in stored(aws)) == [("BTC-USD", NOW * 1000), ("ETH-EUR", NOW * 1000)]
 
 
-def test_item2_a_resigned_request_is_a_new_tick_at_its_new_signed_time(aws):
+def test_a_resigned_request_is_a_new_tick_at_its_new_signed_time(aws):
     """Pins the documented contract: only the same signed request is recognized as a retry."""
     call(aws, url_event(NO_TIMESTAMP, timestamp=NOW), now=NOW)
     assert body_of(call(aws, url_event(NO_TIMESTAMP, timestamp=NOW + 5), now=NOW + 5))["accepted"] == 1
     assert [u.event_ms for u in stored(aws)] == [NOW * 1000, (NOW + 5) * 1000]
 
 
-# ---- item 3: compact symbols split at the wrong place ----------------------------------------
+# ---- compact symbols split at the wrong place ----------------------------------------
 
 def _generic(symbol: str, exchange: str) -> dict:
     return {"symbol": symbol, "price": "1.5", "exchange": exchange, "timestamp": 1_700_000_000_000}
@@ -184,7 +175,7 @@ def _send(kind: str, symbol: str) -> dict:
 
 
 @pytest.mark.parametrize("kind, symbol, expected", REAL_SYMBOLS, ids=[f"{k}-{s}" for k, s, _ in REAL_SYMBOLS])
-def test_item3_real_exchange_symbols(aws, kind, symbol, expected):
+def test_real_exchange_symbols(aws, kind, symbol, expected):
     response = call(aws, url_event(json.dumps(_send(kind, symbol)), timestamp=NOW))
     result = body_of(response)
     if "-" in expected and expected.isupper() and ":" not in expected:
@@ -199,7 +190,7 @@ def test_item3_real_exchange_symbols(aws, kind, symbol, expected):
             assert "separator" in error and symbol.split(":")[-1] in error
 
 
-def test_item3_the_reported_symbols_are_split_at_the_right_place(aws):
+def test_the_reported_symbols_are_split_at_the_right_place(aws):
     batch = [_generic(s, "kraken") for s in ("XBTUSD", "DOTUSD", "BNBUSD", "SHIBUSD", "ARBUSD", "KRAKEN:XBTUSD")]
     assert body_of(call(aws, url_event(json.dumps(batch), timestamp=NOW)))["accepted"] == 5  # XBTUSD twice
     assert sorted(u.symbol for u in stored(aws)) == ["ARB-USD", "BNB-USD", "BTC-USD", "DOT-USD", "SHIB-USD"]
@@ -207,14 +198,14 @@ def test_item3_the_reported_symbols_are_split_at_the_right_place(aws):
 
 @pytest.mark.parametrize("symbol", ["BTC\n/USD", "BTC/USD\nX", "BTC\x00-USD", "BTC-\tUSD", "BTC -USD",
                                     "BTC\u2028USD", "BTC\u00a0USD", "\u00dfTC-USD", "BTC-US\u0110"])
-def test_item3_whitespace_control_and_non_ascii_inside_a_symbol_are_rejected(aws, symbol):
+def test_whitespace_control_and_non_ascii_inside_a_symbol_are_rejected(aws, symbol):
     response = call(aws, url_event(json.dumps(_generic(symbol, "x")), timestamp=NOW))
     assert response["statusCode"] == 400, body_of(response)
     assert body_of(response)["rejected"][0]["error"].startswith("symbol: ")
     assert stored(aws) == []
 
 
-def test_item3_an_ambiguous_symbol_asks_for_a_separator(aws):
+def test_an_ambiguous_symbol_asks_for_a_separator(aws):
     response = call(aws, url_event(json.dumps(_generic("LPTUSD", "kraken")), timestamp=NOW))
     error = body_of(response)["rejected"][0]["error"]
     assert response["statusCode"] == 400
@@ -222,12 +213,12 @@ def test_item3_an_ambiguous_symbol_asks_for_a_separator(aws):
     assert body_of(call(aws, url_event(json.dumps(_generic("LPT-USD", "kraken")), timestamp=NOW)))["accepted"] == 1
 
 
-def test_item3_exchange_names_cannot_smuggle_a_newline(aws):
+def test_exchange_names_cannot_smuggle_a_newline(aws):
     response = call(aws, url_event(json.dumps(_generic("BTC-USD", "bin\nance")), timestamp=NOW))
     assert response["statusCode"] == 400 and stored(aws) == []
 
 
-# ---- item 4: numbers DynamoDB cannot store are queued "safe" forever --------------------------
+# ---- numbers DynamoDB cannot store are queued "safe" forever --------------------------
 
 @pytest.mark.parametrize("field, value, error", [
     ("price", "1." + "1" * 59, "price: must have at most 38 significant digits"),
@@ -238,7 +229,7 @@ def test_item3_exchange_names_cannot_smuggle_a_newline(aws):
     ("ask", "1E-131", "ask: is out of range"),
     ("volume", "0E-200", "volume: is out of range"),
 ])
-def test_item4_numbers_dynamodb_cannot_store_are_rejected_not_queued(aws, field, value, error):
+def test_numbers_dynamodb_cannot_store_are_rejected_not_queued(aws, field, value, error):
     update = {"symbol": "BTC-USD", "price": "37000", "exchange": "binance", "timestamp": 1_700_000_000_000,
               field: value}
     single = call(aws, url_event(json.dumps(update), timestamp=NOW))
@@ -251,7 +242,7 @@ def test_item4_numbers_dynamodb_cannot_store_are_rejected_not_queued(aws, field,
     assert [u.symbol for u in stored(aws)] == ["ETH-USD"] and queued(aws) == []
 
 
-def test_item4_numbers_at_dynamodb_limits_are_stored_exactly(aws):
+def test_numbers_at_dynamodb_limits_are_stored_exactly(aws):
     update = {"symbol": "BTC-USD", "price": "1." + "2" * 37, "exchange": "binance", "timestamp": 1_700_000_000_000,
               "volume": 10 ** 37 + 1, "bid": "1E-130", "ask": "9.9999999999999999999999999999999999999E+125"}
     assert body_of(call(aws, url_event(json.dumps(update), timestamp=NOW)))["accepted"] == 1
@@ -262,7 +253,7 @@ def test_item4_numbers_at_dynamodb_limits_are_stored_exactly(aws):
 
 
 @pytest.mark.parametrize("value", ["1_000", "\u0661\u0660\u0660", "\uff11\uff10\uff10", "0x10", "1e", ".", "+"])
-def test_item4_number_strings_must_be_plain_ascii_decimals(aws, value):
+def test_number_strings_must_be_plain_ascii_decimals(aws, value):
     """Python's Decimal reads "1_000" and non-ASCII digits; a price is what the sender wrote, in ASCII."""
     update = {"symbol": "BTC-USD", "price": value, "exchange": "binance", "timestamp": 1_700_000_000_000}
     response = call(aws, url_event(json.dumps(update), timestamp=NOW))
@@ -270,7 +261,7 @@ def test_item4_number_strings_must_be_plain_ascii_decimals(aws, value):
     assert stored(aws) == []
 
 
-# ---- item 5: a malformed signature header raises out of the handler ---------------------------
+# ---- a malformed signature header raises out of the handler ---------------------------
 
 VALID_V1 = "0" * 64
 MALFORMED_HEADERS = [
@@ -288,7 +279,7 @@ MALFORMED_HEADERS = [
 
 
 @pytest.mark.parametrize("header", MALFORMED_HEADERS, ids=range(len(MALFORMED_HEADERS)))
-def test_item5_malformed_signature_headers_are_401_never_an_exception(aws, header):
+def test_malformed_signature_headers_are_401_never_an_exception(aws, header):
     event = url_event(NO_TIMESTAMP, timestamp=NOW, extra_headers={"x-signature": header})
     response = call(aws, event)
     assert response["statusCode"] == 401
@@ -296,7 +287,7 @@ def test_item5_malformed_signature_headers_are_401_never_an_exception(aws, heade
     assert stored(aws) == []
 
 
-def test_item5_unknown_source_and_bad_signature_get_the_same_401_body(aws, service_log):
+def test_unknown_source_and_bad_signature_get_the_same_401_body(aws, service_log):
     caplog = service_log
     unknown = call(aws, url_event(NO_TIMESTAMP, source="no-such-source", timestamp=NOW))
     bad = call(aws, url_event(NO_TIMESTAMP, secrets=["wrong-secret"], timestamp=NOW))
@@ -311,7 +302,7 @@ def test_item5_unknown_source_and_bad_signature_get_the_same_401_body(aws, servi
     assert sign("wrong-secret", NOW, NO_TIMESTAMP.encode()) not in logged
 
 
-# ---- item 6: an exchange envelope of the wrong type raises ------------------------------------
+# ---- an exchange envelope of the wrong type raises ------------------------------------
 
 @pytest.mark.parametrize("query, element, error", [
     ({"format": "binance"}, {"stream": "btcusdt@ticker", "data": ["x"]}, "data: must be an object"),
@@ -328,7 +319,7 @@ def test_item5_unknown_source_and_bad_signature_get_the_same_401_body(aws, servi
     ({"format": "binance"}, {"e": "24hrTicker", "s": "BTCUSDT", "c": {"x": 1}, "E": 1}, "c: must be a number"),
     (None, {"stream": "btcusdt@ticker", "data": ["x"]}, "symbol: is required"),  # not Binance-shaped: generic
 ])
-def test_item6_an_envelope_of_the_wrong_type_is_a_400_naming_the_field(aws, query, element, error):
+def test_an_envelope_of_the_wrong_type_is_a_400_naming_the_field(aws, query, element, error):
     single = call(aws, url_event(json.dumps(element), query=query, timestamp=NOW))
     assert single["statusCode"] == 400, body_of(single)
     assert body_of(single)["error"].startswith(error), body_of(single)
@@ -339,7 +330,7 @@ def test_item6_an_envelope_of_the_wrong_type_is_a_400_naming_the_field(aws, quer
         assert body_of(batch)["accepted"] == 1 and body_of(batch)["rejected"][0]["index"] == 0
 
 
-def test_item6_a_bad_row_of_a_multi_row_envelope_is_rejected_and_the_rest_kept(aws):
+def test_a_bad_row_of_a_multi_row_envelope_is_rejected_and_the_rest_kept(aws):
     rows = [{"symbol": s, "last": p, "timestamp": "2023-11-14T22:13:20Z"}
             for s, p in (("BTC/USD", 37000), ("ETH/USD", -1), ("SOL/USD", 55))]
     response = call(aws, url_event(json.dumps({"channel": "ticker", "type": "update", "data": rows}), timestamp=NOW))

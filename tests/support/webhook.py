@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.shared.price_table.keys import table_definition
 from functions.webhook_processor.signature import signature_header
 
 SOURCE = "test-feed"
@@ -65,11 +66,7 @@ def create_table(endpoint: str, table: str, queue: str, client_config: Any) -> t
     """The prices table's key schema and a DLQ on moto's server: (dynamodb client, sqs client, queue URL)."""
     dynamodb = boto3.client("dynamodb", region_name="us-east-1", config=client_config, endpoint_url=endpoint)
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
-    dynamodb.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "symbol", "KeyType": "HASH"}, {"AttributeName": "timestamp", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "symbol", "AttributeType": "S"},
-                              {"AttributeName": "timestamp", "AttributeType": "N"}])
+    dynamodb.create_table(**table_definition(table))
     return dynamodb, sqs, sqs.create_queue(QueueName=f"{table}-dlq")["QueueUrl"]
 
 
