@@ -344,12 +344,14 @@ def bench(c, quick=False):
                          "sender": "default (batches of 100 over 20 symbols), tradingview (one update per request) "
                                    "or relay (batches of 100 over 20 symbols, plus the relay's Fargate task)",
                          "month": "which month's storage to price (ticks grow without a retention)",
-                         "tick_retention_days": "days a tick is kept (TTL); default: kept forever"})
+                         "tick_retention_days": "days a tick is kept (TTL); default: kept forever",
+                         "venues": "venues per symbol (default: the sender's; 3 except tradingview)"})
 @one_line_errors
 def cost(c, updates_per_day=1_000_000, batch_size=None, symbols=None, sender="default", month=1,
-         tick_retention_days=None):
+         tick_retention_days=None, venues=None):
     """Monthly AWS cost estimate (us-east-1) from the measured figures in results/bench.json."""
     from evidence.reports import cost_report
 
     cost_report(int(updates_per_day), int(batch_size) if batch_size else None, int(symbols) if symbols else None,
-                sender, int(month), int(tick_retention_days) if tick_retention_days else None)
+                sender, int(month), int(tick_retention_days) if tick_retention_days else None,
+                int(venues) if venues else None)

@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -151,58 +152,156 @@ def bench_webhook(endpoint: str, batch_sizes: tuple[int, ...], repeats: int, sym
 
 # ---- enricher -------------------------------------------------------------------------------
 
-def bench_enricher(endpoint: str, batch_sizes: tuple[int, ...], symbol_counts: tuple[int, ...],
-                   repeats: int) -> list[dict]:
+class TableMeter:
+    """A DynamoDB client that records, per table, each request's operation and the items it
+    read or wrote, so a bench can price the tick table's and the candle table's capacity
+    apart. Every other attribute is the client's own (a wrapped client's events still fire)."""
+
+    _READS = ("query", "get_item", "batch_get_item")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.log: list[tuple[str, str, list[dict[str, Any]], bool]] = []  # table, op, items, consistent
+
+    def _record(self, table: str, operation: str, items: list[dict[str, Any]], consistent: bool) -> None:
+        with self._lock:
+            self.log.append((table, operation, items, consistent))
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self._client.query(**kwargs)
+        self._record(kwargs["TableName"], "Query", response.get("Items", []), bool(kwargs.get("ConsistentRead")))
+        return response
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self._client.get_item(**kwargs)
+        item = response.get("Item")
+        self._record(kwargs["TableName"], "GetItem", [item] if item else [], bool(kwargs.get("ConsistentRead")))
+        return response
+
+    def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self._client.batch_get_item(**kwargs)
+        for table, items in response.get("Responses", {}).items():
+            consistent = bool(kwargs["RequestItems"].get(table, {}).get("ConsistentRead"))
+            self._record(table, "BatchGetItem", items, consistent)
+        return response
+
+    def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        self._record(kwargs["TableName"], "PutItem", [kwargs["Item"]], True)  # billed even if its condition fails
+        response: dict[str, Any] = self._client.put_item(**kwargs)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def figures(self, first: int, table: str, records: int) -> dict[str, float]:
+        """Requests, reads, writes, read units and write units per record of `table` since entry `first`."""
+        entries = [entry for entry in self.log[first:] if entry[0] == table]
+        reads = [entry for entry in entries if entry[1] != "PutItem"]
+        writes = [entry for entry in entries if entry[1] == "PutItem"]
+        # A Query is billed on its page's bytes; GetItem and BatchGetItem round each item up alone.
+        read_units_total = sum(read_units(sum(item_size(item) for item in items), consistent) if operation == "Query"
+                               else sum(read_units(item_size(item), consistent) for item in items) or
+                               read_units(0, consistent)
+                               for _, operation, items, consistent in reads)
+        write_units_total = sum(write_units(items[0]) for _, _, items, _ in writes)
+        return {"requests": len(entries) / records, "reads": len(reads) / records, "writes": len(writes) / records,
+                "read_units": read_units_total / records, "write_units": write_units_total / records}
+
+
+BENCH_VENUES = ("binance", "coinbase", "kraken")
+# 1,000,000 updates a day arrive 86.4 ms apart: the bench's stream has that spacing, so its
+# batches span the event time (and close the minutes) that real batches do.
+UPDATE_SPACING_MS = 86
+
+
+@dataclass(frozen=True)
+class EnricherScenario:
+    """One row of the enricher bench: `symbols` x `venues` series, batches of `batch` records;
+    `candles`: the enricher also maintains candles (as deployed), on a table of their own."""
+
+    batch: int
+    symbols: int
+    venues: int = 1
+    candles: bool = False
+    repeats: int | None = None  # None: the plan's; the counts are exact, so fewer runs suffice
+
+
+def _single_venue(batches: tuple[int, ...]) -> tuple[EnricherScenario, ...]:
+    return tuple(EnricherScenario(batch, symbols) for symbols in (1, 20) for batch in batches)
+
+
+def bench_enricher(endpoint: str, scenarios: tuple[EnricherScenario, ...], repeats: int,
+                   history: int = 25) -> list[dict]:
+    """Handler time, DynamoDB requests and capacity units per record of one enricher batch.
+
+    A time-ordered stream (one update every 86 ms; the series take turns, symbol first, then
+    venue; each venue's ticks keyed at `keys.first_slot(venue)`, its `exchange` the venue) is
+    enriched in batches of 100 until every series holds `history` ticks, then one batch of the
+    scenario's size is measured. Requests and units are counted per table: the tick table's
+    (the enricher's own reads and puts: `dynamodb_requests_per_record`, the figure that must
+    not rise with venues) and the candle table's (`candle_*`). Units are priced by
+    `evidence.capacity` from the items each request read or wrote: moto bills no capacity by
+    DynamoDB's rules.
+    """
     from decimal import Decimal
 
     from functions.price_enricher import service as enricher
     from functions.price_enricher.indicators import Windows
-    from functions.shared.price_table.keys import sort_key
+    from functions.shared.price_table.candles import table_definition as candle_table_definition
+    from functions.shared.price_table.keys import first_slot, sort_key
     from functions.shared.price_table.ticks import to_item
     from functions.shared.price_update import PriceUpdate
 
-    dynamodb = emulator_client("dynamodb", endpoint)
+    raw = emulator_client("dynamodb", endpoint)
     sns = emulator_client("sns", endpoint)
-    _table(dynamodb, "bench-enricher")
-    settings = enricher.Settings("bench-enricher", sns.create_topic(Name="bench-success")["TopicArn"], Windows())
-    counter = RequestCounter(dynamodb)
+    _table(raw, "bench-enricher")
+    raw.create_table(**candle_table_definition("bench-enricher-candles"))
+    topic = sns.create_topic(Name="bench-success")["TopicArn"]
+    dynamodb = TableMeter(raw)
     sequence, rows, run = 0, [], 0
+    base = 1_700_000_000_000
 
-    def put(symbol: str, t: int) -> dict:
+    def put(symbol: str, venue: str, moment: int) -> dict:
         nonlocal sequence
         sequence += 1
-        item = to_item(PriceUpdate(symbol, 1_700_000_000_000 + t * 1000, Decimal(100 + t % 7), "binance",
-                                   "bench", 0), sort_key(1_700_000_000_000 + t * 1000, 0))
-        dynamodb.put_item(TableName="bench-enricher", Item=item)
+        item = to_item(PriceUpdate(symbol, base + moment, Decimal(100 + moment % 7), venue, "bench", 0),
+                       sort_key(base + moment, first_slot(venue)))
+        raw.put_item(TableName="bench-enricher", Item=item)
         return stream_record(item, sequence)
 
-    for symbols in symbol_counts:
-        for size in batch_sizes:
-            per_record, requests, reads, writes, read_bytes = [], [], [], [], []
-            for _ in range(repeats):
-                run += 1
-                names = [f"E{run}X{s}-USD" for s in range(symbols)]
-                enricher.process({"Records": [put(n, t) for n in names for t in range(25)]}, settings, dynamodb, sns)
-                batch = [put(names[i % symbols], 100 + i) for i in range(size)]
-                counter.reset()
-                started = time.perf_counter()
-                result = enricher.process({"Records": batch}, settings, dynamodb, sns)
-                elapsed = time.perf_counter() - started
-                assert result == {"batchItemFailures": []}, result
-                per_record.append(elapsed / size * 1000)
-                requests.append(sum(counter.calls.values()) / size)
-                reads.append(counter.calls.get("Query", 0) / size)
-                writes.append(counter.calls.get("PutItem", 0) / size)
-                sample = dynamodb.query(TableName="bench-enricher", KeyConditionExpression="symbol = :s",
-                                        ExpressionAttributeValues={":s": {"S": names[0]}}, Limit=1,
-                                        ScanIndexForward=False)["Items"][0]
-                items_read = 21 + size / symbols  # history window + this batch's items, per query
-                read_bytes.append(read_units(int(items_read * item_size(sample))) * reads[-1])
-            rows.append({"batch": size, "symbols": symbols, "ms_per_record": asdict(Spread.of(per_record)),
-                         "dynamodb_requests_per_record": statistics.median(requests),
-                         "reads_per_record": statistics.median(reads), "writes_per_record": statistics.median(writes),
-                         "read_units_per_record": statistics.median(read_bytes),
-                         "write_units_per_record": write_units(sample)})
+    for scenario in scenarios:
+        settings = enricher.Settings("bench-enricher", topic, Windows(),
+                                     candle_table_name="bench-enricher-candles" if scenario.candles else "")
+        venues = BENCH_VENUES[:scenario.venues]
+        per_record, samples = [], []
+        for _ in range(scenario.repeats or repeats):
+            run += 1
+            series = [(f"E{run}X{s}-USD", venue) for venue in venues for s in range(scenario.symbols)]
+            count = history * len(series)
+            warm = [put(*series[k % len(series)], k * UPDATE_SPACING_MS) for k in range(count)]
+            for first in range(0, len(warm), 100):
+                enricher.process({"Records": warm[first:first + 100]}, settings, dynamodb, sns)
+            batch = [put(*series[k % len(series)], k * UPDATE_SPACING_MS) for k in range(count, count + scenario.batch)]
+            mark = len(dynamodb.log)
+            started = time.perf_counter()
+            result = enricher.process({"Records": batch}, settings, dynamodb, sns)
+            elapsed = time.perf_counter() - started
+            assert result == {"batchItemFailures": []}, result
+            per_record.append(elapsed / scenario.batch * 1000)
+            ticks = dynamodb.figures(mark, "bench-enricher", scenario.batch)
+            candle = dynamodb.figures(mark, "bench-enricher-candles", scenario.batch)
+            samples.append({"dynamodb_requests_per_record": ticks["requests"],
+                            "reads_per_record": ticks["reads"], "writes_per_record": ticks["writes"],
+                            "read_units_per_record": ticks["read_units"],
+                            "write_units_per_record": ticks["write_units"],
+                            "candle_requests_per_record": candle["requests"],
+                            "candle_read_units_per_record": candle["read_units"],
+                            "candle_write_units_per_record": candle["write_units"]})
+        row: dict[str, Any] = {"batch": scenario.batch, "symbols": scenario.symbols, "venues": scenario.venues,
+                               "candles": scenario.candles, "ms_per_record": asdict(Spread.of(per_record))}
+        row.update({name: statistics.median(sample[name] for sample in samples) for name in samples[0]})
+        rows.append(row)
     return rows
 
 
@@ -379,7 +478,8 @@ class BenchPlan:
     """The sizes of one `invoke bench` run: `full` for docs/evidence.md, `quick` proves it still runs."""
 
     webhook_batches: tuple[int, ...]
-    enricher_batches: tuple[int, ...]
+    enricher: tuple[EnricherScenario, ...]
+    enricher_history: int
     repeats: int
     cold_start_runs: int
     latency_updates: int
@@ -391,8 +491,15 @@ class BenchPlan:
     relay_stack_ticks: int
 
 
-FULL = BenchPlan((1, 10, 100, 1000), (1, 10, 100), 5, COLD_START_RUNS, 1000, 62, 10, 200, 20, 10_000, 2000)
-QUICK = BenchPlan((1, 10, 100), (1, 10), 1, 1, 50, 2, 2, 20, 5, 1000, 200)
+# The venue rows: 20 symbols x 3 venues with candle maintenance, at batches of 100 and of the
+# ~12 records the stream's 1 s window forms at 1,000,000 updates/day; and the same stream on
+# one venue, to show what the venues change.
+VENUE_ROWS = tuple(EnricherScenario(batch, 20, venues, candles=True, repeats=2) for venues in (1, 3)
+                   for batch in (100, 12))
+FULL = BenchPlan((1, 10, 100, 1000), _single_venue((1, 10, 100)) + VENUE_ROWS, 25, 5, COLD_START_RUNS, 1000, 62, 10,
+                 200, 20, 10_000, 2000)
+QUICK = BenchPlan((1, 10, 100), _single_venue((1, 10)) + (EnricherScenario(12, 20, 3, candles=True),), 2, 1, 1, 50,
+                  2, 2, 20, 5, 1000, 200)
 
 
 def _on_stack(stack: Any, results: BenchResults, plan: BenchPlan, echo: Callable[[str], None]) -> None:
@@ -422,7 +529,8 @@ def run_benchmarks(quick: bool = False, stack: Any | None = None,
         echo("webhook processor (moto server) …")
         results.webhook = bench_webhook(emulator.endpoint, plan.webhook_batches, plan.repeats)
         echo("price enricher (moto server) …")
-        results.enricher = bench_enricher(emulator.endpoint, plan.enricher_batches, (1, 20), plan.repeats)
+        results.enricher = bench_enricher(emulator.endpoint, plan.enricher, plan.repeats,
+                                          plan.enricher_history)
         echo("a late record's corrections (moto server) …")
         results.late_record = bench_late_record(emulator.endpoint)
         echo("price API per request kind (moto server, then its answers replayed) …")

@@ -129,18 +129,19 @@ class Line:
 
 @dataclass(frozen=True)
 class Sender:
-    """Who posts the updates: how many per webhook request, over how many symbols."""
+    """Who posts the updates: how many per webhook request, over how many symbols and venues."""
 
     name: str
     batch_size: int
     symbols: int
     note: str
+    venues: int = 3
 
 
 SENDERS: dict[str, Sender] = {
     "default": Sender("default", 100, 20, "an integrator posting signed batches of 100 updates over 20 symbols"),
     "tradingview": Sender("tradingview", 1, 1, "TradingView alerts: one update per webhook request (a token "
-                                               "request), one symbol"),
+                                               "request), one symbol", venues=1),
     "relay": Sender("relay", 100, 20, "the exchange relay (one Fargate task): batches of 100 over 20 symbols, "
                                       "plus the task and its public IPv4 address"),
 }
@@ -225,22 +226,27 @@ def candle_units_per_update(candles: dict[str, Any], updates_per_day: int, symbo
                             records_per_batch: int) -> tuple[float, float]:
     """Candle maintenance's write and read units per update, from the measured scenario's.
 
-    Measured for one scenario (`candles["symbols"]`, `candles["updates_per_day"]`, enricher
-    batches of `candles["batch"]`); other scenarios are scaled, an assumption stated here:
+    Measured for one or more scenarios (`candles["symbols"]`, `candles["updates_per_day"]`,
+    enricher batches of `candles["batch"]`, and the runs in `candles["runs"]` at other batch
+    sizes); the run nearest in batch size is used, and scaled to other scenarios by an
+    assumption stated here:
     - writes follow the candles that close, a fixed number per symbol and day while every
-      minute of every symbol has a tick, so per update they scale with symbols / updates
+      minute of every symbol has a tick (one item per symbol holds its composite and every
+      venue, so venues add no item), so per update they scale with symbols / updates
       (capped at 7: a tick can close at most one candle per interval plus the registry);
     - reads are mostly one registry GetItem per symbol and enricher batch, so per update
       they scale with the distinct symbols a batch holds (expected, symbols drawn evenly)
-      per record. The cost model's enricher batches are smaller than the measured ones at
-      1,000,000 updates a day (12 records in the mapping's 1 s window, against 100), so
-      each batch holds fewer records per symbol and maintenance reads more per update.
+      per record. At 1,000,000 updates a day the mapping's 1 s window forms batches of ~12
+      records, not 100: each batch holds fewer records per symbol and maintenance reads more
+      per update (measured directly when a run at that batch size exists).
     """
-    writes = candles["write_units_per_update"] * (symbols / candles["symbols"]) * (
-        candles["updates_per_day"] / updates_per_day)
-    measured_share = distinct_symbols(candles["symbols"], candles["batch"]) / candles["batch"]
+    runs = [candles, *candles.get("runs", [])]
+    measured = min(runs, key=lambda run: abs(math.log(run["batch"]) - math.log(max(1, records_per_batch))))
+    writes = measured["write_units_per_update"] * (symbols / measured["symbols"]) * (
+        measured["updates_per_day"] / updates_per_day)
+    measured_share = distinct_symbols(measured["symbols"], measured["batch"]) / measured["batch"]
     share = distinct_symbols(symbols, records_per_batch) / records_per_batch
-    reads = candles["read_units_per_update"] * share / measured_share
+    reads = measured["read_units_per_update"] * share / measured_share
     return min(7.0, writes), reads
 
 
@@ -252,10 +258,11 @@ def distinct_symbols(symbols: int, records: int) -> float:
 def estimate(bench: dict[str, Any], updates_per_day: int, batch_size: int = 100, symbols: int = 20,
              enricher_batch: int | None = None, log_bytes: dict[str, int] | None = None,
              memory_mb: dict[str, int] | None = None, month: int = 1,
-             tick_retention_days: int | None = None, sender: str = "default") -> list[Line]:
+             tick_retention_days: int | None = None, sender: str = "default", venues: int = 1) -> list[Line]:
     """Monthly cost lines. batch_size: updates per webhook request; symbols: distinct symbols in a
-    batch; month: which month's storage (it grows without a retention); sender: adds the relay's
-    task when "relay"."""
+    batch; venues: venues per symbol (the enricher row measured with as many, when there is one);
+    month: which month's storage (it grows without a retention); sender: adds the relay's task
+    when "relay"."""
     memory = memory_mb or function_memory_mb()
     logs = log_bytes or LOG_BYTES
     monthly = updates_per_day * DAYS_PER_MONTH
@@ -263,7 +270,7 @@ def estimate(bench: dict[str, Any], updates_per_day: int, batch_size: int = 100,
     # The enricher's batches fill up to the mapping's batch size within the 1 s batching window.
     per_second = updates_per_day / 86_400
     records_per_batch = enricher_batch or max(1, min(100, round(per_second)))
-    enricher_row = _nearest(bench["enricher"], batch=records_per_batch, symbols=1 if symbols == 1 else 20)
+    enricher_row = enricher_figures(bench, records_per_batch, symbols, venues)
 
     webhook_invocations = monthly / batch_size
     write_waves = math.ceil(batch_size / min(symbols, WEBHOOK_THREADS))
@@ -347,6 +354,53 @@ def summary(lines: list[Line], updates_per_day: int) -> dict[str, float]:
     return {"monthly_usd": total, "per_million_updates_usd": per_million, "floor_per_million_usd": floor,
             "ratio_to_floor": per_million / floor, "variable_per_million_usd": variable_per_million,
             "variable_ratio_to_floor": variable_per_million / floor}
+
+
+# ---- keeping the cost honest: venues and real batch sizes ---------------------------------------
+
+# The figures before per-venue series, at 1,000,000 updates/day over 20 symbols (docs/evidence.md,
+# 2026-12-04): the enricher's tick-table requests per record must not rise above them, nor the
+# ratio to the write floor; candle and composite upkeep has a budget of its own.
+ENRICHER_REQUESTS_BEFORE = 1.20
+RATIO_TO_FLOOR_BEFORE = 1.59
+CANDLE_WRU_TARGET = 0.15
+
+
+def enricher_figures(bench: dict[str, Any], batch: int, symbols: int, venues: int) -> dict[str, Any]:
+    """The measured enricher row nearest to batches of `batch` over `symbols` symbols x `venues`
+    venues (rows without a `venues` field are single-venue measurements of an older bench)."""
+    rows = bench["enricher"]
+    wanted_symbols = 1 if symbols == 1 else 20
+    matching = [r for r in rows if r.get("symbols", wanted_symbols) == wanted_symbols
+                and r.get("venues", 1) == venues]
+    if not matching:
+        matching = [r for r in rows if r.get("symbols", wanted_symbols) == wanted_symbols] or rows
+    # At equal distance a metered row (it names its venues) beats an older estimated one.
+    return min(matching, key=lambda r: (abs(math.log(r["batch"]) - math.log(max(1, batch))), "venues" not in r))
+
+
+def venue_figures(bench: dict[str, Any], updates_per_day: int, symbols: int, venues: int,
+                  batches: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    """Per enricher batch size (100, and the ~12 records the 1 s window forms at this rate): the
+    enricher's requests and read units per record, candle upkeep per update and the ratio to
+    the write floor, each beside the target it is judged by."""
+    window = max(1, min(100, round(updates_per_day / 86_400)))
+    rows = []
+    for batch in batches or tuple(dict.fromkeys((100, window))):
+        row = enricher_figures(bench, batch, symbols, venues)
+        writes, reads = candle_units_per_update(bench["candles"], updates_per_day, symbols, batch) \
+            if bench.get("candles") else (0.0, 0.0)
+        ratio = summary(estimate(bench, updates_per_day, 100, symbols, enricher_batch=batch, venues=venues),
+                        updates_per_day)["ratio_to_floor"]
+        rows.append({"batch": batch, "measured_batch": row["batch"], "venues": row.get("venues", 1),
+                     "requests_per_record": row["dynamodb_requests_per_record"],
+                     "read_units_per_record": row["read_units_per_record"],
+                     "candle_wru_per_update": writes, "candle_rru_per_update": reads,
+                     "ratio_to_floor": ratio,
+                     "requests_met": row["dynamodb_requests_per_record"] <= ENRICHER_REQUESTS_BEFORE + 1e-9,
+                     "candle_met": writes <= CANDLE_WRU_TARGET,
+                     "ratio_met": round(ratio, 2) <= RATIO_TO_FLOOR_BEFORE})
+    return rows
 
 
 # ---- the read API --------------------------------------------------------------------------------

@@ -12,9 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from evidence.cost import (
+    CANDLE_WRU_TARGET,
     DAYS_PER_MONTH,
+    ENRICHER_REQUESTS_BEFORE,
     PRICE_DATE,
     PRICES,
+    RATIO_TO_FLOOR_BEFORE,
     SENDERS,
     CostInputError,
     Line,
@@ -23,6 +26,7 @@ from evidence.cost import (
     relay_batch,
     storage_table_rows,
     summary,
+    venue_figures,
 )
 
 COLD_START_TARGET_MS = 40.0  # issue 11: a handler's own import, net of boto3
@@ -56,13 +60,17 @@ def bench_table(results: dict[str, Any]) -> list[Table]:
         webhook.add_row(str(row["batch"]), spread(row["updates_per_second"]), spread(row["handler_ms"]),
                         f"{row['dynamodb_requests_per_update']:.2f}", str(row["write_units_per_update"]),
                         str(row["item_bytes"]))
-    enricher = _table("price enricher — handler time against moto's server",
-                      ("batch", "symbols", "ms/record median (min–max)", "requests/record", "reads/record",
-                       "writes/record", "RRU/record"))
+    enricher = _table("price enricher — handler time against moto's server (requests and units: the tick table's; "
+                      "candles: the candle table's, when the row maintains them)",
+                      ("batch", "symbols × venues", "ms/record median (min–max)", "requests/record", "reads/record",
+                       "writes/record", "RRU/record", "candle requests/record", "candle RRU/record"))
     for row in results["enricher"]:
-        enricher.add_row(str(row["batch"]), str(row["symbols"]), spread(row["ms_per_record"]),
+        candles = row.get("candles", False)
+        enricher.add_row(str(row["batch"]), f"{row['symbols']} × {row.get('venues', 1)}", spread(row["ms_per_record"]),
                          f"{row['dynamodb_requests_per_record']:.2f}", f"{row['reads_per_record']:.2f}",
-                         f"{row['writes_per_record']:.2f}", f"{row['read_units_per_record']:.2f}")
+                         f"{row['writes_per_record']:.2f}", f"{row['read_units_per_record']:.2f}",
+                         f"{row['candle_requests_per_record']:.2f}" if candles else "–",
+                         f"{row['candle_read_units_per_record']:.2f}" if candles else "–")
     tables = [webhook, enricher]
     if results.get("late_record"):
         tables.append(late_record_table(results["late_record"]))
@@ -136,16 +144,17 @@ def api_table(api: dict[str, Any]) -> Table:
 
 
 def candle_table(candles: dict[str, Any]) -> Table:
-    table = _table(f"candle maintenance per stored update — {candles['updates_per_day']:,} updates/day, "
-                   f"{candles['symbols']} symbols, enricher batches of {candles['batch']} "
-                   f"({candles['simulated_minutes']:g} simulated minutes, moto's server)",
-                   ("WRU/update", "budget", "requests read/update", "RRU/update", "updates", "candles written",
-                    "largest item bytes", "mean candle bytes"), left=0)
-    table.add_row(f"{candles['write_units_per_update']:.4f}",
-                  verdict(candles["write_units_per_update"], candles["budget_write_units_per_update"]),
-                  f"{candles['reads_per_update']:.4f}", f"{candles['read_units_per_update']:.4f}",
-                  f"{candles['updates']:,}", f"{candles['candles_written']:,}", str(candles["largest_item_bytes"]),
-                  f"{candles.get('mean_candle_bytes', 0):.0f}")
+    table = _table(f"candle and composite maintenance per stored update — {candles['updates_per_day']:,} updates/day, "
+                   f"{candles['symbols']} symbols ({candles['simulated_minutes']:g} simulated minutes, moto's server, "
+                   "units priced by DynamoDB's rules)",
+                   ("batch", "venues", "WRU/update", "budget", "requests read/update", "RRU/update", "updates",
+                    "candles written", "largest item bytes", "mean candle bytes"), left=0)
+    for run in [candles, *candles.get("runs", [])]:
+        table.add_row(str(run["batch"]), str(run.get("venues", 1)), f"{run['write_units_per_update']:.4f}",
+                      verdict(run["write_units_per_update"], candles["budget_write_units_per_update"]),
+                      f"{run['reads_per_update']:.4f}", f"{run['read_units_per_update']:.4f}",
+                      f"{run['updates']:,}", f"{run['candles_written']:,}", str(run["largest_item_bytes"]),
+                      f"{run.get('mean_candle_bytes', 0):.0f}")
     table.caption = ("the window closes a candle of every interval at a UTC midnight: more coarse closes than an "
                      "average minute")
     return table
@@ -219,6 +228,26 @@ def storage_table(bench: dict[str, Any], updates_per_day: int, symbols: int, ret
     return table
 
 
+def venue_table(bench: dict[str, Any], updates_per_day: int, symbols: int, venues: int) -> Table:
+    """The figures that keep the cost honest with venues, at batches of 100 and at the batch the
+    enricher's 1 s window really forms at this rate (each from the nearest measured row)."""
+    table = _table(f"Venues: {symbols} symbols × {venues} venues, {updates_per_day:,} updates/day — per enricher batch",
+                   ("enricher batch (measured)", "enricher requests/record", "enricher RRU/record",
+                    "candle + composite WRU/update", "candle RRU/update", "ratio to the write floor"))
+    for row in venue_figures(bench, updates_per_day, symbols, venues):
+        table.add_row(f"{row['batch']} ({row['measured_batch']}, {row['venues']} venue(s))",
+                      f"{row['requests_per_record']:.2f} " + verdict(row["requests_per_record"],
+                                                                      ENRICHER_REQUESTS_BEFORE),
+                      f"{row['read_units_per_record']:.2f}",
+                      f"{row['candle_wru_per_update']:.4f} " + verdict(row["candle_wru_per_update"], CANDLE_WRU_TARGET),
+                      f"{row['candle_rru_per_update']:.4f}",
+                      f"{row['ratio_to_floor']:.2f}× " + verdict(round(row["ratio_to_floor"], 2),
+                                                                  RATIO_TO_FLOOR_BEFORE))
+    table.caption = (f"targets: requests/record and the ratio must not rise above the single-venue "
+                     f"{ENRICHER_REQUESTS_BEFORE:.2f} and {RATIO_TO_FLOOR_BEFORE:.2f}×; upkeep ≤ {CANDLE_WRU_TARGET}")
+    return table
+
+
 def api_cost_table(bench: dict[str, Any]) -> Table:
     rows = api_costs(bench)
     memory = rows[0]["memory_mb"] if rows else 0
@@ -255,7 +284,8 @@ def bench_report(quick: bool = False) -> None:
 
 
 def cost_report(updates_per_day: int, batch_size: int | None = None, symbols: int | None = None,
-                sender: str = "default", month: int = 1, tick_retention_days: int | None = None) -> None:
+                sender: str = "default", month: int = 1, tick_retention_days: int | None = None,
+                venues: int | None = None) -> None:
     """`invoke cost`: price the measured figures of results/bench.json for one sender."""
     from evidence.bench import load
 
@@ -264,18 +294,22 @@ def cost_report(updates_per_day: int, batch_size: int | None = None, symbols: in
     chosen = SENDERS[sender]
     batch = batch_size or chosen.batch_size
     symbol_count = symbols or chosen.symbols
+    venue_count = venues or chosen.venues
+    if venue_count < 1:
+        raise CostInputError(f"venues: at least 1, got {venue_count}")
     bench = load()
     console = _console()
     lines = estimate(bench, updates_per_day, batch, symbol_count, month=month,
-                     tick_retention_days=tick_retention_days, sender=sender)
+                     tick_retention_days=tick_retention_days, sender=sender, venues=venue_count)
     title = (f"Monthly cost estimate, us-east-1, {updates_per_day:,} updates/day — sender {sender}: {chosen.note} "
-             f"(batches of {batch}, {symbol_count} symbols)")
+             f"(batches of {batch}, {symbol_count} symbols × {venue_count} venues)")
     console.print(cost_table(lines, summary(lines, updates_per_day), updates_per_day, title))
     if sender == "relay" and batch_size is None:
         window = relay_batch(updates_per_day, chosen.batch_size)
         if window < chosen.batch_size:
             slower = summary(estimate(bench, updates_per_day, window, symbol_count, month=month,
-                                      tick_retention_days=tick_retention_days, sender=sender), updates_per_day)
+                                      tick_retention_days=tick_retention_days, sender=sender, venues=venue_count),
+                             updates_per_day)
             console.print(f"Note: at {updates_per_day / 86_400:.1f} updates/s the relay's 1 s batch window sends "
                           f"~{window} ticks per request, not {chosen.batch_size}: "
                           f"${slower['per_million_updates_usd']:.2f} per million "
@@ -283,10 +317,11 @@ def cost_report(updates_per_day: int, batch_size: int | None = None, symbols: in
     console.print(storage_table(bench, updates_per_day, symbol_count))
     for retention in (None, 30):
         late = summary(estimate(bench, updates_per_day, batch, symbol_count, month=12, tick_retention_days=retention,
-                                sender=sender), updates_per_day)
+                                sender=sender, venues=venue_count), updates_per_day)
         label = "no tick retention" if retention is None else f"tick_retention_days={retention}"
         console.print(f"In month 12 with {label}: ${late['monthly_usd']:,.2f} per month, "
                       f"${late['per_million_updates_usd']:.2f} per million updates "
                       f"({late['ratio_to_floor']:.2f}× the floor).")
+    console.print(venue_table(bench, updates_per_day, symbol_count, venue_count))
     if bench.get("api"):
         console.print(api_cost_table(bench))

@@ -23,6 +23,7 @@ from evidence.cost import (
     storage_table_rows,
     stored_days,
     summary,
+    venue_figures,
 )
 
 BENCH = {
@@ -157,3 +158,73 @@ def test_read_api_lines_per_million_requests():
 def test_function_memory_comes_from_the_environment_model():
     memory = function_memory_mb()
     assert memory["price_api"] == 256 and memory["webhook"] == 1024 and memory["enricher"] == 512
+
+
+VENUE_ROWS = [{"batch": b, "symbols": 20, "venues": 3, "candles": True, "reads_per_record": 20 / b if b == 100 else 1.0,
+               "writes_per_record": 1.0, "dynamodb_requests_per_record": 1.0 + (0.2 if b == 100 else 1.0),
+               "read_units_per_record": 0.8 if b == 100 else 3.0, "write_units_per_record": 1}
+              for b in (100, 12)]
+SINGLE_ROWS = [{**row, "dynamodb_requests_per_record": row["reads_per_record"] + 1} for row in BENCH["enricher"]]
+VENUE_BENCH = {**MEASURED, "enricher": [*SINGLE_ROWS, *VENUE_ROWS],
+               "candles": {**MEASURED["candles"], "venues": 3,
+                           "runs": [{**MEASURED["candles"], "batch": 12, "write_units_per_update": 0.09,
+                                     "read_units_per_update": 1.0}]}}
+
+
+def test_venue_figures_come_from_the_three_venue_rows_at_100_and_at_the_window_batch():
+    rows = venue_figures(VENUE_BENCH, 1_000_000, 20, 3)
+    assert [(row["batch"], row["measured_batch"], row["venues"]) for row in rows] == [(100, 100, 3), (12, 12, 3)]
+    assert [row["requests_per_record"] for row in rows] == [1.2, 2.0]
+    assert [row["read_units_per_record"] for row in rows] == [0.8, 3.0]
+    assert [row["candle_wru_per_update"] for row in rows] == pytest.approx([0.07, 0.09])
+    assert rows[0]["requests_met"] and not rows[1]["requests_met"]
+
+
+def test_venue_figures_move_with_their_measured_inputs():
+    before = venue_figures(VENUE_BENCH, 1_000_000, 20, 3)
+    more_reads = {**VENUE_BENCH, "enricher": [{**row, "read_units_per_record": row["read_units_per_record"] * 2,
+                                               "dynamodb_requests_per_record": 1.5}
+                                              if row.get("venues") == 3 else row for row in VENUE_BENCH["enricher"]]}
+    after = venue_figures(more_reads, 1_000_000, 20, 3)
+    assert [row["read_units_per_record"] for row in after] == [1.6, 6.0]
+    assert [row["requests_per_record"] for row in after] == [1.5, 1.5]
+    assert all(a["ratio_to_floor"] > b["ratio_to_floor"] for a, b in zip(after, before, strict=True))
+    heavier = {**VENUE_BENCH, "candles": {**VENUE_BENCH["candles"], "write_units_per_update": 0.2}}
+    judged = venue_figures(heavier, 1_000_000, 20, 3)[0]
+    assert judged["candle_wru_per_update"] == pytest.approx(0.2) and not judged["candle_met"]
+    assert judged["ratio_to_floor"] > before[0]["ratio_to_floor"]
+
+
+def test_venue_figures_follow_the_rate_to_the_window_batch():
+    assert [row["batch"] for row in venue_figures(VENUE_BENCH, 500_000, 20, 3)] == [100, 6]
+    assert [row["batch"] for row in venue_figures(VENUE_BENCH, 20_000_000, 20, 3)] == [100]
+
+
+def test_one_venue_prices_the_single_venue_rows():
+    rows = venue_figures(VENUE_BENCH, 1_000_000, 20, 1)
+    assert all(row["venues"] == 1 for row in rows)
+    assert rows[0]["read_units_per_record"] == 0.2
+
+
+def test_invoke_cost_prints_the_venue_lines(tmp_path, monkeypatch, capsys):
+    import json
+
+    from evidence import bench, reports
+
+    (tmp_path / "bench.json").write_text(json.dumps(VENUE_BENCH))
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(bench.load, "__defaults__", (tmp_path,))
+    monkeypatch.setattr(reports, "_console", lambda: __import__("rich.console").console.Console(width=300))
+    reports.cost_report(1_000_000)
+    text = capsys.readouterr().out
+    assert "20 symbols × 3 venues" in text
+    assert "MISSED (> 1.2)" in text      # 2.00 requests per record at the window's 12
+    assert "3.00" in text and "0.0900" in text
+
+
+def test_venues_below_one_are_refused_before_anything_is_read(tmp_path, monkeypatch):
+    from evidence import bench, reports
+
+    monkeypatch.setattr(bench.load, "__defaults__", (tmp_path,))
+    with pytest.raises(CostInputError, match="venues: at least 1"):
+        reports.cost_report(1_000_000, venues=-1)

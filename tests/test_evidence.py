@@ -201,3 +201,33 @@ def test_results_round_trip_through_the_results_folder(tmp_path):
     assert path.name == "bench.json"
     assert load(tmp_path)["api"] == {"requests": []}
     assert save(BenchResults("2026-11-25", "machine", quick=True), tmp_path).name == "bench-quick.json"
+
+
+class _FakeDynamo:
+    """Answers as DynamoDB would, with fixed items: enough to price what a bench meters."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def query(self, **kwargs):
+        return {"Items": self.items}
+
+    def get_item(self, **kwargs):
+        return {"Item": self.items[0]} if self.items else {}
+
+    def put_item(self, **kwargs):
+        return {}
+
+
+def test_the_table_meter_prices_each_table_apart_by_dynamodb_rules():
+    from evidence.bench import TableMeter
+
+    big = {"symbol": {"S": "X"}, "blob": {"S": "x" * 3000}}  # ~3 KB
+    meter = TableMeter(_FakeDynamo([big, big]))
+    meter.query(TableName="ticks", ConsistentRead=True)            # 6 KB in one page: 2 units
+    meter.get_item(TableName="candles", ConsistentRead=True)       # 3 KB: 1 unit
+    meter.put_item(TableName="candles", Item=big)                  # 3 KB: 3 write units
+    ticks, candles = meter.figures(0, "ticks", 2), meter.figures(0, "candles", 2)
+    assert ticks == {"requests": 0.5, "reads": 0.5, "writes": 0.0, "read_units": 1.0, "write_units": 0.0}
+    assert candles == {"requests": 1.0, "reads": 0.5, "writes": 0.5, "read_units": 0.5, "write_units": 1.5}
+    assert meter.figures(3, "candles", 1)["requests"] == 0   # only what came after the mark

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from emulator.function_url import url_event
 from functions.price_api import service as api
 from functions.price_api.routes import MAX_TICK_KEY, MAX_TIME_MS, encode_cursor
 from functions.price_api.settings import Settings
+from functions.shared.candles import Candle as StoredCandle
 from functions.shared.price_table import candles, reads
 from functions.shared.price_table.keys import event_ms, sort_key
 from functions.shared.price_table.reads import ReadLog, read_ticks
@@ -502,26 +502,14 @@ def test_a_bad_venue_is_a_400_naming_it(dynamodb, path, query, venue):
     assert status == 400 and body["error"].startswith("venue: "), body
 
 
-@dataclass(frozen=True)
-class StubCandle:
-    """A candle with the contract's volume fields (the candle module's own once it has them)."""
-
-    start: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    count: int
-    volume: Decimal
-    volume_count: int
-
-
 def test_candles_pass_the_venue_to_the_candle_store_and_answer_volume_as_a_plain_decimal(dynamodb, monkeypatch):
     asked: list[str | None] = []
 
     def read_candles(*args: Any, venue: str | None = None) -> tuple[list[Any], int | None]:
         asked.append(venue)
-        return [StubCandle(D0, Decimal(1), Decimal(2), Decimal("0.5"), Decimal(1), 3, Decimal("1E-8"), 1)], None
+        candle = StoredCandle(D0, Decimal(1), Decimal(2), Decimal("0.5"), Decimal(1), 3, volume=Decimal("1E-8"),
+                              volume_count=1)
+        return [candle], None
 
     monkeypatch.setattr(api, "read_candles", read_candles)
     status, body = call(dynamodb, "/v1/candles/BTC-USD", {"interval": "1m", "venue": "Kraken"})

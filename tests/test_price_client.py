@@ -31,9 +31,10 @@ from botocore.exceptions import ClientError
 from emulator.sigv4 import verify_sigv4
 from functions.price_api import service as api
 from functions.price_api.settings import Settings
+from functions.shared.candles import Candle as StoredCandle
 from functions.shared.price_table import candles
 from tests.support.api_reads import reads_for
-from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, StubCandle, expected_candles, put_tick
+from tests.test_price_api import CANDLE_TICKS, CANDLES, D0, T0, TICKS, expected_candles, put_tick
 
 if importlib.util.find_spec("price_client") is None:  # not installed (pip install -e ./client): the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
@@ -264,7 +265,9 @@ def test_candles_carry_their_volume_and_venue(client, monkeypatch):
 
     def read_candles(*args: Any, venue: str | None = None) -> tuple[list[Any], int | None]:
         asked.append(venue)
-        return [StubCandle(D0, Decimal(1), Decimal(2), Decimal(1), Decimal(2), 4, Decimal("2.000000001"), 3)], None
+        candle = StoredCandle(D0, Decimal(1), Decimal(2), Decimal(1), Decimal(2), 4, volume=Decimal("2.000000001"),
+                              volume_count=3)
+        return [candle], None
 
     monkeypatch.setattr(api, "read_candles", read_candles)
     got = client.candles("SOL-USD", "1m", venue="Kraken")
