@@ -37,6 +37,7 @@ from errors import PipelineError
 from evidence.capacity import item_size, read_units, write_units
 from functions.shared.price_table.items import stream_record
 from functions.shared.price_table.keys import table_definition
+from functions.webhook_processor.exchanges import EXCHANGES
 from functions.webhook_processor.settings import Settings as WebhookSettings
 from stacks.names import FUNCTION_NAMES
 
@@ -209,7 +210,7 @@ class TableMeter:
                 "read_units": read_units_total / records, "write_units": write_units_total / records}
 
 
-BENCH_VENUES = ("binance", "coinbase", "kraken")
+BENCH_VENUES = EXCHANGES  # the venues a bench tick comes from: every exchange the pipeline reads
 # 1,000,000 updates a day arrive 86.4 ms apart: the bench's stream has that spacing, so its
 # batches span the event time (and close the minutes) that real batches do.
 UPDATE_SPACING_MS = 86

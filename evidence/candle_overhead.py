@@ -39,6 +39,7 @@ from functions.shared.price_table.candles import PACK_SUFFIX, SERIES, maintain
 from functions.shared.price_table.candles import table_definition as candle_table_definition
 from functions.shared.price_table.keys import SORT_KEY, event_ms, first_slot, sort_key, table_definition
 from functions.shared.price_table.reads import MeteredClient, ReadLog
+from functions.webhook_processor.exchanges import EXCHANGES
 
 DAY_MS = 86_400_000
 # 2023-11-15T00:00:00Z minus 61 minutes (1 of warm-up): a run of 61+ minutes fills the hour
@@ -49,7 +50,7 @@ CANDLE_TABLE = "price-candles-overhead"
 TICK_TABLE = "crypto-prices-overhead"
 
 
-VENUES = ("binance", "coinbase", "kraken")
+VENUES = EXCHANGES
 
 
 @dataclass(frozen=True)
