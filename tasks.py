@@ -264,10 +264,12 @@ def rebuild(c, env=None, suffix=None, symbols=None, yes=False, volume_24h_source
             "its values, --exchange/--symbols/--ws-url cannot be combined with its exchanges, its webhook_url "
             "must be the environment's",
             "source": "the relay's HMAC source id in the webhook secrets (default for local: its dev HMAC source)",
-            "spool": "spool file (default build/relay/<env>-<suffix>.sqlite, its directory created)"})
+            "spool": "spool file (default build/relay/<env>-<suffix>.sqlite, its directory created)",
+            "channel": "trade (default: each trade's quantity, aggregated per second) or ticker"})
 @one_line_errors
-def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, source=None, spool=None, suffix=None):
-    """Forward exchange websocket tickers to the webhook in signed batches, spooled on disk (nothing lost)."""
+def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, source=None, spool=None, suffix=None,
+          channel=None):
+    """Forward exchange trades (or tickers) to the webhook in signed batches, spooled on disk (nothing lost)."""
     from delivery.deployer import read_outputs
     from senders.relay import relay_settings, run_relay
 
@@ -275,7 +277,7 @@ def relay(c, env=None, exchange=None, symbols=None, ws_url=None, config=None, so
     outputs = None if configuration.is_emulated else read_outputs(configuration)
     data, secret_env = relay_settings(configuration, outputs, lambda name: _secrets_entry(configuration, name),
                                       source=source, exchange=exchange, symbols=symbols, ws_url=ws_url,
-                                      config_file=config, spool=spool)
+                                      config_file=config, spool=spool, channel=channel)
     raise Exit(code=run_relay(data, secret_env))
 
 

@@ -42,3 +42,9 @@ def test_a_missing_or_bad_option_fails_in_one_line(args, message):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_the_relay_task_chooses_the_channel_as_the_relay_does():
+    """`invoke relay` passes --channel (trade by default, or ticker) on to the relay."""
+    result = invoke("relay", "--help")
+    assert result.returncode == 0 and "--channel" in result.stdout and "ticker" in result.stdout, result.stdout
