@@ -42,7 +42,12 @@ def resolve(env: str | None, suffix: str | None = None, *, default: str | None =
     name = env or default
     if not name:
         raise ConfigError("--env is required (local, dev, staging or prod)")
-    return load_config(name).with_suffix(suffix)
+    configuration = load_config(name).with_suffix(suffix)
+    if configuration.is_emulated:
+        from delivery.local_session import use_running_endpoint
+
+        use_running_endpoint(os.environ)  # the running `invoke local`, found without an export
+    return configuration
 
 
 def _synthesized(env: str | None, suffix: str | None, default: str | None = None) -> Any:

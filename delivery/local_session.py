@@ -9,6 +9,7 @@ other way round. No secret is written: the dev-only one is in environments/local
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,17 @@ def read_running_local(path: Path | None = None) -> dict[str, Any]:
 def clear_running_local(path: Path | None = None) -> None:
     """Forget the record when the stack stops, so no reader finds a dead URL."""
     (RUNNING_LOCAL if path is None else path).unlink(missing_ok=True)
+
+
+def use_running_endpoint(environ: MutableMapping[str, str]) -> str | None:
+    """Point an emulated environment's AWS clients at the running `invoke local` (its moto port),
+    so `invoke secrets`, `drain-dlq`, `rebuild` and the others find it without an exported
+    AWS_ENDPOINT_URL. An endpoint already set wins; with no session recorded, nothing changes (the
+    task then fails in one line where it first reaches AWS). Returns the endpoint it set."""
+    if environ.get("AWS_ENDPOINT_URL") or not RUNNING_LOCAL.is_file():
+        return None
+    endpoint = read_running_local().get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        return None
+    environ["AWS_ENDPOINT_URL"] = endpoint
+    return endpoint

@@ -4,6 +4,7 @@ task, and a missing required option fails in one line after --help had its chanc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,24 @@ def test_the_relay_task_chooses_the_channel_as_the_relay_does():
     """`invoke relay` passes --channel (trade by default, or ticker) on to the relay."""
     result = invoke("relay", "--help")
     assert result.returncode == 0 and "--channel" in result.stdout and "ticker" in result.stdout, result.stdout
+
+
+def test_an_emulated_environment_finds_the_running_local_stack(tmp_path, monkeypatch):
+    """`invoke secrets/drain-dlq/rebuild --env local` beside a running `invoke local` go to its port,
+    which `invoke local` records, without an exported AWS_ENDPOINT_URL; an exported one wins."""
+    import tasks
+    from delivery import local_session
+
+    monkeypatch.setattr(local_session, "RUNNING_LOCAL", tmp_path / "running.json")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")  # records the variable's state, restored after the test
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    tasks.resolve("local")
+    assert "AWS_ENDPOINT_URL" not in os.environ  # no session recorded: nothing changes
+    local_session.write_running_local("http://127.0.0.1:5001/", "http://127.0.0.1:4999", None)
+    tasks.resolve("dev")
+    assert "AWS_ENDPOINT_URL" not in os.environ  # a real AWS environment is never redirected
+    tasks.resolve("local")
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4999"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    tasks.resolve("local")
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
